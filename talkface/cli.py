@@ -1,0 +1,51 @@
+"""The ``talkface`` command: one sub-app (or command group) per part of the job, nothing else."""
+
+from __future__ import annotations
+
+import typer
+
+from talkface import __version__
+from talkface.evaluate import cli as evaluate_cli
+from talkface.models import cli as models_cli
+from talkface.preprocess import cli as preprocess_cli
+
+app = typer.Typer(
+    name="talkface",
+    help=(
+        "Speech-driven talking-face research, end to end.\n\n"
+        "A tour: [bold]prepare[/bold] a corpus into landmarks, aligned crops and speech features; "
+        "[bold]inspect[/bold] a prepared clip; compute [bold]features[/bold] for one wav; "
+        "[bold]train[/bold] the four stages of Sinha et al. (IJCNN 2020); [bold]generate[/bold] "
+        "talking-face videos; [bold]evaluate[/bold] them with named, calibrated metrics "
+        "([bold]metrics list[/bold] shows them). Start with [bold]talkface demo[/bold]."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"talkface {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """talkface: speech-driven talking-face research toolkit."""
+
+
+preprocess_cli.register(app)
+models_cli.register(app)
+evaluate_cli.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""68-point facial landmark backends, chosen by name (as face-alignment picks its detector).
+
+    backend = get_landmark_backend("dlib")
+    track = backend.track(frames)          # LandmarkTrack: (T, 68, 2) points, NaN where no face
+"""
+
+from talkface.preprocess.landmarks.base import (
+    LandmarkBackend,
+    LandmarkTrack,
+    NoFaceError,
+    available_landmark_backends,
+    get_landmark_backend,
+    register_landmark_backend,
+)
+
+__all__ = [
+    "LandmarkBackend",
+    "LandmarkTrack",
+    "NoFaceError",
+    "available_landmark_backends",
+    "get_landmark_backend",
+    "register_landmark_backend",
+]

@@ -1,0 +1,202 @@
+"""Video and audio I/O with PyAV (bundled FFmpeg: no system ffmpeg needed).
+
+Video is decoded as a stream of frames, never held whole in memory, and resampled to a target frame
+rate by nearest source frame in time. Audio comes out as mono float32 at a requested rate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+AUDIO_RATE = 16000
+
+
+class MediaError(RuntimeError):
+    """A video or audio file that cannot be read (corrupt, truncated, no stream)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    n_frames: int | None  # from the container header; may be missing or wrong
+    duration_s: float | None
+    has_audio: bool
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            vs = container.streams.video[0]
+            rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+            duration = None
+            if vs.duration is not None and vs.time_base is not None:
+                duration = float(vs.duration * vs.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            return VideoInfo(
+                width=vs.codec_context.width,
+                height=vs.codec_context.height,
+                fps=float(rate),
+                n_frames=vs.frames or None,
+                duration_s=duration,
+                has_audio=bool(container.streams.audio),
+            )
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot open video ({exc})") from exc
+
+
+def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames (H, W, 3). With ``fps``, resample to that rate by nearest frame in time.
+
+    A file that breaks part-way raises :class:`MediaError` after the frames that decoded.
+    """
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot open video ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        src_fps = float(vs.average_rate or vs.guessed_rate or 25)
+        frames = _decode(container, vs, path)
+        if fps is None or math.isclose(fps, src_fps, rel_tol=1e-3):
+            yield from frames
+        else:
+            yield from _resample(frames, src_fps, fps)
+
+
+def _decode(container: av.container.InputContainer, vs, path) -> Iterator[np.ndarray]:
+    n = 0
+    try:
+        for frame in container.decode(vs):
+            n += 1
+            yield frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise MediaError(f"{path}: decoding failed after {n} frames ({exc})") from exc
+    if n == 0:
+        raise MediaError(f"{path}: no decodable video frames")
+
+
+def _resample(frames: Iterable[np.ndarray], src_fps: float, dst_fps: float) -> Iterator[np.ndarray]:
+    """Nearest-in-time resampling: output frame k shows the source frame nearest to k / dst_fps."""
+    k = 0
+    prev = None
+    for i, frame in enumerate(frames):
+        # Emit every output frame whose nearest source index is i (source frame i covers
+        # times [(i - 0.5) / src, (i + 0.5) / src)).
+        while (k / dst_fps) < (i + 0.5) / src_fps:
+            yield frame
+            k += 1
+        prev = frame
+    if prev is None:
+        return
+
+
+def read_video(path: str | os.PathLike, fps: float | None = None) -> np.ndarray:
+    """All frames as one (T, H, W, 3) array: for short clips and tests only."""
+    return np.stack(list(iter_frames(path, fps)))
+
+
+def read_audio(path: str | os.PathLike, sr: int = AUDIO_RATE) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at ``sr``, from an audio file or a video's audio track.
+
+    Raises :class:`MediaError` when there is no audio stream or it cannot be decoded.
+    """
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot open audio ({exc})") from exc
+    with container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(f"{path}: audio decoding failed ({exc})") from exc
+    if not chunks:
+        raise MediaError(f"{path}: audio stream has no samples")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def fit_audio_length(audio: np.ndarray, n_samples: int) -> tuple[np.ndarray, int]:
+    """Pad with zeros or trim to ``n_samples``; return the audio and the number of samples padded."""
+    if len(audio) >= n_samples:
+        return audio[:n_samples], 0
+    pad = n_samples - len(audio)
+    return np.concatenate([audio, np.zeros(pad, dtype=audio.dtype)]), pad
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray | None = None,
+    sr: int = AUDIO_RATE,
+    crf: int = 18,
+) -> int:
+    """Encode RGB uint8 frames as H.264 mp4 (yuv420p), muxing mono float32 ``audio`` as AAC.
+
+    Frames are consumed lazily. Returns the number of frames written. Write to a temporary path and
+    rename (see :mod:`talkface.utils.atomic`) when the file must appear atomically.
+    """
+    rate = Fraction(fps).limit_denominator(1001)
+    n = 0
+    with av.open(str(Path(path)), mode="w", format="mp4") as container:
+        vstream = None
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sr)
+            astream.layout = "mono"
+        for frame in frames:
+            if vstream is None:
+                h, w = frame.shape[:2]
+                vstream = container.add_stream("libx264", rate=rate)
+                vstream.width, vstream.height = w - w % 2, h - h % 2
+                vstream.pix_fmt = "yuv420p"
+                vstream.options = {"crf": str(crf), "preset": "veryfast"}
+            frame = np.ascontiguousarray(frame[: vstream.height, : vstream.width])
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            for packet in vstream.encode(vf):
+                container.mux(packet)
+            n += 1
+        if vstream is None:
+            raise MediaError(f"{path}: no frames to write")
+        for packet in vstream.encode():
+            container.mux(packet)
+        if astream is not None and audio is not None and len(audio):
+            samples = np.clip(np.asarray(audio, dtype=np.float32), -1, 1).reshape(1, -1)
+            step = 1024 * 16
+            pts = 0
+            for start in range(0, samples.shape[1], step):
+                chunk = np.ascontiguousarray(samples[:, start : start + step])
+                af = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                af.sample_rate = sr
+                af.pts = pts
+                pts += chunk.shape[1]
+                for packet in astream.encode(af):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return n
