@@ -1,0 +1,219 @@
+"""The metric interface every talkface metric implements, and the registry that names them.
+
+A metric is a class with a stable ``name``, a direction, the inputs it ``needs`` and a ``variant``
+string that goes into every result row, so two numbers computed differently never share a label.
+The runner builds one :class:`ClipSample` per clip and calls :meth:`Metric.score` on it.
+
+Learned metrics (identity, LPIPS, SyncNet) live in modules that import heavy or optional packages;
+they are imported lazily by the registry, and a module that fails to import is recorded (see
+:func:`metric_import_errors`) instead of breaking the other metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from talkface import __version__
+
+#: Inputs a metric may declare in ``needs`` (``frames`` and ``fps`` are always present).
+KNOWN_NEEDS = frozenset({"ref_frames", "landmarks", "ref_landmarks", "audio", "identity_image"})
+
+#: Modules of ``talkface.evaluate.metrics`` that define metrics, imported on first registry use.
+METRIC_MODULES: tuple[str, ...] = ("psnr", "ssim", "cpbd", "lmd", "blinks", "identity", "lpips", "syncnet")
+
+
+@dataclass
+class ClipSample:
+    """Everything a metric may look at for one clip (the runner fills what it can)."""
+
+    clip_id: str
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB, generated video
+    fps: float
+    ref_frames: np.ndarray | None = None  # (T, H, W, 3) uint8 ground truth, same size (runner resizes)
+    landmarks: np.ndarray | None = None  # (T, 68, 2) on `frames`, same backend as ref_landmarks
+    ref_landmarks: np.ndarray | None = None  # (T, 68, 2) on ref_frames
+    audio: np.ndarray | None = None  # mono float32 16 kHz of the generated video (or reference audio)
+    identity_image: np.ndarray | None = None  # (H, W, 3) uint8 the identity frame, if known
+    extras: dict = field(default_factory=dict)  # anything else
+
+
+@dataclass
+class MetricResult:
+    """One clip's score; ``value`` is NaN and ``error`` says why when it cannot be computed."""
+
+    value: float
+    per_frame: np.ndarray | None = None
+    error: str | None = None
+    details: dict = field(default_factory=dict)  # e.g. {"offset": 2} for LSE
+
+    @classmethod
+    def failed(cls, error: str, **details: Any) -> MetricResult:
+        return cls(value=math.nan, error=error, details=dict(details))
+
+
+class MetricUnavailable(RuntimeError):
+    """Raised by a metric's constructor when it cannot run (weights absent or wrong, package missing).
+
+    The message must say how to fix it (which file, where to get it). The runner skips such metrics
+    when they were not asked for by name and fails loudly when they were.
+    """
+
+
+class Metric(ABC):
+    """Base class: subclasses set the class attributes and implement :meth:`score`.
+
+    Options (variant choices, model paths) arrive as keyword arguments. ``accepted_options`` names
+    the ones a metric understands; :meth:`from_options` drops the rest so the runner can hand every
+    metric the same option bag (``arcface_model=...``, ``lpips_weights=...``).
+    ``variants`` maps a variant label to the options that select it (for ``metrics list`` and
+    ``--metrics name:variant``); the first entry is the default.
+    """
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool | None]  # None: no better direction, compare with the reference
+    needs: ClassVar[frozenset[str]] = frozenset()
+    doc: ClassVar[str] = ""  # one line: what it measures
+    reference: ClassVar[str] = ""  # paper or package it follows
+    accepted_options: ClassVar[frozenset[str]] = frozenset()
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        unknown = set(options) - set(self.accepted_options)
+        if unknown:
+            raise TypeError(
+                f"metric {self.name!r} got unknown option(s) {sorted(unknown)}; "
+                f"it accepts {sorted(self.accepted_options)}"
+            )
+        self.options: dict[str, Any] = dict(options)
+        #: Facts about the run the runner knows and the metric does not (detector, crop resolution).
+        self.run_context: dict[str, Any] = {}
+
+    @classmethod
+    def from_options(cls, **all_options: Any) -> Metric:
+        """Build the metric from a shared option bag, keeping only the options it accepts."""
+        return cls(**{k: v for k, v in all_options.items() if k in cls.accepted_options and v is not None})
+
+    @property
+    def variant(self) -> str:
+        """The variant label written into results (e.g. ``gaussian11-colour-range255``)."""
+        return "default"
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of the model file used, or None for weight-free metrics."""
+        return None
+
+    @property
+    def direction(self) -> str:
+        if self.higher_is_better is None:
+            return "closer to reference"
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    def definition(self) -> dict[str, Any]:
+        """Everything needed to reproduce or cite the number: goes into ``summary.json``."""
+        uses_landmarks = bool(self.needs & {"landmarks", "ref_landmarks"})
+        return {
+            "name": self.name,
+            "variant": self.variant,
+            "higher_is_better": self.higher_is_better,
+            "direction": self.direction,
+            "needs": sorted(self.needs),
+            "resolution": self.run_context.get(
+                "resolution", "as given (the runner resizes generated frames to the reference crop size)"
+            ),
+            "detector": self.run_context.get("detector") if uses_landmarks else None,
+            "weights_sha256": self.weights_sha256,
+            "talkface_version": __version__,
+            "doc": self.doc,
+            "reference": self.reference,
+            "options": {k: str(v) for k, v in sorted(self.options.items())},
+        }
+
+    def missing_needs(self, sample: ClipSample) -> list[str]:
+        """Names of the declared inputs that ``sample`` lacks (the runner records them as errors)."""
+        return sorted(n for n in self.needs if getattr(sample, n, None) is None)
+
+    def __call__(self, sample: ClipSample) -> MetricResult:
+        """Score with the needs checked and any exception turned into a recorded failure."""
+        missing = self.missing_needs(sample)
+        if missing:
+            return MetricResult.failed(f"missing input(s): {', '.join(missing)}")
+        try:
+            return self.score(sample)
+        except Exception as exc:  # noqa: BLE001 - one bad clip must not stop a run
+            return MetricResult.failed(f"{type(exc).__name__}: {exc}")
+
+    @abstractmethod
+    def score(self, sample: ClipSample) -> MetricResult:
+        """Score one clip."""
+
+
+_REGISTRY: dict[str, type[Metric]] = {}
+_IMPORT_ERRORS: dict[str, str] = {}
+_modules_loaded = False
+
+
+def register_metric(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: make ``cls`` available by ``cls.name``."""
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__name__} has no `name`")
+    bad = set(cls.needs) - KNOWN_NEEDS
+    if bad:
+        raise TypeError(f"{cls.__name__}.needs has unknown input(s) {sorted(bad)}; known: {sorted(KNOWN_NEEDS)}")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"metric name {cls.name!r} is already used by {existing.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_metric_modules() -> None:
+    """Import every metric module once; a module that fails is recorded, not raised."""
+    global _modules_loaded
+    if _modules_loaded:
+        return
+    for mod in METRIC_MODULES:
+        full = f"talkface.evaluate.metrics.{mod}"
+        try:
+            importlib.import_module(full)
+        except Exception as exc:  # noqa: BLE001 - optional backends must not break the others
+            _IMPORT_ERRORS[mod] = f"{type(exc).__name__}: {exc}"
+    _modules_loaded = True
+
+
+def metric_import_errors() -> dict[str, str]:
+    """Metric modules that could not be imported, with the reason (shown by ``metrics list``)."""
+    load_metric_modules()
+    return dict(_IMPORT_ERRORS)
+
+
+def available_metrics() -> list[type[Metric]]:
+    """All registered metric classes, sorted by name."""
+    load_metric_modules()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_metric_class(name: str) -> type[Metric]:
+    load_metric_modules()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hint = f" (modules that failed to import: {_IMPORT_ERRORS})" if _IMPORT_ERRORS else ""
+        raise KeyError(f"unknown metric {name!r}; known: {sorted(_REGISTRY)}{hint}") from None
+
+
+def get_metric(name: str, **options: Any) -> Metric:
+    """Build a metric by name. ``name:variant`` picks a named variant (see ``Metric.variants``)."""
+    base, _, variant = name.partition(":")
+    cls = get_metric_class(base)
+    if variant:
+        if variant not in cls.variants:
+            raise KeyError(f"metric {base!r} has no variant {variant!r}; variants: {sorted(cls.variants)}")
+        options = {**cls.variants[variant], **options}
+    return cls(**options)
