@@ -1,0 +1,313 @@
+"""The per-clip preparation pipeline and the parallel, resumable run over a corpus.
+
+One clip: decode (streaming) -> landmarks (detect + track) -> gap filling and zero-phase smoothing ->
+similarity alignment to the template -> audio (16 kHz mono) -> speech features at the frame rate ->
+aligned crops (second streaming decode) written as mp4 with the audio -> ``clips/<id>.npz`` -> the
+manifest row (written last: its existence marks the clip finished).
+
+Any failure of one clip becomes a ``failed`` row with its reason; the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from talkface import __version__
+from talkface.preprocess import media
+from talkface.preprocess.corpora.base import ClipSource
+from talkface.preprocess.store import DatasetStore, words_array
+
+
+@dataclass
+class PrepareConfig:
+    """Every setting that changes a prepared clip (stored in ``talkface_dataset.json``)."""
+
+    fps: float = 25.0
+    crop_size: int = 128
+    landmark_backend: str = "dlib"
+    landmark_options: dict[str, Any] = field(default_factory=dict)
+    feature_backend: str = "logmel"
+    feature_options: dict[str, Any] = field(default_factory=dict)
+    max_gap_frames: int = 5  # no-face gaps up to this long are interpolated; longer stay NaN
+    min_face_ratio: float = 0.5  # below this share of frames with a face the clip fails
+    min_audio_ratio: float = 0.5  # audio covering less than this share of the video fails the clip
+    crop_crf: int = 18
+
+
+@dataclass
+class ClipTools:
+    """Backends built once per worker process (model loading is the slow part)."""
+
+    config: PrepareConfig
+    landmarks: Any = None
+    features: Any = None
+
+    def __post_init__(self) -> None:
+        from talkface.preprocess.features import get_feature_backend
+        from talkface.preprocess.landmarks import get_landmark_backend
+
+        self.landmarks = get_landmark_backend(self.config.landmark_backend, **self.config.landmark_options)
+        self.features = get_feature_backend(self.config.feature_backend, **self.config.feature_options)
+
+    def settings(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg["landmark_options"] = self.landmarks.settings()
+        cfg["feature_options"] = self.features.settings()
+        return cfg
+
+
+class ClipFailure(RuntimeError):
+    """A clip that cannot be prepared; the message is recorded in the manifest."""
+
+
+def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> dict[str, Any]:
+    """Prepare one clip into ``store`` and return its manifest row (never raises for bad input)."""
+    cfg = tools.config
+    row: dict[str, Any] = {
+        "clip_id": source.clip_id,
+        "corpus": source.corpus,
+        "speaker": source.speaker,
+        "split": source.split,
+        "source_video": str(source.source_video),
+        "source_audio": str(source.source_audio) if source.source_audio else None,
+        "n_frames": None,
+        "fps": cfg.fps,
+        "duration_s": None,
+        "transcript": source.transcript,
+        "status": "failed",
+        "error": None,
+        "flags": ";".join(source.flags),
+        "face_ratio": None,
+        "landmark_backend": tools.landmarks.name,
+        "feature_backend": tools.features.name,
+        "feature_model_sha256": tools.features.settings().get("model_sha256"),
+        "crop_size": cfg.crop_size,
+        "talkface_version": __version__,
+    }
+    flags = list(source.flags)
+    try:
+        status = _prepare(source, store, tools, row, flags)
+        row["status"] = status
+    except (ClipFailure, media.MediaError) as exc:
+        row["error"] = str(exc)
+        store.remove_clip(source.clip_id)
+    except Exception as exc:  # an unexpected bug must not stop the whole run: record it loudly
+        row["error"] = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+        store.remove_clip(source.clip_id)
+    row["flags"] = ";".join(dict.fromkeys(flags))
+    store.write_row(row)
+    return row
+
+
+def _prepare(
+    source: ClipSource, store: DatasetStore, tools: ClipTools, row: dict[str, Any], flags: list[str]
+) -> str:
+    from talkface.preprocess.alignment import align_landmarks, warp_crop
+    from talkface.preprocess.landmarks.temporal import fill_gaps, smooth_landmarks
+
+    cfg = tools.config
+    # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
+    # file would otherwise give a silently shorter clip).
+    track = tools.landmarks.track(media.iter_frames(source.source_video, cfg.fps))
+    n = len(track)
+    row["n_frames"] = n
+    row["duration_s"] = n / cfg.fps
+    if n == 0:
+        raise ClipFailure("no video frames")
+    if source.words:
+        # A word alignment that runs past the decoded video means the file was cut short (a
+        # truncated MPEG-PS decodes cleanly to a shorter clip, so this is the only evidence).
+        last_end = max(end for _, end, _ in source.words)
+        if last_end > n / cfg.fps + 0.1:
+            raise ClipFailure(
+                f"video truncated: {n} frames ({n / cfg.fps:.2f} s) decoded, but its alignment runs to "
+                f"{last_end:.2f} s"
+            )
+    found = np.asarray(track.face_found, dtype=bool)
+    face_ratio = float(found.mean())
+    row["face_ratio"] = face_ratio
+    if face_ratio < cfg.min_face_ratio:
+        raise ClipFailure(
+            f"face found on {found.sum()} of {n} frames ({face_ratio:.0%} < {cfg.min_face_ratio:.0%})"
+        )
+    points = fill_gaps(track.points, found, cfg.max_gap_frames)
+    points = smooth_landmarks(points)
+    has_face = ~np.isnan(points).any(axis=(1, 2))
+    status = "ok" if has_face.all() else "partial"
+    if not has_face.all():
+        flags.append(f"no_face_frames={int((~has_face).sum())}")
+    elif not found.all():
+        flags.append(f"interpolated_frames={int((~found).sum())}")
+    transforms, aligned = align_landmarks(points, cfg.crop_size)
+
+    # Audio: the corpus' separate file when given, else the video's own track.
+    audio_path = source.source_audio or source.source_video
+    try:
+        audio = media.read_audio(audio_path, media.AUDIO_RATE)
+    except media.MediaError as exc:
+        raise ClipFailure(f"no usable audio: {exc}") from exc
+    n_samples = int(round(n / cfg.fps * media.AUDIO_RATE))
+    if len(audio) < cfg.min_audio_ratio * n_samples:
+        raise ClipFailure(
+            f"audio covers {len(audio) / media.AUDIO_RATE:.2f} s of a {n / cfg.fps:.2f} s video"
+        )
+    audio, padded = media.fit_audio_length(audio, n_samples)
+    if padded > media.AUDIO_RATE / cfg.fps:  # more than one frame of silence added
+        flags.append(f"audio_padded_ms={1000 * padded / media.AUDIO_RATE:.0f}")
+    feats = tools.features.compute(audio, n, cfg.fps)
+    if len(feats) != n:
+        raise ClipFailure(f"feature count {len(feats)} != frame count {n}")
+
+    # Pass 2: aligned crops. Frames without a transform reuse the nearest valid one so the crop video
+    # keeps all n frames in step with the arrays.
+    fill = _nearest_valid_index(~np.isnan(transforms).any(axis=(1, 2)))
+    crops = (
+        warp_crop(frame, transforms[fill[i]], cfg.crop_size)
+        for i, frame in enumerate(media.iter_frames(source.source_video, cfg.fps))
+    )
+    from talkface.utils.atomic import atomic_path
+
+    with atomic_path(store.crop_path(source.clip_id)) as tmp:
+        written = media.write_video(tmp, crops, cfg.fps, audio, media.AUDIO_RATE, crf=cfg.crop_crf)
+        if written != n:
+            raise ClipFailure(f"second decode gave {written} frames, first gave {n}")
+
+    store.write_clip(
+        source.clip_id,
+        landmarks=points.astype(np.float32),
+        face_found=found,
+        transform=transforms.astype(np.float32),
+        landmarks_aligned=aligned.astype(np.float32),
+        audio_features=feats.astype(np.float16),
+        words=words_array(source.words),
+    )
+    return status
+
+
+def _nearest_valid_index(valid: np.ndarray) -> np.ndarray:
+    """For each index, the nearest index where ``valid`` is True (all must not be False)."""
+    idx = np.flatnonzero(valid)
+    if len(idx) == 0:
+        raise ClipFailure("no frame could be aligned")
+    pos = np.searchsorted(idx, np.arange(len(valid)))
+    left = idx[np.clip(pos - 1, 0, len(idx) - 1)]
+    right = idx[np.clip(pos, 0, len(idx) - 1)]
+    take_left = np.abs(np.arange(len(valid)) - left) <= np.abs(right - np.arange(len(valid)))
+    return np.where(take_left, left, right)
+
+
+# --------------------------------------------------------------------------------------------------
+# The run over a corpus.
+
+_WORKER_TOOLS: ClipTools | None = None
+_WORKER_STORE: DatasetStore | None = None
+
+
+def _init_worker(config: PrepareConfig, root: str) -> None:
+    global _WORKER_TOOLS, _WORKER_STORE
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    _WORKER_TOOLS = ClipTools(config)
+    _WORKER_STORE = DatasetStore(root)
+
+
+def _run_in_worker(source: ClipSource) -> dict[str, Any]:
+    assert _WORKER_TOOLS is not None and _WORKER_STORE is not None
+    return prepare_clip(source, _WORKER_STORE, _WORKER_TOOLS)
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int
+    prepared: int
+    statuses: dict[str, int]
+    failures: list[tuple[str, str]]
+    seconds: float
+    frames: int
+
+
+def run_prepare(
+    sources: Sequence[ClipSource],
+    store: DatasetStore,
+    config: PrepareConfig,
+    workers: int = 1,
+    overwrite: bool = False,
+    on_clip: Callable[[dict[str, Any]], None] | None = None,
+) -> RunSummary:
+    """Prepare every clip not already finished; rebuild the manifest; return counts and failures."""
+    todo = []
+    for src in sources:
+        if overwrite:
+            store.remove_clip(src.clip_id)
+        if not store.is_done(src.clip_id):
+            todo.append(src)
+    statuses: dict[str, int] = {}
+    failures: list[tuple[str, str]] = []
+    frames = 0
+    t0 = time.perf_counter()
+
+    def record(row: dict[str, Any]) -> None:
+        nonlocal frames
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        if row["status"] == "failed":
+            failures.append((row["clip_id"], str(row["error"]).splitlines()[0]))
+        frames += int(row["n_frames"] or 0)
+        if on_clip:
+            on_clip(row)
+
+    if todo and workers <= 1:
+        tools = ClipTools(config)
+        for src in todo:
+            record(prepare_clip(src, store, tools))
+    elif todo:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(config, str(store.root))
+        ) as pool:
+            pending = set()
+            queue = list(todo)
+            # Keep a bounded number of clips in flight so a stop loses little and memory stays flat.
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:
+                    pending.add(pool.submit(_run_in_worker, queue.pop(0)))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    record(fut.result())
+    _assign_current_splits(store, sources)
+    return RunSummary(
+        total=len(sources),
+        skipped=len(sources) - len(todo),
+        prepared=len(todo),
+        statuses=statuses,
+        failures=failures,
+        seconds=time.perf_counter() - t0,
+        frames=frames,
+    )
+
+
+def _assign_current_splits(store: DatasetStore, sources: Sequence[ClipSource]) -> None:
+    """Rewrite the manifest; the split column follows the current run's split protocol."""
+    df = store.write_manifest()
+    split_of = {s.clip_id: s.split for s in sources}
+    if len(df) and any(split_of.get(c, s) != s for c, s in zip(df.clip_id, df.split, strict=True)):
+        df["split"] = [split_of.get(c, s) for c, s in zip(df.clip_id, df.split, strict=True)]
+        from talkface.utils.atomic import atomic_path
+
+        with atomic_path(store.manifest_path) as tmp:
+            df.to_parquet(tmp, index=False)
