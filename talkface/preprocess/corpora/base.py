@@ -1,0 +1,211 @@
+"""What a corpus recipe finds: one :class:`ClipSource` per clip, plus folder-level problems.
+
+A recipe (lhotse style, one module per corpus) only *discovers*: it walks a corpus folder, pairs each
+video with its audio and transcript, assigns the split and notes anything odd. It decodes no media, so
+discovering 34,000 GRID clips takes seconds; the per-clip pipeline does the heavy work afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Word = tuple[float, float, str]
+
+
+class CorpusError(ValueError):
+    """A corpus folder that cannot be used at all (missing, empty, wrong layout)."""
+
+
+@dataclass
+class ClipSource:
+    """One clip to prepare: where its media lie and what is known about it before decoding."""
+
+    clip_id: str
+    corpus: str
+    speaker: str
+    split: str
+    source_video: Path
+    source_audio: Path | None = None  # None: use the video's own audio track
+    transcript: str = ""
+    words: list[Word] = field(default_factory=list)  # (start_s, end_s, word); empty if unknown
+    flags: list[str] = field(default_factory=list)  # e.g. "no_alignment", "alignment_mismatch"
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """The manifest columns this clip fills (DatasetStore.MANIFEST_COLUMNS names)."""
+        return {
+            "clip_id": self.clip_id,
+            "corpus": self.corpus,
+            "speaker": self.speaker,
+            "split": self.split,
+            "source_video": str(self.source_video),
+            "source_audio": None if self.source_audio is None else str(self.source_audio),
+            "transcript": self.transcript,
+            "flags": ";".join(self.flags),
+        }
+
+
+@dataclass
+class Discovery:
+    """All clips a recipe found, and the folder-level findings a user should read."""
+
+    clips: list[ClipSource]
+    problems: list[str] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, ClipSource]:
+        return {c.clip_id: c for c in self.clips}
+
+    def speakers(self) -> list[str]:
+        return sorted({c.speaker for c in self.clips}, key=natural_key)
+
+    def in_split(self, split: str) -> list[ClipSource]:
+        return [c for c in self.clips if c.split == split]
+
+
+class CorpusRecipe(ABC):
+    """A corpus layout: ``discover(root, split)`` lists its clips without decoding any media."""
+
+    name: str = ""
+    splits: tuple[str, ...] = ()  # split schemes this recipe accepts; the first is the default
+
+    @abstractmethod
+    def discover(self, root: str | os.PathLike, split: str | None = None, **opts: Any) -> Discovery:
+        """Walk ``root`` and return every clip with its split; raise :class:`CorpusError` if none."""
+
+    def _check_split(self, split: str | None) -> str:
+        split = split or self.splits[0]
+        if split not in self.splits:
+            raise CorpusError(f"{self.name}: unknown split {split!r}; choose one of {', '.join(self.splits)}")
+        return split
+
+
+_RECIPES: dict[str, Callable[[], CorpusRecipe]] = {}
+
+
+def register_recipe(name: str) -> Callable[[type[CorpusRecipe]], type[CorpusRecipe]]:
+    """Class decorator: make a recipe available as ``get_recipe(name)``."""
+
+    def wrap(cls: type[CorpusRecipe]) -> type[CorpusRecipe]:
+        cls.name = name
+        _RECIPES[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_recipes() -> list[str]:
+    return sorted(_RECIPES)
+
+
+def get_recipe(name: str) -> CorpusRecipe:
+    """The recipe registered under ``name`` (``grid``, ``folder``, ``voxceleb``)."""
+    # Importing the package registers the built-in recipes.
+    import talkface.preprocess.corpora  # noqa: F401
+
+    if name not in _RECIPES:
+        raise CorpusError(f"unknown corpus recipe {name!r}; available: {', '.join(available_recipes())}")
+    return _RECIPES[name]()
+
+
+def check_root(root: str | os.PathLike, corpus: str) -> Path:
+    """``root`` as a Path, or a :class:`CorpusError` that says what was expected."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise CorpusError(f"{corpus}: corpus folder {path} does not exist")
+    if not path.is_dir():
+        raise CorpusError(f"{corpus}: {path} is a file; give the corpus folder")
+    return path
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that puts s2 before s10."""
+    out: list[Any] = []
+    num = ""
+    for ch in text:
+        if ch.isdigit():
+            num += ch
+            continue
+        if num:
+            out.append((0, int(num), ""))
+            num = ""
+        out.append((1, 0, ch))
+    if num:
+        out.append((0, int(num), ""))
+    return tuple(out)
+
+
+# Seeded hash splits ------------------------------------------------------------------------------------
+
+
+def hash_fraction(clip_id: str, seed: int | str) -> float:
+    """A uniform number in [0, 1) fixed by (seed, clip_id) alone.
+
+    Depending on nothing else is what makes a hash split stable: adding or removing clips never moves
+    an existing clip to another split (unlike a shuffled list cut at fixed positions).
+    """
+    digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True)
+class HashSplitRule:
+    """Split by ``hash_fraction(clip_id, seed)``: ``split`` where ``lower <= h < upper``."""
+
+    bounds: tuple[tuple[str, float, float], ...]
+    seed: int = 0
+    hash: str = "sha256"
+
+    def __post_init__(self) -> None:
+        if self.hash != "sha256":
+            raise CorpusError(f"hash split: only sha256 is implemented, got {self.hash!r}")
+        edges = sorted((lo, hi) for _, lo, hi in self.bounds)
+        if not edges or edges[0][0] != 0.0 or edges[-1][1] != 1.0:
+            raise CorpusError(f"hash split bounds must cover [0, 1): {self.bounds}")
+        for (_, hi), (lo, _) in zip(edges, edges[1:], strict=False):
+            if abs(hi - lo) > 1e-12:
+                raise CorpusError(f"hash split bounds leave a gap or overlap at {hi} / {lo}: {self.bounds}")
+
+    def assign(self, clip_id: str) -> str:
+        h = hash_fraction(clip_id, self.seed)
+        for split, lo, hi in self.bounds:
+            if lo <= h < hi:
+                return split
+        raise AssertionError(f"hash {h} outside [0, 1)")  # unreachable: bounds cover [0, 1)
+
+    def fractions(self) -> dict[str, float]:
+        return {split: hi - lo for split, lo, hi in self.bounds}
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> HashSplitRule:
+        """Read ``split,lower,upper,seed,hash`` rows (one seed and hash for all rows)."""
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            raise CorpusError(f"{path}: no split rows")
+        seeds = {r["seed"] for r in rows}
+        hashes = {r["hash"] for r in rows}
+        if len(seeds) != 1 or len(hashes) != 1:
+            raise CorpusError(f"{path}: every row must share one seed and one hash")
+        bounds = tuple((r["split"], float(r["lower"]), float(r["upper"])) for r in rows)
+        return cls(bounds=bounds, seed=int(rows[0]["seed"]), hash=rows[0]["hash"])
+
+
+DEFAULT_HASH_SPLIT = HashSplitRule(bounds=(("train", 0.0, 0.8), ("val", 0.8, 0.9), ("test", 0.9, 1.0)))
+
+
+def data_manifests_dir() -> Path:
+    """Committed split lists and corpus fix-ups: ``$TALKFACE_DATA_MANIFESTS`` or the repo's folder."""
+    env = os.environ.get("TALKFACE_DATA_MANIFESTS")
+    path = Path(env) if env else Path(__file__).resolve().parents[3] / "data_manifests"
+    if not path.is_dir():
+        raise CorpusError(
+            f"data_manifests folder not found at {path}: install talkface from its source tree "
+            "(pip install -e .) or set TALKFACE_DATA_MANIFESTS to the repository's data_manifests folder"
+        )
+    return path
