@@ -4,7 +4,7 @@ A recipe walks a corpus folder and returns a :class:`Discovery` (clips with thei
 word timings and flags, plus folder-level problems) without decoding any media.
 """
 
-from talkface.preprocess.corpora import folder, grid  # noqa: F401  (registers the recipes)
+from talkface.preprocess.corpora import folder, grid, voxceleb  # noqa: F401  (registers the recipes)
 from talkface.preprocess.corpora.base import (
     ClipSource,
     CorpusError,

@@ -196,7 +196,14 @@ class HashSplitRule:
         return cls(bounds=bounds, seed=int(rows[0]["seed"]), hash=rows[0]["hash"])
 
 
-DEFAULT_HASH_SPLIT = HashSplitRule(bounds=(("train", 0.0, 0.8), ("val", 0.8, 0.9), ("test", 0.9, 1.0)))
+def rule_from_fractions(fractions: tuple[float, float, float], seed: int = 0) -> HashSplitRule:
+    """A train/val/test hash split with the given fractions (which must sum to 1)."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise CorpusError(f"split fractions (train, val, test) must be >= 0 and sum to 1, got {fractions}")
+    train, val, _ = fractions
+    return HashSplitRule(
+        bounds=(("train", 0.0, train), ("val", train, train + val), ("test", train + val, 1.0)), seed=seed
+    )
 
 
 def data_manifests_dir() -> Path:

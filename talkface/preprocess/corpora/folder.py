@@ -22,6 +22,7 @@ from talkface.preprocess.corpora.base import (
     check_root,
     natural_key,
     register_recipe,
+    rule_from_fractions,
 )
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm"})
@@ -75,7 +76,7 @@ class FolderRecipe(CorpusRecipe):
         if opts:
             raise CorpusError(f"folder: unknown options {sorted(opts)}")
         self._check_split(split)
-        rule = _rule_from_fractions(fractions, seed)
+        rule = rule_from_fractions(fractions, seed)
         root = check_root(root, corpus)
         videos = find_videos(root)
         if not videos:
@@ -85,8 +86,7 @@ class FolderRecipe(CorpusRecipe):
             )
         return self._discover_videos(root, videos, rule, corpus)
 
-    def _discover_videos(self, root: Path, videos: list[Path], rule: HashSplitRule, corpus: str,
-                         speaker_of: Any = None) -> Discovery:
+    def _discover_videos(self, root: Path, videos: list[Path], rule: HashSplitRule, corpus: str) -> Discovery:
         problems: list[str] = []
         clips: list[ClipSource] = []
         seen: dict[str, Path] = {}
@@ -102,7 +102,7 @@ class FolderRecipe(CorpusRecipe):
                 ClipSource(
                     clip_id=clip_id,
                     corpus=corpus,
-                    speaker=(speaker_of or speaker_for)(root, video),
+                    speaker=speaker_for(root, video),
                     split=rule.assign(clip_id),
                     source_video=video,
                     source_audio=wav if wav.is_file() else None,
@@ -118,10 +118,3 @@ class FolderRecipe(CorpusRecipe):
                 dirnames[:] = []
         return Discovery(clips=clips, problems=problems)
 
-
-def _rule_from_fractions(fractions: tuple[float, float, float], seed: int) -> HashSplitRule:
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise CorpusError(f"split fractions (train, val, test) must be >= 0 and sum to 1, got {fractions}")
-    train, val, _ = fractions
-    return HashSplitRule(bounds=(("train", 0.0, train), ("val", train, train + val),
-                                 ("test", train + val, 1.0)), seed=seed)
