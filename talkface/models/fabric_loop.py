@@ -1,0 +1,541 @@
+"""One training loop for every stage, on Lightning Fabric (CPU, one GPU, DDP across GPUs and nodes).
+
+A *stage* (landmarks, blinks, texture) supplies its models, optimisers, datasets, the training step,
+validation and image grids; :func:`run_training` does the rest: seeding, device placement, precision,
+a deterministic data order, checkpoints every ``ckpt_every`` steps and at the end, exact resume,
+TensorBoard scalars and images, rich progress with losses and samples/s.
+
+Why the data order is a pure function of (seed, step): the sampler draws one permutation per epoch
+from ``seed + epoch`` and cuts the concatenated permutations into global batches, rank r taking its
+slice. Resuming at step k therefore continues with exactly the batches an uninterrupted run would have
+seen, without replaying the loader. Items that need randomness (a random identity frame, say) get it
+from :meth:`Stage` dataset ``getitem_seeded(index, rng)`` with ``rng`` seeded by (seed, stream
+position), so they do not depend on worker processes either.
+
+Checkpoint layout (``<out>/checkpoints/last.pt`` and ``step_XXXXXXX.pt``), a plain dict readable with
+``torch.load`` and no Fabric::
+
+    {"stage", "config", "models": {name: state_dict}, "optimizers": {name: state_dict},
+     "step", "seed", "talkface_version", "dataset": {...}, "extra": {...}, "rng": {...},
+     "settings": {...}, "provenance": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from talkface import __version__
+from talkface.utils import atomic
+from talkface.utils.progress import console, make_progress
+from talkface.utils.provenance import provenance
+
+# -------------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass
+class TrainSettings:
+    """How to train (not what): shared by every stage, recorded in each checkpoint."""
+
+    out_dir: Path
+    max_steps: int = 2000
+    batch_size: int = 16
+    devices: str = "1"  # "1", "4", "0,1", "auto"
+    num_nodes: int = 1
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps
+    precision: str | None = None  # None: "32-true" on CPU, "bf16-mixed" on GPU
+    strategy: str = "auto"  # auto picks DDP when devices * nodes > 1
+    seed: int = 0
+    resume: bool = False
+    ckpt_every: int = 500
+    keep_step_checkpoints: bool = True
+    log_every: int = 25
+    val_every: int = 500
+    image_every: int = 500
+    num_workers: int = 0
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.max_steps < 1:
+            raise ValueError("--max-steps must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be >= 1")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.out_dir / "tensorboard"
+
+
+def parse_devices(devices: str) -> int | str | list[int]:
+    """``"4"`` -> 4, ``"0,1"`` -> [0, 1], ``"auto"``/``"-1"`` unchanged (Fabric's own spellings)."""
+    devices = str(devices).strip()
+    if "," in devices:
+        return [int(d) for d in devices.split(",") if d.strip()]
+    if devices in ("auto", "-1"):
+        return devices if devices == "auto" else -1
+    return int(devices)
+
+
+# -------------------------------------------------------------------------------------------------
+# Shared Typer options. Every ``train`` command declares its parameters with these annotated types so
+# all stages have identical flags; a command picks its own defaults, e.g.
+#     def landmarks(data: DataOpt, out: OutOpt = Path("runs/lm"), max_steps: MaxStepsOpt = 3000, ...):
+# and builds its settings with :func:`settings_from_cli`.
+
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        help="Prepared dataset folder (output of `talkface prepare ...`: manifest.parquet, clips/, crops/).",
+        exists=True,
+        file_okay=False,
+    ),
+]
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="Split protocol the dataset was prepared with (seen | speaker-independent | ...). Training "
+        "uses the manifest's 'train' clips, validation its 'val' clips; with no 'val' clips, a seeded "
+        "10% of the training clips (logged).",
+    ),
+]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="Run folder: checkpoints go to OUT/checkpoints (last.pt, step_XXXXXXX.pt), TensorBoard "
+        "logs to OUT/tensorboard, validation numbers to OUT/metrics.jsonl.",
+    ),
+]
+MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Optimiser steps in total (a resumed run "
+                                                               "continues up to this count).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Samples per device per step.")]
+DevicesOpt = Annotated[
+    str,
+    typer.Option("--devices", help="Devices per node: a count ('4'), ids ('0,1') or 'auto'. >1 runs DDP."),
+]
+NodesOpt = Annotated[int, typer.Option("--num-nodes", help="Machines in a multi-node DDP run (launch with "
+                                                            "torchrun or the Fabric launcher).")]
+AcceleratorOpt = Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu.")]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option("--precision", help="Fabric precision; default 32-true on CPU, bf16-mixed on GPU."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds weights, data order and noise: same seed, "
+                                                      "same run.")]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.pt exactly (weights, "
+                                              "optimiser, RNG states, data position)."),
+]
+CkptEveryOpt = Annotated[int, typer.Option("--ckpt-every", help="Write a checkpoint every N steps (and at "
+                                                                 "the end).")]
+LogEveryOpt = Annotated[int, typer.Option("--log-every", help="TensorBoard scalars every N steps.")]
+ValEveryOpt = Annotated[int, typer.Option("--val-every", help="Validate every N steps (and at the end).")]
+WorkersOpt = Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes per device.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate (Adam).")]
+
+
+def settings_from_cli(**kwargs: Any) -> TrainSettings:
+    """Build :class:`TrainSettings` from CLI keyword arguments, ignoring the ones it does not hold."""
+    names = set(TrainSettings.__dataclass_fields__)
+    values = {k: v for k, v in kwargs.items() if k in names}
+    if "out" in kwargs:
+        values["out_dir"] = kwargs["out"]
+    return TrainSettings(**values)
+
+
+# -------------------------------------------------------------------------------------------------
+# the stage interface
+
+
+@dataclass
+class TrainContext:
+    """What a stage's step sees: Fabric, the wrapped models and optimisers, the step counter."""
+
+    fabric: Any
+    models: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    settings: TrainSettings
+    step: int = 0
+
+
+class Stage(ABC):
+    """One trainable stage. ``run_training`` calls, in order: ``setup``, ``build_models``,
+    ``build_optimizers``, ``train_dataset``; then ``training_step`` per batch and ``validate`` /
+    ``images`` at intervals."""
+
+    name: str = "stage"
+
+    @abstractmethod
+    def setup(self, settings: TrainSettings, resume_state: dict[str, Any] | None) -> None:
+        """Read data and fix the config; on resume, ``resume_state`` is the checkpoint being resumed."""
+
+    @abstractmethod
+    def config_dict(self) -> dict[str, Any]:
+        """The stage's config dataclass as a dict (saved in every checkpoint)."""
+
+    @abstractmethod
+    def build_models(self) -> dict[str, torch.nn.Module]:
+        """Fresh models (called after seeding, so the initial weights follow the seed)."""
+
+    @abstractmethod
+    def build_optimizers(self, models: dict[str, torch.nn.Module], settings: TrainSettings
+                         ) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers keyed like the models they update; a model with no optimiser is frozen."""
+
+    @abstractmethod
+    def train_dataset(self) -> Dataset:
+        """Map-style dataset; deterministic per index, or with ``getitem_seeded(index, rng)``."""
+
+    @abstractmethod
+    def training_step(self, ctx: TrainContext, batch: Any) -> dict[str, float]:
+        """One optimisation step (zero_grad, ``ctx.fabric.backward``, ``opt.step``); returns losses."""
+
+    def validate(self, ctx: TrainContext) -> dict[str, float]:
+        """Validation numbers on the split's validation part (empty: no validation)."""
+        return {}
+
+    def images(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
+        """Image grids for TensorBoard: name -> (N, 3, H, W) float in [0, 1]."""
+        return {}
+
+    def dataset_info(self) -> dict[str, Any]:
+        """Where the data came from (root, the prepared dataset's settings)."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """Anything else the checkpoint must carry (tensors or plain data)."""
+        return {}
+
+
+# -------------------------------------------------------------------------------------------------
+# deterministic data order
+
+
+class StreamBatchSampler(Sampler[list[int]]):
+    """Endless batches of stream positions, a pure function of (seed, start step, rank).
+
+    Stream position p refers to item ``perm_{p // n}[p % n]`` where ``perm_e`` is the permutation drawn
+    from ``seed + e``; the dataset wrapper :class:`StreamDataset` resolves it.
+    """
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if n_items < 1:
+            raise ValueError("the training dataset is empty")
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        global_batch = self.batch_size * self.world_size
+        step = self.start_step
+        while True:
+            first = step * global_batch + self.rank * self.batch_size
+            yield list(range(first, first + self.batch_size))
+            step += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a number for its repr
+        return 2**62
+
+
+class StreamDataset(Dataset):
+    """Resolve stream positions to items of ``base`` (see :class:`StreamBatchSampler`)."""
+
+    def __init__(self, base: Dataset, seed: int) -> None:
+        self.base, self.seed = base, seed
+        self.n = len(base)  # type: ignore[arg-type]
+        self._perm_epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.n, generator=gen).numpy()
+            self._perm_epoch = epoch
+        assert self._perm is not None
+        return self._perm
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, position: int) -> Any:
+        epoch, offset = divmod(int(position), self.n)
+        index = int(self._permutation(epoch)[offset])
+        getter = getattr(self.base, "getitem_seeded", None)
+        if getter is not None:
+            return getter(index, np.random.default_rng([self.seed, int(position)]))
+        return self.base[index]
+
+
+# -------------------------------------------------------------------------------------------------
+# RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a talkface checkpoint (our own file: it holds RNG states, so not ``weights_only``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: train the stage first (`talkface train ...`)")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(ckpt, dict) or "stage" not in ckpt:
+        raise ValueError(f"{path} is not a talkface checkpoint (no 'stage' key)")
+    return ckpt
+
+
+def find_stage_checkpoint(root: str | os.PathLike, stage: str) -> Path:
+    """The ``last.pt`` of ``stage`` under ``root`` (``root/*/checkpoints/last.pt`` or root itself).
+
+    ``--checkpoints runs/`` in ``generate`` is a folder holding one sub-folder per stage as ``train``
+    writes them; the stage is read from each checkpoint, not guessed from folder names. With several
+    runs of one stage, the most recently written wins.
+    """
+    root = Path(root)
+    candidates = [root / "checkpoints" / "last.pt", *sorted(root.glob("*/checkpoints/last.pt")),
+                  *sorted(root.glob("*/*/checkpoints/last.pt"))]
+    found = []
+    for path in candidates:
+        if path.exists():
+            ckpt_stage = torch.load(path, map_location="cpu", weights_only=False).get("stage")
+            if ckpt_stage == stage:
+                found.append(path)
+    if not found:
+        raise FileNotFoundError(
+            f"no '{stage}' checkpoint under {root} (looked for */checkpoints/last.pt): "
+            f"run `talkface train {stage} --out {root}/<name>` first"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime_ns)
+
+
+def _save_checkpoint(fabric: Any, stage: Stage, ctx: TrainContext, settings: TrainSettings) -> None:
+    state = {
+        "stage": stage.name,
+        "config": stage.config_dict(),
+        "models": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()}
+                   for k, m in ctx.models.items()},
+        "optimizers": {k: o.state_dict() for k, o in ctx.optimizers.items()},
+        "step": ctx.step,
+        "seed": settings.seed,
+        "talkface_version": __version__,
+        "dataset": stage.dataset_info(),
+        "extra": stage.extra_state(),
+        "rng": rng_state(),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "provenance": provenance(torch=torch.__version__, world_size=fabric.world_size),
+    }
+    if fabric.is_global_zero:
+        folder = settings.checkpoint_dir
+        with atomic.atomic_path(folder / "last.pt") as tmp:
+            torch.save(state, tmp)
+        if settings.keep_step_checkpoints:
+            with atomic.atomic_path(folder / f"step_{ctx.step:07d}.pt") as tmp:
+                torch.save(state, tmp)
+    fabric.barrier()
+
+
+# -------------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    last_losses: dict[str, float] = field(default_factory=dict)
+    last_validation: dict[str, float] = field(default_factory=dict)
+    samples_per_s: float = float("nan")
+
+
+def make_fabric(settings: TrainSettings) -> Any:
+    from lightning.fabric import Fabric
+
+    accelerator = settings.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = settings.precision or ("bf16-mixed" if accelerator in ("cuda", "gpu") else "32-true")
+    return Fabric(accelerator=accelerator, devices=parse_devices(settings.devices),
+                  num_nodes=settings.num_nodes, precision=precision, strategy=settings.strategy)
+
+
+def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
+                 quiet: bool = False) -> TrainResult:
+    """Train ``stage`` up to ``settings.max_steps``; resume from ``last.pt`` when ``settings.resume``."""
+    fabric = fabric or make_fabric(settings)
+    fabric.launch()
+    last_path = settings.checkpoint_dir / "last.pt"
+    resume_state = None
+    if settings.resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+        resume_state = load_checkpoint(last_path)
+        if resume_state["stage"] != stage.name:
+            raise ValueError(f"--resume: {last_path} is a '{resume_state['stage']}' checkpoint, "
+                             f"not '{stage.name}'")
+    elif last_path.exists():
+        raise FileExistsError(f"{settings.out_dir} already holds a run ({last_path}): pass --resume to "
+                              "continue it, or choose another --out")
+
+    fabric.seed_everything(settings.seed, workers=True, verbose=False)
+    stage.setup(settings, resume_state)
+    models = stage.build_models()
+    optimizers = stage.build_optimizers(models, settings)
+    start_step = 0
+    if resume_state is not None:
+        for k, m in models.items():
+            m.load_state_dict(resume_state["models"][k])
+        for k, o in optimizers.items():
+            o.load_state_dict(resume_state["optimizers"][k])
+        start_step = int(resume_state["step"])
+
+    wrapped_models: dict[str, torch.nn.Module] = {}
+    wrapped_opts: dict[str, torch.optim.Optimizer] = {}
+    for k, m in models.items():
+        if k in optimizers:
+            wrapped_models[k], wrapped_opts[k] = fabric.setup(m, optimizers[k])
+        else:
+            wrapped_models[k] = fabric.setup_module(m)
+    ctx = TrainContext(fabric=fabric, models=wrapped_models, optimizers=wrapped_opts, settings=settings,
+                       step=start_step)
+
+    dataset = StreamDataset(stage.train_dataset(), settings.seed)
+    sampler = StreamBatchSampler(len(dataset), settings.batch_size, settings.seed, start_step,
+                                 fabric.global_rank, fabric.world_size)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=settings.num_workers,
+                        persistent_workers=False, pin_memory=False)
+    # Creating the iterator draws a base seed from the torch RNG: do it (eagerly: a plain DataLoader, not
+    # Fabric's lazy wrapper) before restoring the RNG state, so a resumed run's random stream continues
+    # exactly where the saved run's stopped. Batches are moved to the device by hand below.
+    batches = iter(loader)
+    if resume_state is not None:
+        set_rng_state(resume_state["rng"])
+
+    writer = None
+    if fabric.is_global_zero:
+        from torch.utils.tensorboard import SummaryWriter
+
+        settings.out_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(log_dir=str(settings.log_dir))
+        atomic.write_json(settings.out_dir / "run.json", {
+            "stage": stage.name, "config": stage.config_dict(), "dataset": stage.dataset_info(),
+            "settings": asdict(settings), **provenance(torch=torch.__version__),
+        })
+        if not quiet:
+            console.print(f"[bold]{stage.name}[/bold]: checkpoints -> {settings.checkpoint_dir}, "
+                          f"TensorBoard -> {settings.log_dir} (tensorboard --logdir {settings.log_dir})")
+
+    result = TrainResult(out_dir=settings.out_dir, step=start_step)
+    samples_per_step = settings.batch_size * fabric.world_size
+    show = fabric.is_global_zero and not quiet
+    progress = make_progress()
+    task = progress.add_task(stage.name, total=settings.max_steps, completed=start_step, info="")
+    t0, steps_timed = time.perf_counter(), 0
+    try:
+        if show:
+            progress.start()
+        while ctx.step < settings.max_steps:
+            batch = fabric.to_device(next(batches))
+            losses = stage.training_step(ctx, batch)
+            ctx.step += 1
+            steps_timed += 1
+            result.last_losses = {k: float(v) for k, v in losses.items()}
+            elapsed = time.perf_counter() - t0
+            result.samples_per_s = steps_timed * samples_per_step / max(elapsed, 1e-9)
+            if writer is not None and (ctx.step % settings.log_every == 0 or ctx.step == settings.max_steps):
+                for k, v in result.last_losses.items():
+                    writer.add_scalar(f"train/{k}", v, ctx.step)
+                writer.add_scalar("train/samples_per_s", result.samples_per_s, ctx.step)
+            is_last = ctx.step == settings.max_steps
+            if ctx.step % settings.val_every == 0 or is_last:
+                result.last_validation = _validate(stage, ctx, writer, settings)
+            if writer is not None and (ctx.step % settings.image_every == 0 or is_last):
+                _log_images(stage, ctx, writer)
+            if ctx.step % settings.ckpt_every == 0 or is_last:
+                _save_checkpoint(fabric, stage, ctx, settings)
+            info = " ".join(f"{k}={v:.4g}" for k, v in result.last_losses.items())
+            progress.update(task, completed=ctx.step, info=f"{info} {result.samples_per_s:.1f} samples/s")
+    finally:
+        if show:
+            progress.stop()
+        if writer is not None:
+            writer.close()
+    result.step = ctx.step
+    return result
+
+
+def _validate(stage: Stage, ctx: TrainContext, writer: Any, settings: TrainSettings) -> dict[str, float]:
+    # Validation and images must not move the training RNG streams, or a run's future would depend on
+    # when it validated (a resumed run validates at its resume point too).
+    saved = rng_state()
+    for m in ctx.models.values():
+        m.eval()
+    try:
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in stage.validate(ctx).items()}
+    finally:
+        for m in ctx.models.values():
+            m.train()
+        set_rng_state(saved)
+    if metrics and ctx.fabric.is_global_zero:
+        if writer is not None:
+            for k, v in metrics.items():
+                if math.isfinite(v):
+                    writer.add_scalar(f"val/{k}", v, ctx.step)
+        line = {"step": ctx.step, "stage": stage.name, "seed": settings.seed, "talkface_version": __version__,
+                **metrics}
+        with open(settings.out_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+    return metrics
+
+
+def _log_images(stage: Stage, ctx: TrainContext, writer: Any) -> None:
+    saved = rng_state()
+    for m in ctx.models.values():
+        m.eval()
+    try:
+        with torch.no_grad():
+            grids = stage.images(ctx)
+    finally:
+        for m in ctx.models.values():
+            m.train()
+        set_rng_state(saved)
+    for name, images in grids.items():
+        writer.add_images(name, images.detach().float().clamp(0, 1).cpu(), ctx.step, dataformats="NCHW")
