@@ -309,3 +309,15 @@ def test_hash_rule_rejects_gaps() -> None:
         HashSplitRule(bounds=(("train", 0.0, 0.5), ("test", 0.6, 1.0)))
     with pytest.raises(CorpusError, match="cover"):
         HashSplitRule(bounds=(("train", 0.0, 0.5),))
+
+
+def test_speaker_with_unknown_alignment_folder_gets_a_hint(grid_root: Path, tmp_path: Path) -> None:
+    # The swap table knows no folder for s20's videos; a folder that matches them is named, not used.
+    root = tmp_path / "s20"
+    for video in (grid_root / "s1").glob("*.mpg"):
+        _link(video, root / "s20" / video.name)
+    for align in (grid_root / "alignments" / "s1").glob("*.align"):
+        _link(align, root / "alignments" / "s21" / align.name)
+    found = get_recipe("grid").discover(root)
+    assert all(c.flags == ["no_alignment"] for c in found.clips)
+    assert any(p.startswith("s20:") and "alignments/s21 matches 100%" in p for p in found.problems)

@@ -43,6 +43,7 @@ DIGITS = {"z": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "
           "7": "seven", "8": "eight", "9": "nine"}
 ADVERBS = {"a": "again", "n": "now", "p": "please", "s": "soon"}
 GRAMMAR = (COMMANDS, COLOURS, PREPOSITIONS, LETTERS, DIGITS, ADVERBS)
+_CODES = tuple({word: code for code, word in table.items()} for table in GRAMMAR)
 
 SILENCE = frozenset({"sil", "sp"})
 ALIGN_UNITS_PER_SECOND = 25000.0  # 1/1000 of a frame at 25 fps (NOT milliseconds)
@@ -69,13 +70,8 @@ def encode_sentence(words: list[str]) -> str | None:
     """The file-name code of six GRID words, or None when they are not a GRID sentence."""
     if len(words) != len(GRAMMAR):
         return None
-    out = []
-    for table, word in zip(GRAMMAR, words, strict=True):
-        codes = [c for c, w in table.items() if w == word.lower()]
-        if not codes:
-            return None
-        out.append(codes[0])
-    return "".join(out)
+    codes = [table.get(word.lower()) for table, word in zip(_CODES, words, strict=True)]
+    return None if None in codes else "".join(c for c in codes if c is not None)
 
 
 def parse_align(path: str | os.PathLike) -> list[Word]:
@@ -153,10 +149,12 @@ def _locate_speaker(root: Path, speaker: str, swaps: dict[str, str]) -> _Speaker
     spk_dir = root / speaker
     site_video = spk_dir / "video" / "mpg_6000"
     if site_video.is_dir():
-        videos = sorted(p for p in site_video.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        videos = sorted(Path(e.path) for e in os.scandir(site_video)
+                        if e.name.lower().endswith(VIDEO_SUFFIXES) and e.is_file())
         audio_dirs = [spk_dir / "audio_25k", root / "audio_25k" / speaker]
         return _SpeakerFolders(speaker, "site", videos, spk_dir / "align", audio_dirs)
-    videos = sorted(p for p in spk_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = sorted(Path(e.path) for e in os.scandir(spk_dir)
+                    if e.name.lower().endswith(VIDEO_SUFFIXES) and e.is_file())
     folder = swaps.get(speaker, speaker)
     align_dir = root / "alignments" / folder if folder else None
     return _SpeakerFolders(speaker, "zenodo", videos, align_dir, [root / "audio_25k" / speaker])
@@ -275,6 +273,7 @@ class GridRecipe(CorpusRecipe):
 
         if speaker_split and speaker not in speaker_split:
             problems.append(f"{speaker}: not in speaker_independent.csv; split 'unassigned'")
+        wavs = _list_audio(folders.audio_dirs) if audio == "auto" else {}
         malformed: list[str] = []
         mismatched: list[str] = []
         clips = []
@@ -308,7 +307,7 @@ class GridRecipe(CorpusRecipe):
                     speaker=speaker,
                     split=split,
                     source_video=video,
-                    source_audio=_find_audio(folders.audio_dirs, name) if audio == "auto" else None,
+                    source_audio=wavs.get(name),
                     transcript=" ".join(w for _, _, w in words),
                     words=words,
                     flags=flags,
@@ -324,9 +323,11 @@ class GridRecipe(CorpusRecipe):
         return clips
 
 
-def _find_audio(audio_dirs: list[Path], name: str) -> Path | None:
-    for folder in audio_dirs:
-        wav = folder / f"{name}.wav"
-        if wav.is_file():
-            return wav
-    return None
+def _list_audio(audio_dirs: list[Path]) -> dict[str, Path]:
+    """name -> wav over the candidate folders (earlier folders win); one listing per folder."""
+    found: dict[str, Path] = {}
+    for folder in reversed(audio_dirs):
+        if folder.is_dir():
+            found.update({Path(e.name).stem: Path(e.path) for e in os.scandir(folder)
+                          if e.name.lower().endswith(".wav") and e.is_file()})
+    return found
