@@ -1,0 +1,154 @@
+"""SSIM (Wang et al. 2004), batched over frames (one OpenCV filter call per chunk), in the two conventions papers use.
+
+- ``gaussian11``: 11x11 Gaussian window, sigma 1.5, population covariance: equals scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``
+  (and torchmetrics' default window).
+- ``uniform7``: 7x7 uniform window with sample covariance: scikit-image's default.
+
+Both use K1=0.01, K2=0.03, data range 255, and average the SSIM map over the pixels whose window lies
+inside the image (scikit-image crops the same border), then over channels for colour. The clip score
+is the mean of per-frame values. Computed in float64 with separable filters, frames in chunks to
+bound memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from talkface.evaluate.metrics._image import GRAY_RULE, as_frames
+from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
+
+DATA_RANGE = 255.0
+K1, K2 = 0.01, 0.03
+WINDOWS = ("gaussian11", "uniform7")
+_CHUNK_PIXELS = 150_000  # frames*channels*H*W per chunk: small enough to stay in cache
+
+
+def _window_1d(window: str) -> tuple[np.ndarray, float]:
+    """The 1-D separable window and the covariance normalisation for ``window``."""
+    if window == "gaussian11":
+        sigma, radius = 1.5, 5  # scikit-image: radius = int(3.5 * sigma + 0.5)
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        w = np.exp(-(x**2) / (2 * sigma**2))
+        return w / w.sum(), 1.0
+    if window == "uniform7":
+        n = 7
+        return np.full(n, 1.0 / n), (n * n) / (n * n - 1.0)
+    raise ValueError(f"unknown SSIM window {window!r}; choose from {WINDOWS}")
+
+
+def _filter_valid(maps: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """Separable filter of (N, H, W) float64 maps, keeping only pixels whose window is inside.
+
+    The maps are stacked into one tall image for a single OpenCV call: rows near a frame's top or
+    bottom see the neighbouring frame, but exactly those rows are cropped away afterwards.
+    """
+    n, h, w = maps.shape
+    r = len(w1) // 2
+    tall = cv2.sepFilter2D(maps.reshape(n * h, w), cv2.CV_64F, w1, w1, borderType=cv2.BORDER_REFLECT_101)
+    return np.ascontiguousarray(tall.reshape(n, h, w)[:, r : h - r, r : w - r])
+
+
+def _ssim_batch(x: np.ndarray, y: np.ndarray, w1: np.ndarray, cov_norm: float) -> np.ndarray:
+    """(N, C, H, W) float64 -> (N,) mean SSIM over valid pixels, then channels (in-place arithmetic)."""
+    n, c, h, w = x.shape
+    maps = np.empty((5, n * c, h, w))
+    maps[0], maps[1] = x.reshape(n * c, h, w), y.reshape(n * c, h, w)
+    np.multiply(maps[0], maps[0], out=maps[2])
+    np.multiply(maps[1], maps[1], out=maps[3])
+    np.multiply(maps[0], maps[1], out=maps[4])
+    ux, uy, uxx, uyy, uxy = _filter_valid(maps.reshape(5 * n * c, h, w), w1).reshape(
+        5, n * c, *(h - len(w1) + 1, w - len(w1) + 1)
+    )
+    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+    uxuy = ux * uy
+    ux *= ux
+    uy *= uy
+    # numerator: (2 ux uy + C1) (2 cov_norm (uxy - ux uy) + C2)
+    uxy -= uxuy
+    uxy *= 2 * cov_norm
+    uxy += c2
+    uxuy *= 2
+    uxuy += c1
+    uxuy *= uxy
+    # denominator: (ux^2 + uy^2 + C1) (cov_norm (uxx + uyy - ux^2 - uy^2) + C2)
+    uxx += uyy
+    ux += uy
+    uxx -= ux
+    uxx *= cov_norm
+    uxx += c2
+    ux += c1
+    ux *= uxx
+    uxuy /= ux
+    return uxuy.reshape(n, c, -1).mean(axis=2).mean(axis=1)
+
+
+def ssim_frames(
+    generated: np.ndarray, reference: np.ndarray, window: str = "gaussian11", gray: bool = False
+) -> np.ndarray:
+    """Per-frame SSIM of uint8 frames (T, H, W, 3) or one image (H, W, 3) / gray (H, W)."""
+    gen = as_frames(generated, gray)
+    ref = as_frames(reference, gray)
+    if gen.shape != ref.shape:
+        raise ValueError(f"shape mismatch: generated {gen.shape} vs reference {ref.shape}")
+    w1, cov_norm = _window_1d(window)
+    k = len(w1)
+    if min(gen.shape[2:]) < k:
+        raise ValueError(f"images of {gen.shape[2:]} are smaller than the {k}x{k} SSIM window")
+    per = max(1, _CHUNK_PIXELS // int(np.prod(gen.shape[1:])))
+    out = [_ssim_batch(gen[i : i + per], ref[i : i + per], w1, cov_norm) for i in range(0, gen.shape[0], per)]
+    return np.concatenate(out)
+
+
+def ssim(
+    generated: np.ndarray, reference: np.ndarray, window: str = "gaussian11", gray: bool = False
+) -> float:
+    """Mean per-frame SSIM (1 for identical inputs)."""
+    return float(np.mean(ssim_frames(generated, reference, window=window, gray=gray)))
+
+
+@register_metric
+class SSIM(Metric):
+    name: ClassVar[str] = "ssim"
+    higher_is_better: ClassVar[bool] = True
+    needs: ClassVar[frozenset[str]] = frozenset({"ref_frames"})
+    doc: ClassVar[str] = "Structural similarity vs the ground-truth frames (mean over frames)."
+    reference: ClassVar[str] = (
+        "Wang et al. 2004; equals skimage.metrics.structural_similarity with the matching window arguments"
+    )
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"window", "color"})
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        f"{w}-{c}-range255": {"window": w, "color": c} for w in WINDOWS for c in ("colour", "gray")
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.window = str(self.options.get("window", "gaussian11"))
+        _window_1d(self.window)
+        self.color = str(self.options.get("color", "colour"))
+        if self.color not in ("colour", "gray"):
+            raise ValueError(f"ssim color must be 'colour' or 'gray', got {self.color!r}")
+
+    @property
+    def variant(self) -> str:
+        return f"{self.window}-{self.color}-range255"
+
+    def definition(self) -> dict[str, Any]:
+        d = super().definition()
+        d["window"] = (
+            "11x11 Gaussian sigma 1.5, population covariance"
+            if self.window == "gaussian11"
+            else "7x7 uniform, sample covariance"
+        )
+        if self.color == "gray":
+            d["grayscale"] = GRAY_RULE
+        return d
+
+    def score(self, sample: ClipSample) -> MetricResult:
+        per_frame = ssim_frames(
+            sample.frames, sample.ref_frames, window=self.window, gray=self.color == "gray"
+        )
+        return MetricResult(value=float(per_frame.mean()), per_frame=per_frame)
