@@ -165,7 +165,10 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
         raise TypeError(f"{cls.__name__} has no `name`")
     bad = set(cls.needs) - KNOWN_NEEDS
     if bad:
-        raise TypeError(f"{cls.__name__}.needs has unknown input(s) {sorted(bad)}; known: {sorted(KNOWN_NEEDS)}")
+        raise TypeError(
+            f"{cls.__name__}.needs has unknown input(s) {sorted(bad)}; known: {sorted(KNOWN_NEEDS)}"
+        )
+
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing.__qualname__ != cls.__qualname__:
         raise ValueError(f"metric name {cls.name!r} is already used by {existing.__qualname__}")

@@ -135,7 +135,7 @@ def pblur_values(gray: np.ndarray) -> np.ndarray:
     w_jnb = np.where(contrast <= CONTRAST_SPLIT, 5.0, 3.0)
     by, bx = rows // BLOCK, cols // BLOCK
     sel = is_edge_block[by, bx]
-    return 1.0 - np.exp(-np.abs(wid[sel] / w_jnb[by[sel], bx[sel]]) ** BETA)
+    return 1.0 - np.exp(-(np.abs(wid[sel] / w_jnb[by[sel], bx[sel]]) ** BETA))
 
 
 def pblur_histogram(gray: np.ndarray) -> np.ndarray:
@@ -163,7 +163,9 @@ class CPBD(Metric):
     name: ClassVar[str] = "cpbd"
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset()
-    doc: ClassVar[str] = "No-reference sharpness: share of edges whose blur is not noticeable (mean over frames)."
+    doc: ClassVar[str] = (
+        "No-reference sharpness: share of edges whose blur is not noticeable (mean over frames)."
+    )
     reference: ClassVar[str] = "Narvekar & Karam, IEEE TIP 2011 (block 64, threshold 0.002, beta 3.6)"
     accepted_options: ClassVar[frozenset[str]] = frozenset({"frame_step"})
     variants: ClassVar[dict[str, dict[str, Any]]] = {"gray8-block64": {}}

@@ -35,7 +35,9 @@ def psnr_frames(
     return out
 
 
-def psnr(generated: np.ndarray, reference: np.ndarray, gray: bool = False, cap_db: float | None = None) -> float:
+def psnr(
+    generated: np.ndarray, reference: np.ndarray, gray: bool = False, cap_db: float | None = None
+) -> float:
     """Mean per-frame PSNR in dB (inf for identical inputs unless ``cap_db`` is given)."""
     return float(np.mean(psnr_frames(generated, reference, gray=gray, cap_db=cap_db)))
 
@@ -71,5 +73,6 @@ class PSNR(Metric):
         return d
 
     def score(self, sample: ClipSample) -> MetricResult:
-        per_frame = psnr_frames(sample.frames, sample.ref_frames, gray=self.color == "gray", cap_db=self.cap_db)
+        gray = self.color == "gray"
+        per_frame = psnr_frames(sample.frames, sample.ref_frames, gray=gray, cap_db=self.cap_db)
         return MetricResult(value=float(per_frame.mean()), per_frame=per_frame)

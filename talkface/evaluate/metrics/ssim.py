@@ -1,4 +1,4 @@
-"""SSIM (Wang et al. 2004), batched over frames (one OpenCV filter call per chunk), in the two conventions papers use.
+"""SSIM (Wang et al. 2004), batched over frames (one OpenCV filter call per chunk), in two conventions.
 
 - ``gaussian11``: 11x11 Gaussian window, sigma 1.5, population covariance: equals scikit-image's
   ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``
