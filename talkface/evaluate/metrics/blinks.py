@@ -1,0 +1,172 @@
+"""Eye blinks from 68-point landmarks: eye aspect ratio (Soukupova & Cech, CVWW 2016) and blink events.
+
+EAR per eye = (|p2 - p6| + |p3 - p5|) / (2 |p1 - p4|) over the eye's six points (0-based 36-41 and
+42-47); the frame's EAR is the mean of both eyes. A blink is a run of at least ``min_frames``
+consecutive frames (default 2, i.e. 80 ms at 25 fps) whose EAR is below the threshold. The default
+threshold is adaptive: ``rel_threshold`` (0.75) x the clip's median EAR, because the open-eye EAR
+depends on the person and the detector; a fixed threshold (e.g. 0.2) can be given instead.
+Frames without landmarks (NaN) never count as closed and split runs.
+
+:func:`detect_blinks` is the reusable part (the blink model uses it on generated eye landmarks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
+
+RIGHT_EYE = np.arange(36, 42)
+LEFT_EYE = np.arange(42, 48)
+DEFAULT_REL_THRESHOLD = 0.75
+DEFAULT_MIN_FRAMES = 2
+
+
+def eye_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) -> (T,) mean EAR of both eyes (NaN where landmarks are NaN)."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.ndim == 2:
+        pts = pts[None]
+
+    def one(eye: np.ndarray) -> np.ndarray:
+        p = pts[:, eye]
+        vertical = np.linalg.norm(p[:, 1] - p[:, 5], axis=1) + np.linalg.norm(p[:, 2] - p[:, 4], axis=1)
+        horizontal = np.linalg.norm(p[:, 0] - p[:, 3], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return vertical / (2.0 * horizontal)
+
+    return (one(RIGHT_EYE) + one(LEFT_EYE)) / 2.0
+
+
+@dataclass
+class BlinkStats:
+    """Blink events of one EAR trace; times in seconds, intervals between consecutive blink onsets."""
+
+    starts: np.ndarray  # first closed frame of each blink
+    lengths: np.ndarray  # frames per blink
+    threshold: float
+    n_frames: int
+    fps: float
+
+    @property
+    def count(self) -> int:
+        return int(self.starts.size)
+
+    @property
+    def duration_min(self) -> float:
+        return self.n_frames / self.fps / 60.0
+
+    @property
+    def rate_per_min(self) -> float:
+        return self.count / self.duration_min if self.n_frames else float("nan")
+
+    @property
+    def mean_duration_s(self) -> float:
+        return float(self.lengths.mean() / self.fps) if self.count else float("nan")
+
+    @property
+    def mean_interval_s(self) -> float:
+        return float(np.diff(self.starts).mean() / self.fps) if self.count > 1 else float("nan")
+
+
+def detect_blinks(
+    ear: np.ndarray,
+    fps: float,
+    threshold: float | None = None,
+    rel_threshold: float = DEFAULT_REL_THRESHOLD,
+    min_frames: int = DEFAULT_MIN_FRAMES,
+) -> BlinkStats:
+    """Blinks in an EAR trace: runs of >= ``min_frames`` frames below the threshold.
+
+    ``threshold`` None means ``rel_threshold`` x median EAR of the trace (finite frames only).
+    """
+    ear = np.asarray(ear, dtype=np.float64)
+    finite = np.isfinite(ear)
+    if threshold is None:
+        threshold = float(rel_threshold * np.median(ear[finite])) if finite.any() else float("nan")
+    closed = finite & (ear < threshold)
+    padded = np.concatenate([[False], closed, [False]]).astype(np.int8)
+    edges = np.diff(padded)
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    lengths = ends - starts
+    keep = lengths >= min_frames
+    return BlinkStats(starts[keep], lengths[keep], float(threshold), int(ear.size), float(fps))
+
+
+class _Blinks(Metric):
+    stat: ClassVar[str]
+    unit: ClassVar[str]
+    higher_is_better: ClassVar[bool | None] = None  # compare with the reference video's value
+    needs: ClassVar[frozenset[str]] = frozenset({"landmarks"})
+    reference: ClassVar[str] = "Soukupova & Cech, CVWW 2016 (eye aspect ratio)"
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"threshold", "rel_threshold", "min_frames"})
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        "ear-adaptive0.75-min2": {},
+        "ear-fixed0.2-min2": {"threshold": 0.2},
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.threshold = self.options.get("threshold")
+        self.rel_threshold = float(self.options.get("rel_threshold", DEFAULT_REL_THRESHOLD))
+        self.min_frames = int(self.options.get("min_frames", DEFAULT_MIN_FRAMES))
+
+    @property
+    def variant(self) -> str:
+        rule = (
+            f"fixed{float(self.threshold):g}"
+            if self.threshold is not None
+            else f"adaptive{self.rel_threshold:g}"
+        )
+        return f"ear-{rule}-min{self.min_frames}"
+
+    def definition(self) -> dict[str, Any]:
+        d = super().definition()
+        d["threshold_rule"] = (
+            f"EAR < {self.threshold}"
+            if self.threshold is not None
+            else f"EAR < {self.rel_threshold} x clip median EAR"
+        )
+        d["min_frames"] = self.min_frames
+        d["units"] = self.unit
+        return d
+
+    def _stats(self, landmarks: np.ndarray, fps: float) -> BlinkStats:
+        thr = None if self.threshold is None else float(self.threshold)
+        return detect_blinks(eye_aspect_ratio(landmarks), fps, thr, self.rel_threshold, self.min_frames)
+
+    def score(self, sample: ClipSample) -> MetricResult:
+        ear = eye_aspect_ratio(sample.landmarks)
+        stats = self._stats(sample.landmarks, sample.fps)
+        details: dict[str, Any] = {"n_blinks": stats.count, "threshold": stats.threshold}
+        if sample.ref_landmarks is not None:
+            details["reference_value"] = getattr(self._stats(sample.ref_landmarks, sample.fps), self.stat)
+        return MetricResult(value=float(getattr(stats, self.stat)), per_frame=ear, details=details)
+
+
+@register_metric
+class BlinkRate(_Blinks):
+    name: ClassVar[str] = "blink_rate"
+    stat: ClassVar[str] = "rate_per_min"
+    unit: ClassVar[str] = "blinks per minute"
+    doc: ClassVar[str] = "Blinks per minute (EAR below threshold for >= min_frames frames)."
+
+
+@register_metric
+class BlinkDuration(_Blinks):
+    name: ClassVar[str] = "blink_duration"
+    stat: ClassVar[str] = "mean_duration_s"
+    unit: ClassVar[str] = "seconds"
+    doc: ClassVar[str] = "Mean blink duration in seconds (NaN when the clip has no blink)."
+
+
+@register_metric
+class BlinkInterval(_Blinks):
+    name: ClassVar[str] = "blink_interval"
+    stat: ClassVar[str] = "mean_interval_s"
+    unit: ClassVar[str] = "seconds"
+    doc: ClassVar[str] = "Mean time between consecutive blink onsets in seconds (NaN with < 2 blinks)."
