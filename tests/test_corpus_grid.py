@@ -179,6 +179,19 @@ def test_malformed_align_files_are_flagged_not_fatal(grid_root: Path, tmp_path: 
     assert any("5 malformed" in p for p in found.problems)
 
 
+def test_videos_without_alignment_are_counted(grid_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "partial"
+    _zenodo_copy(grid_root, root, ("s1",))
+    aligns = sorted((grid_root / "alignments" / "s1").glob("*.align"))
+    for align in aligns[:100]:
+        _link(align, root / "alignments" / "s1" / align.name)
+    found = get_recipe("grid").discover(root)
+    missing = {f"s1_{a.stem}" for a in aligns[100:]}
+    assert {c.clip_id for c in found.clips if c.flags == ["no_alignment"]} == missing
+    assert all(len(c.words) == 6 for c in found.clips if c.clip_id not in missing)
+    assert "s1: 25 of 125 videos have no alignment file in alignments/s1" in found.problems
+
+
 def test_zenodo_swaps_apply_only_to_zenodo_layout(grid_root: Path, tmp_path: Path) -> None:
     # Pose s1's clips as speaker s5: the committed mapping says s5's words sit in alignments/s6.
     zen = tmp_path / "zen"

@@ -266,6 +266,9 @@ class GridRecipe(CorpusRecipe):
                 f"{speaker}: alignment folder {where} matches only {coverage:.0%} of {len(names)} videos "
                 f"(mismatched folder; words dropped{hint_text})"
             )
+        elif align_files and coverage < 1.0:
+            missing = sum(n not in align_files for n in names)
+            problems.append(f"{speaker}: {missing} of {len(names)} videos have no alignment file in {where}")
         elif not align_files:
             hint = _best_matching_folder(root, folders.videos) if folders.layout == "zenodo" else None
             hint_text = f"; alignments/{hint[0]} matches {hint[1]:.0%}" if hint and hint[1] > 0 else ""
