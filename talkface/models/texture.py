@@ -16,7 +16,7 @@ image); LSGAN losses (real target 1, fake 0); L1 reconstruction; GANimation's at
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,9 @@ class TextureConfig:
     # generator: encoder widths, one stride-2 4x4 conv each (128 -> 64 -> 32 -> 16 -> 8 -> 4)
     gen_widths: tuple[int, ...] = (32, 64, 128, 256, 256)
     gen_res_blocks: int = 2  # residual blocks (3x3, instance norm) at the bottleneck
-    # discriminator: pix2pix 70x70 PatchGAN: C64-C128-C256 stride 2, C512 stride 1, 1-channel head
-    disc_widths: tuple[int, ...] = (64, 128, 256, 512)
+    # discriminator: 70x70 PatchGAN layout (pix2pix) at half its widths: C32-C64-C128 stride 2, C256
+    # stride 1, 1-channel head (the full widths cost more than the generator)
+    disc_widths: tuple[int, ...] = (32, 64, 128, 256)
     # losses
     l1_weight: float = 10.0  # L1 between generated and real frame
     adv_weight: float = 1.0  # LSGAN generator term
@@ -46,11 +47,17 @@ class TextureConfig:
     # optimiser (pix2pix / LSGAN defaults)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    # data: the identity frame is drawn from the same clip at least this many frames from the target
+    # (never the target itself; a shorter clip uses its farthest frame)
+    identity_min_gap: int = 5
+    val_max_samples: int = 256  # validation L1/SSIM over at most this many (seeded) val pairs
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def render_settings(self) -> RenderSettings:
-        return RenderSettings(size=self.image_size, colour=self.landmark_colour, thickness=self.landmark_thickness)
+        return RenderSettings(
+            size=self.image_size, colour=self.landmark_colour, thickness=self.landmark_thickness
+        )
 
     @property
     def landmark_channels(self) -> int:
@@ -104,8 +111,9 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
-@dataclass
-class TextureOutput:
+class TextureOutput(NamedTuple):
+    """A tuple (not a dataclass) so DDP and Fabric's precision wrappers see the tensors inside."""
+
     frame: torch.Tensor  # (N, 3, H, W) in [-1, 1]
     attention: torch.Tensor  # (N, 1, H, W) in [0, 1]
     colour: torch.Tensor  # (N, 3, H, W) in [-1, 1]
