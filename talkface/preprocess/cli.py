@@ -24,7 +24,9 @@ _WORKERS = typer.Option(1, "--workers", "-j", min=1, help="Worker processes (one
 _FPS = typer.Option(25.0, "--fps", help="Target frame rate; sources at other rates are resampled.")
 _CROP = typer.Option(128, "--crop-size", help="Aligned crop size in pixels (128 or 256).")
 _FEATURES = typer.Option(
-    "logmel", "--features", help="Speech features: logmel (40-d), mfcc (13-d), deepspeech (29-d, needs model)."
+    "logmel",
+    "--features",
+    help="Speech features: logmel (40-d), mfcc (13-d), deepspeech (29-d, needs --deepspeech-model).",
 )
 _DS_MODEL = typer.Option(
     None, "--deepspeech-model", help="DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech)."
@@ -134,13 +136,15 @@ def _run_prepare(
         console.print(f"all {summary.skipped} clips were already finished")
     failed = in_run[in_run.status == "failed"]
     if len(failed):
-        console.print(f"[yellow]{len(failed)} clips failed (reasons in manifest.parquet, column error):[/yellow]")
+        console.print(
+            f"[yellow]{len(failed)} clips failed (reasons in manifest.parquet, column error):[/yellow]"
+        )
         for cid, err in zip(failed.clip_id[:20], failed.error[:20], strict=False):
             console.print(f"  {cid}: {str(err).splitlines()[0]}")
-    flagged = in_run[in_run.flags.fillna("") != ""]
+    flagged = in_run[in_run["flags"].fillna("") != ""]
     if len(flagged):
         console.print(f"{len(flagged)} clips carry flags (column flags), e.g. "
-                      f"{flagged.clip_id.iloc[0]}: {flagged.flags.iloc[0]}")
+                      f"{flagged.clip_id.iloc[0]}: {flagged['flags'].iloc[0]}")
     console.print(f"manifest: {store.manifest_path}")
     if len(in_run) and (in_run.status != "failed").sum() == 0:
         raise typer.Exit(1)
@@ -241,7 +245,7 @@ def features(
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Where the demo writes its files."),
 ) -> None:
-    """Build a short example clip from data inside the dependencies, prepare it, and draw an inspection PNG."""
+    """Build an example clip from data inside the dependencies, prepare it, draw an inspection PNG."""
     from talkface.preprocess.demo import run_demo
 
     run_demo(out)

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,11 @@ class ClipTools:
         cfg = asdict(self.config)
         cfg["landmark_options"] = self.landmarks.settings()
         cfg["feature_options"] = self.features.settings()
+        from talkface.preprocess.alignment import alignment_settings
+        from talkface.preprocess.landmarks.temporal import smoothing_settings
+
+        cfg["alignment"] = alignment_settings(self.config.crop_size)
+        cfg["smoothing"] = smoothing_settings()
         return cfg
 
 
@@ -76,8 +82,8 @@ def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> d
         "corpus": source.corpus,
         "speaker": source.speaker,
         "split": source.split,
-        "source_video": str(source.source_video),
-        "source_audio": str(source.source_audio) if source.source_audio else None,
+        "source_video": str(Path(source.source_video).resolve()),
+        "source_audio": str(Path(source.source_audio).resolve()) if source.source_audio else None,
         "n_frames": None,
         "fps": cfg.fps,
         "duration_s": None,

@@ -43,8 +43,11 @@ _REGISTRY: dict[str, Callable[..., FeatureBackend]] = {}
 _LAZY = {"deepspeech": "talkface.preprocess.features.deepspeech"}
 
 
-def register_feature_backend(name: str) -> Callable[[Callable[..., FeatureBackend]], Callable[..., FeatureBackend]]:
-    def deco(factory: Callable[..., FeatureBackend]) -> Callable[..., FeatureBackend]:
+Factory = Callable[..., FeatureBackend]
+
+
+def register_feature_backend(name: str) -> Callable[[Factory], Factory]:
+    def deco(factory: Factory) -> Factory:
         _REGISTRY[name] = factory
         return factory
 
