@@ -22,6 +22,7 @@ are already face crops, such as talkface's aligned crops).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -160,7 +161,9 @@ def mfcc_13(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 def face_boxes(landmarks: np.ndarray) -> np.ndarray:
     """(T, 68, 2) -> (T, 3) smoothed (x centre, y centre, half size), gaps filled from the neighbours."""
-    lo, hi = np.nanmin(landmarks, axis=1), np.nanmax(landmarks, axis=1)
+    with warnings.catch_warnings():  # frames without a face are all-NaN and are filled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(landmarks, axis=1), np.nanmax(landmarks, axis=1)
     boxes = np.stack([(lo[:, 0] + hi[:, 0]) / 2, (lo[:, 1] + hi[:, 1]) / 2, (hi - lo).max(1) / 2], 1)
     ok = np.isfinite(boxes).all(1)
     if not ok.any():
