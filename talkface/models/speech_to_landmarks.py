@@ -1,0 +1,260 @@
+"""Stage 1 of Sinha et al. (IJCNN 2020): speech features -> person-independent 68-point landmarks.
+
+Per video frame, the speech window (W x D: 16 x 29 DeepSpeech logits in the paper, 16 x 40 log-mel or
+16 x 13 MFCC here when weight-free) goes through a temporal conv encoder over W; a recurrent layer runs
+over the frames; a linear head gives the displacement of each of the 68 points from the mean face, the
+mean of the training split's aligned landmarks (unit crop coordinates), stored in the checkpoint.
+
+The paper does not give layer sizes or loss weights; the choices are the fields of
+:class:`LandmarkConfig` (saved in every checkpoint) and are listed in docs/models.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from talkface.models import data as mdata
+from talkface.models.fabric_loop import Stage, TrainContext, TrainSettings, load_checkpoint
+
+log = logging.getLogger("talkface.models.speech_to_landmarks")
+
+MOUTH = slice(48, 68)
+N_POINTS = 68
+
+
+@dataclass
+class LandmarkConfig:
+    """Every choice of the landmark stage (defaults where the paper is silent)."""
+
+    feature_window: int = 16  # W: read from the dataset
+    feature_dim: int = 40  # D: read from the dataset (29 deepspeech, 40 logmel, 13 mfcc)
+    feature_backend: str = ""  # read from the manifest
+    conv_channels: tuple[int, ...] = (64, 128, 128)  # conv1d over W, kernel 3, stride 2 after the first
+    frame_embedding: int = 128
+    rnn: str = "gru"  # gru | lstm
+    rnn_hidden: int = 256
+    rnn_layers: int = 1
+    bidirectional: bool = False  # the 16-frame window already looks 7 frames ahead
+    dropout: float = 0.1
+    window_len: int = 32  # L: frames per training window (1.28 s at 25 fps)
+    window_stride: int = 4
+    mouth_weight: float = 4.0  # points 48..67 weigh 4x in the point loss
+    temporal_weight: float = 1.0  # weight of the L2 loss on frame-to-frame differences
+    weight_decay: float = 0.0
+    crop_size: int = 128  # of the training dataset; LMD is reported in these pixels
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LandmarkConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if "conv_channels" in values:
+            values["conv_channels"] = tuple(values["conv_channels"])
+        return cls(**values)
+
+
+class SpeechToLandmarks(nn.Module):
+    """(B, T, W, D) speech windows -> (B, T, 68, 2) unit landmarks = mean face + displacements."""
+
+    def __init__(self, config: LandmarkConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        layers: list[nn.Module] = []
+        in_ch = c.feature_dim
+        for i, ch in enumerate(c.conv_channels):
+            layers += [nn.Conv1d(in_ch, ch, 3, stride=1 if i == 0 else 2, padding=1), nn.LeakyReLU(0.2)]
+            in_ch = ch
+        self.encoder = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Linear(in_ch, c.frame_embedding), nn.LeakyReLU(0.2),
+                                   nn.Dropout(c.dropout))
+        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[c.rnn]
+        self.rnn = rnn_cls(c.frame_embedding, c.rnn_hidden, num_layers=c.rnn_layers, batch_first=True,
+                           bidirectional=c.bidirectional)
+        self.head = nn.Linear(c.rnn_hidden * (2 if c.bidirectional else 1), N_POINTS * 2)
+        # Start at the mean face: the untrained model is exactly the mean-face baseline.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("mean_face", torch.full((N_POINTS, 2), 0.5))
+        self.register_buffer("feature_mean", torch.zeros(c.feature_dim))
+        self.register_buffer("feature_std", torch.ones(c.feature_dim))
+
+    def displacements(self, features: torch.Tensor) -> torch.Tensor:
+        b, t, w, d = features.shape
+        x = (features - self.feature_mean) / self.feature_std
+        x = self.encoder(x.reshape(b * t, w, d).transpose(1, 2))  # (B*T, C, W')
+        x = self.embed(x.mean(dim=2)).reshape(b, t, -1)
+        x, _ = self.rnn(x)
+        return self.head(x).reshape(b, t, N_POINTS, 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mean_face + self.displacements(features)
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, mouth_weight: float,
+                  temporal_weight: float) -> dict[str, torch.Tensor]:
+    """Weighted point L2 (squared error, mouth x ``mouth_weight``) + L2 on frame-to-frame differences.
+
+    Both terms are means over valid frames (a difference needs both its frames valid), in unit crop
+    coordinates.
+    """
+    weights = torch.ones(N_POINTS, device=pred.device)
+    weights[MOUTH] = mouth_weight
+    weights = weights / weights.mean()
+    vf = valid.float()
+    sq = ((pred - target) ** 2).sum(-1)  # (B, T, 68)
+    point = ((sq * weights).mean(-1) * vf).sum() / vf.sum().clamp_min(1)
+    dv = vf[:, 1:] * vf[:, :-1]
+    dsq = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2).sum(-1).mean(-1)
+    temporal = (dsq * dv).sum() / dv.sum().clamp_min(1)
+    return {"loss": point + temporal_weight * temporal, "point": point, "temporal": temporal}
+
+
+def landmark_errors(pred: np.ndarray, target: np.ndarray, valid: np.ndarray,
+                    crop_size: int) -> dict[str, float]:
+    """Mean per-point Euclidean distance in crop px: all 68 points (``landmark_l2``) and the mouth
+    (``mouth_lmd``: points 48..67, no extra alignment, the crops are already similarity-aligned)."""
+    dist = np.linalg.norm(pred[valid] - target[valid], axis=-1) * crop_size  # (N, 68)
+    return {"landmark_l2": float(dist.mean()), "mouth_lmd": float(dist[:, MOUTH].mean())}
+
+
+class LandmarkStage(Stage):
+    """Training stage for :class:`SpeechToLandmarks` over a prepared store."""
+
+    name = "landmarks"
+
+    def __init__(self, data_root: str | Path, split: str = "seen", config: LandmarkConfig | None = None,
+                 max_train_clips: int | None = None) -> None:
+        self.store = mdata.resolve_store(data_root)
+        self.split = split
+        self.config = config or LandmarkConfig()
+        self.max_train_clips = max_train_clips
+
+    def setup(self, settings: TrainSettings, resume_state: dict[str, Any] | None) -> None:
+        parts = mdata.select_clips(self.store, self.split, settings.seed)
+        train_ids = parts["train"][: self.max_train_clips] if self.max_train_clips else parts["train"]
+        self.train_clips = mdata.load_clips(self.store, train_ids)
+        self.val_clips = mdata.load_clips(self.store, parts["val"])
+        if not self.train_clips:
+            raise ValueError(f"{self.store.root}: no readable training clips")
+        first = self.train_clips[0]
+        manifest = self.store.read_manifest().set_index("clip_id")
+        backend = str(manifest.at[first.clip_id, "feature_backend"]) if "feature_backend" in manifest else ""
+        if resume_state is not None:
+            self.config = LandmarkConfig.from_dict(resume_state["config"])
+        else:
+            self.config.feature_window, self.config.feature_dim = first.features.shape[1:]
+            self.config.feature_backend = backend
+            self.config.crop_size = first.crop_size
+        if (self.config.feature_window, self.config.feature_dim) != first.features.shape[1:]:
+            raise ValueError(f"the checkpoint expects {self.config.feature_window}x{self.config.feature_dim} "
+                             f"features, the dataset has {first.features.shape[1:]}")
+        self.mean_face = mdata.mean_face(self.train_clips)
+        self.feature_mean, self.feature_std = mdata.feature_stats(self.train_clips)
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    def dataset_info(self) -> dict[str, Any]:
+        info = mdata.dataset_info(self.store, self.split)
+        info.update(n_train_clips=len(self.train_clips), n_val_clips=len(self.val_clips))
+        return info
+
+    def build_models(self) -> dict[str, nn.Module]:
+        model = SpeechToLandmarks(self.config)
+        model.mean_face.copy_(torch.from_numpy(self.mean_face))
+        model.feature_mean.copy_(torch.from_numpy(self.feature_mean))
+        model.feature_std.copy_(torch.from_numpy(self.feature_std))
+        return {"landmarks": model}
+
+    def build_optimizers(self, models: dict[str, nn.Module], settings: TrainSettings
+                         ) -> dict[str, torch.optim.Optimizer]:
+        return {"landmarks": torch.optim.Adam(models["landmarks"].parameters(), lr=settings.lr,
+                                              weight_decay=self.config.weight_decay)}
+
+    def train_dataset(self) -> Dataset:
+        return mdata.WindowDataset(self.train_clips, self.config.window_len, self.config.window_stride)
+
+    def training_step(self, ctx: TrainContext, batch: Any) -> dict[str, float]:
+        model, opt = ctx.models["landmarks"], ctx.optimizers["landmarks"]
+        opt.zero_grad(set_to_none=True)
+        pred = model(batch["features"])
+        losses = landmark_loss(pred.float(), batch["landmarks"], batch["valid"], self.config.mouth_weight,
+                               self.config.temporal_weight)
+        ctx.fabric.backward(losses["loss"])
+        opt.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def validate(self, ctx: TrainContext) -> dict[str, float]:
+        model = ctx.models["landmarks"]
+        return evaluate_clips(model, self.val_clips, self.config.crop_size, next(model.parameters()).device)
+
+    def images(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
+        if not self.val_clips:
+            return {}
+        model = ctx.models["landmarks"]
+        clip = self.val_clips[0]
+        device = next(model.parameters()).device
+        pred = model(torch.from_numpy(clip.features)[None].to(device))[0].float().cpu().numpy()
+        frames = np.linspace(0, len(pred) - 1, num=min(8, len(pred))).astype(int)
+        imgs = [render_points([clip.landmarks[i], pred[i]], 96) for i in frames]
+        return {"val/landmarks_real_green_pred_red": torch.from_numpy(np.stack(imgs))}
+
+
+def evaluate_clips(model: nn.Module, clips: list[mdata.ClipArrays], crop_size: int,
+                   device: torch.device | str = "cpu") -> dict[str, float]:
+    """Landmark L2 and mouth LMD of the model on whole clips, and of the mean face (mouth still)."""
+    if not clips:
+        return {}
+    preds, targets, valids = [], [], []
+    for clip in clips:
+        out = model(torch.from_numpy(clip.features)[None].to(device))[0].float().cpu().numpy()
+        preds.append(out)
+        targets.append(clip.landmarks)
+        valids.append(clip.valid)
+    pred, target, valid = np.concatenate(preds), np.concatenate(targets), np.concatenate(valids)
+    mean = getattr(model, "module", model).mean_face.detach().float().cpu().numpy()
+    ours = landmark_errors(pred, target, valid, crop_size)
+    base = landmark_errors(np.broadcast_to(mean, pred.shape), target, valid, crop_size)
+    return {**ours, "baseline_landmark_l2": base["landmark_l2"], "baseline_mouth_lmd": base["mouth_lmd"]}
+
+
+def render_points(point_sets: list[np.ndarray], size: int) -> np.ndarray:
+    """(3, size, size) float image with each (68, 2) unit point set drawn as 2x2 dots (green, red, ...)."""
+    colours = [(0.1, 0.9, 0.1), (0.95, 0.15, 0.1), (0.2, 0.4, 1.0)]
+    img = np.zeros((3, size, size), np.float32)
+    for k, pts in enumerate(point_sets):
+        xy = np.clip(np.round(np.asarray(pts) * (size - 2)).astype(int), 0, size - 2)
+        for c in range(3):
+            for dx in (0, 1):
+                for dy in (0, 1):
+                    img[c, xy[:, 1] + dy, xy[:, 0] + dx] = colours[k % len(colours)][c]
+    return img
+
+
+def load_landmark_stage(path: str | Path, device: str | torch.device = "cpu"
+                        ) -> tuple[SpeechToLandmarks, LandmarkConfig, np.ndarray]:
+    """(model in eval mode, config, mean face (68, 2) unit coordinates) from a landmarks checkpoint."""
+    ckpt = load_checkpoint(path)
+    if ckpt["stage"] != "landmarks":
+        raise ValueError(f"{path} is a '{ckpt['stage']}' checkpoint, not 'landmarks'")
+    config = LandmarkConfig.from_dict(ckpt["config"])
+    model = SpeechToLandmarks(config)
+    model.load_state_dict(ckpt["models"]["landmarks"])
+    model.to(device).eval()
+    return model, config, model.mean_face.detach().cpu().numpy().copy()
+
+
+@torch.no_grad()
+def predict_landmarks(model: SpeechToLandmarks, features: np.ndarray) -> np.ndarray:
+    """(T, W, D) features of one utterance -> (T, 68, 2) unit landmarks (the whole sequence at once)."""
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=device)[None]
+    return model(x)[0].float().cpu().numpy()
