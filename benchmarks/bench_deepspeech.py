@@ -1,0 +1,178 @@
+"""Real-time factor of the DeepSpeech v0.1.0 backend with full-size weights (n_hidden 2048, random).
+
+    python benchmarks/bench_deepspeech.py --out benchmarks/results/
+
+Measures audio-seconds processed per wall-second (RTF, higher is faster), from 16 kHz audio to 50 Hz
+logits (MFCC, context windows, the network), on CPU with 2 threads:
+- talkface unbatched: one 60 s clip;
+- talkface batched: the same 60 s as 20 clips of 3 s (GRID-length), ``batch_size`` clips per forward;
+- reference: TensorFlow 1.x (what VOCA / AD-NeRF users run) does not install on this Python, so the
+  stand-in is the same forward in plain NumPy float32 (dense layers and LSTM input projections as
+  whole-sequence GEMMs, the recurrence step by step: what a straightforward port does), run clip by
+  clip as VOCA runs TensorFlow. It is timed on a shorter excerpt (``--reference-seconds``) because its
+  cost per audio second is constant; the ratio is talkface RTF / reference RTF.
+Writes DIR/deepspeech.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from talkface import __version__
+from talkface.preprocess.features.deepspeech.graphdef import DeepSpeechWeights, LstmWeights
+from talkface.preprocess.features.deepspeech.inputs import audio_to_inputs
+from talkface.preprocess.features.deepspeech.model import DeepSpeechAcoustic
+from talkface.utils.atomic import write_json
+
+N_HIDDEN = 2048
+SEED = 0
+
+
+def full_size_weights(seed: int = SEED) -> DeepSpeechWeights:
+    """v0.1.0's shapes (n_hidden 2048, n_cell 2048), DeepSpeech's init std 0.046875."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.046875)
+
+    h = N_HIDDEN
+    dense = {"h1": w(494, h), "b1": w(h), "h2": w(h, h), "b2": w(h), "h3": w(h, 2 * h), "b3": w(2 * h),
+             "h5": w(2 * h, h), "b5": w(h), "h6": w(h, 29), "b6": w(29)}
+    lstm = {d: LstmWeights(kernel=w(3 * h, 4 * h), bias=w(4 * h)) for d in ("fw", "bw")}
+    return DeepSpeechWeights(dense=dense, lstm=lstm)
+
+
+def speechlike(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    phase = 2 * np.pi * np.cumsum(120 + 40 * np.sin(2 * np.pi * 0.7 * t)) / 16000
+    x = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.3 * t))
+    return (0.3 * x / np.abs(x).max() + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+class NumpyDeepSpeech:
+    """The stand-in reference: DeepSpeech.py's BiRNN in plain NumPy float32, one clip at a time."""
+
+    def __init__(self, weights: DeepSpeechWeights) -> None:
+        self.d = weights.dense
+        self.lstm = weights.lstm
+        self.n = weights.n_cell
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        x = inputs
+        for k in ("1", "2", "3"):
+            x = np.minimum(np.maximum(x @ self.d[f"h{k}"] + self.d[f"b{k}"], 0), 20)
+        outs = [self._direction(x, "fw"), self._direction(x[::-1], "bw")[::-1]]
+        x = np.minimum(np.maximum(np.concatenate(outs, axis=1) @ self.d["h5"] + self.d["b5"], 0), 20)
+        return x @ self.d["h6"] + self.d["b6"]
+
+    def _direction(self, x: np.ndarray, name: str) -> np.ndarray:
+        n, kernel, bias = self.n, self.lstm[name].kernel, self.lstm[name].bias
+        pre = x @ kernel[: x.shape[1]] + bias  # input projections for every step at once
+        w_h = np.ascontiguousarray(kernel[x.shape[1] :])
+        h, c = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        out = np.empty((len(x), n), np.float32)
+        for t in range(len(x)):
+            z = pre[t] + h @ w_h
+            i, j, f, o = z[:n], z[n : 2 * n], z[2 * n : 3 * n], z[3 * n :]
+            c = c / (1 + np.exp(-(f + 1.0))) + np.tanh(j) / (1 + np.exp(-i))
+            h = np.tanh(c) / (1 + np.exp(-o))
+            out[t] = h
+        return out
+
+
+def run_talkface(model: DeepSpeechAcoustic, clips: list[np.ndarray], batch_size: int) -> float:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        inputs = [audio_to_inputs(a) for a in clips]
+        for s in range(0, len(inputs), batch_size):
+            chunk = inputs[s : s + batch_size]
+            lengths = [len(x) for x in chunk]
+            batch = np.zeros((len(chunk), max(lengths), 494), np.float32)
+            for r, x in enumerate(chunk):
+                batch[r, : len(x)] = x
+            model(torch.from_numpy(batch), torch.tensor(lengths))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--seconds", type=float, default=60.0, help="audio length timed for talkface")
+    parser.add_argument("--reference-seconds", type=float, default=10.0, help="audio timed for NumPy")
+    parser.add_argument("--clip-seconds", type=float, default=3.0, help="clip length in the batched run")
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    load_before = os.getloadavg()
+    weights = full_size_weights()
+    model = DeepSpeechAcoustic(weights).eval()
+    reference = NumpyDeepSpeech(weights)
+    audio = speechlike(args.seconds, seed=1)
+    n_clips = max(1, round(args.seconds / args.clip_seconds))
+    clips = np.array_split(audio, n_clips)
+
+    # Agreement check on a short excerpt, so the reference is known to compute the same thing.
+    probe = audio_to_inputs(audio[: 16000])
+    with torch.inference_mode():
+        ours = model(torch.from_numpy(probe)[None])[0].numpy()
+    theirs = reference(probe)
+    agreement = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+
+    t_unbatched = run_talkface(model, [audio], 1)
+    t_batched = run_talkface(model, clips, args.batch_size)
+    ref_audio = audio[: int(args.reference_seconds * 16000)]
+    start = time.perf_counter()
+    reference(audio_to_inputs(ref_audio))
+    t_reference = time.perf_counter() - start
+
+    rtf = {
+        "talkface_unbatched": args.seconds / t_unbatched,
+        "talkface_batched": args.seconds / t_batched,
+        "numpy_reference": args.reference_seconds / t_reference,
+    }
+    result = {
+        "benchmark": "deepspeech",
+        "what": "real-time factor (audio s per wall s), 16 kHz audio -> 50 Hz logits, random weights",
+        "variant": "DeepSpeech v0.1.0 acoustic model, n_hidden 2048, float32",
+        "device": "cpu",
+        "threads": args.threads,
+        "audio_seconds": args.seconds,
+        "batched_clips": n_clips,
+        "batch_size": args.batch_size,
+        "reference": "plain NumPy float32 forward (stand-in: TensorFlow 1.x is not installable here)",
+        "reference_audio_seconds": args.reference_seconds,
+        "seconds": {"talkface_unbatched": t_unbatched, "talkface_batched": t_batched,
+                    "numpy_reference": t_reference},
+        "rtf": rtf,
+        "ratio_vs_reference": {
+            "unbatched": rtf["talkface_unbatched"] / rtf["numpy_reference"],
+            "batched": rtf["talkface_batched"] / rtf["numpy_reference"],
+        },
+        "target_rtf": 20.0,
+        "max_rel_diff_vs_reference": agreement,
+        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        "seed": SEED,
+        "talkface_version": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "deepspeech.json", result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
