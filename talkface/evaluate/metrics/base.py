@@ -27,6 +27,24 @@ KNOWN_NEEDS = frozenset({"ref_frames", "landmarks", "ref_landmarks", "audio", "i
 #: Modules of ``talkface.evaluate.metrics`` that define metrics, imported on first registry use.
 METRIC_MODULES: tuple[str, ...] = ("psnr", "ssim", "cpbd", "lmd", "blinks", "identity", "lpips", "syncnet")
 
+#: Where a known metric name lives, so asking for one metric imports one module (the learned ones pull
+#: in torch/onnxruntime, seconds of import time); unknown names fall back to importing all modules.
+NAME_MODULES: dict[str, str] = {
+    "psnr": "psnr",
+    "ssim": "ssim",
+    "cpbd": "cpbd",
+    "lmd_mouth": "lmd",
+    "lmd_face": "lmd",
+    "blink_rate": "blinks",
+    "blink_duration": "blinks",
+    "blink_interval": "blinks",
+    "identity_arcface": "identity",
+    "identity_dlib": "identity",
+    "lpips": "lpips",
+    "lse_c": "syncnet",
+    "lse_d": "syncnet",
+}
+
 
 @dataclass
 class ClipSample:
@@ -203,7 +221,13 @@ def available_metrics() -> list[type[Metric]]:
 
 
 def get_metric_class(name: str) -> type[Metric]:
-    load_metric_modules()
+    if name not in _REGISTRY and name in NAME_MODULES:
+        try:
+            importlib.import_module(f"talkface.evaluate.metrics.{NAME_MODULES[name]}")
+        except Exception as exc:  # noqa: BLE001 - reported below with the other import errors
+            _IMPORT_ERRORS[NAME_MODULES[name]] = f"{type(exc).__name__}: {exc}"
+    if name not in _REGISTRY:
+        load_metric_modules()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -1,0 +1,114 @@
+"""PSNR and SSIM against scikit-image (the independent reference), per variant, on real and random frames."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from talkface.evaluate.metrics import get_metric, psnr, ssim
+from talkface.evaluate.metrics._image import to_gray_u8
+from talkface.evaluate.metrics.base import ClipSample
+from talkface.evaluate.metrics.psnr import psnr_frames
+from talkface.evaluate.metrics.ssim import ssim_frames
+
+SK_WINDOW = {
+    "gaussian11": {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False},
+    "uniform7": {"win_size": 7},
+}
+
+
+@pytest.fixture(scope="module")
+def real_pair(grid_root) -> tuple[np.ndarray, np.ndarray]:
+    """Six real GRID frames and a degraded copy (blur + noise), cropped to 160x128 around the face."""
+    from talkface.preprocess.media import read_video
+
+    frames = read_video(sorted((grid_root / "s1").glob("*.mpg"))[0])[::12][:6, 60:220, 110:238].copy()
+    rng = np.random.default_rng(1)
+    degraded = np.stack([cv2.GaussianBlur(f, (0, 0), 1.2) for f in frames]).astype(np.float64)
+    degraded = np.clip(degraded + rng.normal(0, 6, degraded.shape), 0, 255).astype(np.uint8)
+    return degraded, frames
+
+
+def _random_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ref = rng.integers(0, 256, (4, 37, 53, 3), dtype=np.uint8)
+    gen = np.clip(ref + rng.normal(0, 25, ref.shape), 0, 255).astype(np.uint8)
+    return gen, ref
+
+
+def _sk_gray(x: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)  # OpenCV's BT.601 luma: independent of our conversion
+
+
+def test_gray_conversion_equals_opencv() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_gray_u8(img), cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+
+
+@pytest.mark.parametrize("source", ["random", "real"])
+@pytest.mark.parametrize("window", ["gaussian11", "uniform7"])
+@pytest.mark.parametrize("gray", [False, True])
+def test_ssim_matches_skimage(source: str, window: str, gray: bool, request) -> None:
+    gen, ref = _random_pair(3) if source == "random" else request.getfixturevalue("real_pair")
+    ours = ssim_frames(gen, ref, window=window, gray=gray)
+    expected = [
+        structural_similarity(
+            _sk_gray(r) if gray else r,
+            _sk_gray(g) if gray else g,
+            data_range=255,
+            channel_axis=None if gray else -1,
+            **SK_WINDOW[window],
+        )
+        for g, r in zip(gen, ref, strict=True)
+    ]
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+    assert ssim(gen, ref, window=window, gray=gray) == pytest.approx(np.mean(expected), abs=1e-4)
+
+
+@pytest.mark.parametrize("source", ["random", "real"])
+@pytest.mark.parametrize("gray", [False, True])
+def test_psnr_matches_skimage(source: str, gray: bool, request) -> None:
+    gen, ref = _random_pair(4) if source == "random" else request.getfixturevalue("real_pair")
+    ours = psnr_frames(gen, ref, gray=gray)
+    expected = [
+        peak_signal_noise_ratio(_sk_gray(r) if gray else r, _sk_gray(g) if gray else g, data_range=255)
+        for g, r in zip(gen, ref, strict=True)
+    ]
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+    assert psnr(gen, ref, gray=gray) == pytest.approx(np.mean(expected), abs=1e-4)
+
+
+def test_psnr_hand_computed_and_identical() -> None:
+    ref = np.zeros((1, 8, 8, 3), np.uint8)
+    gen = ref.copy()
+    gen[0, 0, 0, 0] = 16  # MSE = 256 / 192
+    assert psnr(gen, ref) == pytest.approx(10 * np.log10(255**2 / (256 / 192)), abs=1e-9)
+    assert psnr(ref, ref) == np.inf
+    metric = get_metric("psnr")
+    assert metric.score(ClipSample("c", ref, 25.0, ref_frames=ref)).value == 100.0  # capped, stated
+
+
+def test_ssim_identical_is_one_and_classes_name_variants() -> None:
+    gen, ref = _random_pair(5)
+    assert ssim(ref, ref) == pytest.approx(1.0, abs=1e-12)
+    m = get_metric("ssim:uniform7-gray-range255")
+    assert m.variant == "uniform7-gray-range255"
+    r = m.score(ClipSample("c", gen, 25.0, ref_frames=ref))
+    expected = np.mean(
+        [
+            structural_similarity(_sk_gray(x), _sk_gray(y), data_range=255)
+            for x, y in zip(ref, gen, strict=True)
+        ]
+    )
+    assert r.value == pytest.approx(expected, abs=1e-4)
+    assert r.per_frame.shape == (4,)
+    assert get_metric("ssim").definition()["variant"] == "gaussian11-colour-range255"
+
+
+def test_missing_reference_is_a_recorded_failure() -> None:
+    gen, _ = _random_pair(6)
+    res = get_metric("psnr")(ClipSample("c", gen, 25.0))
+    assert np.isnan(res.value) and "ref_frames" in res.error
