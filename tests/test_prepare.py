@@ -59,7 +59,12 @@ def _rewrite(src: Path, dst: Path, edit_frames=None, audio_seconds: float | None
 def test_all_fixture_clips_prepare(prepared_grid_all: Path) -> None:
     df = DatasetStore(prepared_grid_all).read_manifest()
     assert len(df) == 127
-    assert (df.status == "ok").all(), df[df.status != "ok"][["clip_id", "error"]]
+    assert (df.status != "failed").all(), df[df.status == "failed"][["clip_id", "error"]]
+    # s1_lgbf8n really starts with 12 flat grey frames (its first I-frame has no picture): no face
+    # there is the right answer, and the clip is partial with both facts flagged.
+    not_ok = df[df.status != "ok"]
+    assert not_ok.clip_id.tolist() == ["s1_lgbf8n"], not_ok[["clip_id", "flags"]]
+    assert "no_face_frames=12" in not_ok["flags"].iloc[0] and "blank_frames=12" in not_ok["flags"].iloc[0]
     s23 = df[df.clip_id == "s23_priazn"].iloc[0]
     assert "no_alignment" in s23["flags"] and s23.transcript == ""
     s1 = df[df.speaker == "s1"]
@@ -69,20 +74,26 @@ def test_all_fixture_clips_prepare(prepared_grid_all: Path) -> None:
 
 
 def test_s1_clips_have_a_face_on_every_frame_and_aligned_eyes(prepared_grid_all: Path) -> None:
+    """A face on every frame that shows a picture; the eyes land where the template puts them."""
     from talkface.preprocess.alignment import load_template
 
     store = DatasetStore(prepared_grid_all)
     template = load_template(128)
     iod_template = np.linalg.norm(template[36:42].mean(0) - template[42:48].mean(0))
-    for clip_id in store.read_manifest().query("speaker == 's1'").clip_id:
-        clip = store.load_clip(clip_id)
+    for row in store.read_manifest().query("speaker == 's1'").itertuples():
+        clip = store.load_clip(row.clip_id)
         assert clip["landmarks"].shape == (75, 68, 2)
-        assert clip["face_found"].all(), clip_id
-        assert not np.isnan(clip["landmarks"]).any()
         assert clip["audio_features"].shape == (75, 16, 40)
-        aligned = clip["landmarks_aligned"]
+        picture = np.ones(75, bool)
+        if row.clip_id == "s1_lgbf8n":
+            gray = media.read_video(row.source_video).mean(axis=3)
+            picture = gray.std(axis=(1, 2)) >= 15  # independent of the pipeline's own blank check
+            assert picture.sum() == 63
+        assert clip["face_found"][picture].all(), row.clip_id
+        assert not np.isnan(clip["landmarks"][picture]).any()
+        aligned = clip["landmarks_aligned"][picture]
         iod = np.linalg.norm(aligned[:, 36:42].mean(1) - aligned[:, 42:48].mean(1), axis=1)
-        assert np.all(np.abs(iod / iod_template - 1) < 0.05), (clip_id, iod.min(), iod.max(), iod_template)
+        assert np.all(np.abs(iod / iod_template - 1) < 0.05), (row.clip_id, iod.min(), iod.max())
 
 
 def test_crops_are_aligned_faces_with_audio(prepared_grid_all: Path) -> None:
@@ -117,7 +128,8 @@ def test_mouth_opening_follows_speech_energy(prepared_grid_all: Path) -> None:
         opening = np.linalg.norm(pts[:, INNER_LIP_TOP] - pts[:, INNER_LIP_BOTTOM], axis=1)
         # centre column of each window = the frame's own log-mel; energy = mean over mel bands
         energy = clip["audio_features"][:, 8, :].astype(np.float32).mean(axis=1)
-        corrs.append(np.corrcoef(opening, energy)[0, 1])
+        ok = ~np.isnan(opening)
+        corrs.append(np.corrcoef(opening[ok], energy[ok])[0, 1])
     corrs = np.array(corrs)
     print(f"mouth opening vs log-mel energy: mean r = {corrs.mean():.3f} over {len(corrs)} clips")
     assert corrs.mean() > 0.3
@@ -141,6 +153,9 @@ def test_still_segment_jitter_is_small(prepared_grid_all: Path) -> None:
         if n_still < 8:
             continue
         pts = clip["landmarks_aligned"][:n_still]
+        pts = pts[~np.isnan(pts).any(axis=(1, 2))]
+        if len(pts) < 8:
+            continue
         motions.append(np.linalg.norm(np.diff(pts, axis=0), axis=2).mean())
     motions = np.array(motions)
     print(f"still-segment motion: median {np.median(motions):.3f} px/frame over {len(motions)} clips")

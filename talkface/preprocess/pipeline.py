@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,7 +122,8 @@ def _prepare(
     cfg = tools.config
     # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
     # file would otherwise give a silently shorter clip).
-    track = tools.landmarks.track(media.iter_frames(source.source_video, cfg.fps))
+    contrast: list[float] = []
+    track = tools.landmarks.track(_measure_contrast(media.iter_frames(source.source_video, cfg.fps), contrast))
     n = len(track)
     row["n_frames"] = n
     row["duration_s"] = n / cfg.fps
@@ -150,6 +151,9 @@ def _prepare(
     status = "ok" if has_face.all() else "partial"
     if not has_face.all():
         flags.append(f"no_face_frames={int((~has_face).sum())}")
+        blank = np.asarray(contrast) < BLANK_FRAME_STD
+        if blank.any():  # e.g. GRID clips that start on flat grey frames before the picture fades in
+            flags.append(f"blank_frames={int(blank.sum())}")
     elif not found.all():
         flags.append(f"interpolated_frames={int((~found).sum())}")
     transforms, aligned = align_landmarks(points, cfg.crop_size)
@@ -196,6 +200,16 @@ def _prepare(
         words=words_array(source.words),
     )
     return status
+
+
+BLANK_FRAME_STD = 15.0  # grey-level standard deviation under which a frame shows no picture
+
+
+def _measure_contrast(frames: Iterator[np.ndarray], out: list[float]) -> Iterator[np.ndarray]:
+    """Pass frames through, recording each frame's grey-level standard deviation (blank-frame check)."""
+    for frame in frames:
+        out.append(float(frame[::4, ::4].mean(axis=2).std()))
+        yield frame
 
 
 def _nearest_valid_index(valid: np.ndarray) -> np.ndarray:
