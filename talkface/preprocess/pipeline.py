@@ -123,7 +123,8 @@ def _prepare(
     # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
     # file would otherwise give a silently shorter clip).
     contrast: list[float] = []
-    track = tools.landmarks.track(_measure_contrast(media.iter_frames(source.source_video, cfg.fps), contrast))
+    frames = _measure_contrast(media.iter_frames(source.source_video, cfg.fps), contrast)
+    track = tools.landmarks.track(frames)
     n = len(track)
     row["n_frames"] = n
     row["duration_s"] = n / cfg.fps
