@@ -37,7 +37,8 @@ class LandmarkConfig:
     feature_window: int = 16  # W: read from the dataset
     feature_dim: int = 40  # D: read from the dataset (29 deepspeech, 40 logmel, 13 mfcc)
     feature_backend: str = ""  # read from the manifest
-    conv_channels: tuple[int, ...] = (64, 128, 128)  # conv1d over W, kernel 3, stride 2 after the first
+    conv_channels: tuple[int, ...] = (64, 128, 128)  # conv1d over W, kernel 3, stride 2 after the first;
+    # the last conv's output (channels x W/4) is flattened into the frame embedding
     frame_embedding: int = 128
     rnn: str = "gru"  # gru | lstm
     rnn_hidden: int = 256
@@ -73,7 +74,11 @@ class SpeechToLandmarks(nn.Module):
             layers += [nn.Conv1d(in_ch, ch, 3, stride=1 if i == 0 else 2, padding=1), nn.LeakyReLU(0.2)]
             in_ch = ch
         self.encoder = nn.Sequential(*layers)
-        self.embed = nn.Sequential(nn.Linear(in_ch, c.frame_embedding), nn.LeakyReLU(0.2),
+        w_out = c.feature_window
+        for _ in range(1, len(c.conv_channels)):
+            w_out = (w_out - 1) // 2 + 1
+        # Flatten (not pool) the conv output: where in the window a sound falls matters.
+        self.embed = nn.Sequential(nn.Linear(in_ch * w_out, c.frame_embedding), nn.LeakyReLU(0.2),
                                    nn.Dropout(c.dropout))
         rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[c.rnn]
         self.rnn = rnn_cls(c.frame_embedding, c.rnn_hidden, num_layers=c.rnn_layers, batch_first=True,
@@ -90,7 +95,7 @@ class SpeechToLandmarks(nn.Module):
         b, t, w, d = features.shape
         x = (features - self.feature_mean) / self.feature_std
         x = self.encoder(x.reshape(b * t, w, d).transpose(1, 2))  # (B*T, C, W')
-        x = self.embed(x.mean(dim=2)).reshape(b, t, -1)
+        x = self.embed(x.flatten(1)).reshape(b, t, -1)
         x, _ = self.rnn(x)
         return self.head(x).reshape(b, t, N_POINTS, 2)
 
