@@ -43,6 +43,7 @@ class BlinkConfig:
     seq_stride: int = 5  # real sequences start every 5 frames of a clip
     local_len: int = 8  # frames per sub-window of the second MMD scale (a blink lasts 2-6 frames)
     local_weight: float = 1.0
+    local_samples: int = 384  # sub-windows drawn per side per step (keeps the kernel matrix small)
     noise_dim: int = 16  # per-frame noise
     style_dim: int = 8  # per-sequence noise
     hidden: int = 128
@@ -290,7 +291,10 @@ class BlinkStage(Stage):
         f = (fake / c.scale).reshape(len(fake), c.seq_len, -1)
         r = (real / c.scale).reshape(len(real), c.seq_len, -1)
         seq = rbf_mmd2(f.reshape(len(f), -1), r.reshape(len(r), -1), c.bandwidths_seq)
-        local = rbf_mmd2(local_windows(f, c.local_len), local_windows(r, c.local_len), c.bandwidths_local)
+        lf, lr_ = local_windows(f, c.local_len), local_windows(r, c.local_len)
+        lf = lf[torch.randperm(len(lf), device=lf.device)[: c.local_samples]]
+        lr_ = lr_[torch.randperm(len(lr_), device=lr_.device)[: c.local_samples]]
+        local = rbf_mmd2(lf, lr_, c.bandwidths_local)
         return {"loss": seq + c.local_weight * local, "mmd_seq": seq, "mmd_local": local}
 
     def training_step(self, ctx: TrainContext, batch: Any) -> dict[str, float]:
