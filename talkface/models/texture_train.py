@@ -37,7 +37,6 @@ from talkface.models.texture import (
 from talkface.preprocess import media
 from talkface.preprocess.store import DatasetStore
 
-USABLE_STATUS = ("ok", "partial")
 SSIM_VARIANT = "skimage structural_similarity, 7x7 uniform window, colour (channel mean), data_range 1, [0,1]"
 
 
@@ -45,27 +44,16 @@ SSIM_VARIANT = "skimage structural_similarity, 7x7 uniform window, colour (chann
 # which clips
 
 
-def select_clips(store: DatasetStore, part: str, seed: int = 0, val_fraction: float = 0.1) -> list[str]:
-    """Clip ids of ``part`` ("train" | "val" | "test") among usable clips that have crops.
+def select_clips(store: DatasetStore, part: str, split: str = "seen", seed: int = 0) -> list[str]:
+    """Clip ids of ``part`` (train | val | test) of ``split`` that have crops and arrays.
 
-    With no "val" clips in the manifest, a seeded ``val_fraction`` of the training clips becomes the
-    validation part (and leaves the training part), so a small dataset still validates.
+    The part assignment (and the seeded fallback when a store has no val clips) is models.data's, so
+    the texture and landmark stages validate on the same clips.
     """
-    df = store.read_manifest()
-    if not len(df):
-        raise FileNotFoundError(f"{store.root}: no prepared clips (run `talkface prepare ...` first)")
-    df = df[df["status"].isin(USABLE_STATUS)]
-    df = df[[store.crop_path(c).exists() and store.clip_path(c).exists() for c in df["clip_id"]]]
-    by_split = {s: sorted(g["clip_id"]) for s, g in df.groupby("split")}
-    if part == "test":
-        return by_split.get("test", [])
-    train, val = by_split.get("train", []), by_split.get("val", [])
-    if not val and len(train) > 1:
-        rng = np.random.default_rng(seed)
-        n_val = max(1, round(val_fraction * len(train)))
-        val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
-        train = [c for c in train if c not in set(val)]
-    return train if part == "train" else val
+    from talkface.models.data import select_clips as parts_of
+
+    ids = parts_of(store, split, seed)[part]
+    return [c for c in ids if store.crop_path(c).exists() and store.clip_path(c).exists()]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -194,12 +182,8 @@ class TextureStage(Stage):
             if crop and int(crop) != self.config.image_size:
                 self.config.image_size = int(crop)  # the model follows the dataset's crop size
             self.config.lr = settings.lr
-        recorded = ds_settings.get("split")
-        if self.split and recorded and recorded != self.split:
-            raise ValueError(f"{self.data} was prepared with split protocol {recorded!r}, not "
-                             f"{self.split!r}; prepare it again with that split or pass --split {recorded}")
-        self.train_ids = select_clips(self.store, "train", settings.seed)
-        self.val_ids = select_clips(self.store, "val", settings.seed)
+        self.train_ids = select_clips(self.store, "train", self.split or "seen", settings.seed)
+        self.val_ids = select_clips(self.store, "val", self.split or "seen", settings.seed)
         if not self.train_ids:
             raise ValueError(f"{self.data}: no usable training clips (status ok/partial with crops)")
         self.channels_last = torch.cuda.is_available() and settings.accelerator in ("auto", "cuda", "gpu")
