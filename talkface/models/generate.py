@@ -170,29 +170,10 @@ def read_identity_image(path: str | os.PathLike) -> np.ndarray:
 # the pipeline
 
 
-def retarget_landmarks(identity_unit: np.ndarray, landmarks_unit: np.ndarray, mean_face: np.ndarray
-                       ) -> np.ndarray:
-    """identity + s R (landmarks - mean face), (s, R) fitted mean face -> identity on stable points.
-
-    Uses models-motion's talkface.models.retarget when present (the owner of this rule).
-    """
-    try:
-        from talkface.models.retarget import retarget  # type: ignore[attr-defined]
-    except ImportError:
-        retarget = None
-    if retarget is not None:
-        return np.asarray(retarget(identity_unit, landmarks_unit, mean_face), np.float32)
-    from talkface.preprocess.alignment import STABLE_POINTS, estimate_similarity
-
-    stable = list(STABLE_POINTS)
-    sr = estimate_similarity(mean_face[stable], identity_unit[stable])[:, :2]
-    motion = np.asarray(landmarks_unit, np.float64) - mean_face[None]
-    return (identity_unit[None] + motion @ sr.T).astype(np.float32)
-
-
 def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray, seed: int = 0) -> np.ndarray:
     """(T, 68, 2) target landmarks in texture-crop pixels for 16 kHz ``audio``."""
     from talkface.models.blinks import impose_blinks
+    from talkface.models.retarget import retarget
     from talkface.models.speech_to_landmarks import predict_landmarks
 
     n = n_frames_for(len(audio))
@@ -200,7 +181,7 @@ def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray,
     unit = predict_landmarks(gen.landmark_model, feats)
     eyes = gen.blink_model.sample(n, FPS, generator_seed=seed)
     unit = impose_blinks(unit, eyes)
-    target = retarget_landmarks(identity_px / gen.size, unit, gen.mean_face)
+    target = retarget(unit, gen.mean_face, identity_px / gen.size)
     return target * np.float32(gen.size)
 
 
