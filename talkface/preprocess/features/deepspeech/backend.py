@@ -10,8 +10,10 @@ i / 50 s; they are linearly interpolated onto the frame times k / fps and window
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,24 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """On CUDA, keep cuDNN's LSTM in true float32 (no TF32), so GPU logits match the CPU's to ~1e-6."""
+    if device.type != "cuda":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        previous = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.backends.cudnn.allow_tf32 = previous
 
 
 @register_feature_backend("deepspeech")
@@ -95,9 +115,10 @@ class DeepSpeechBackend(FeatureBackend):
             batch = np.zeros((len(chunk), max(lengths), inputs[chunk[0]].shape[1]), dtype=np.float32)
             for row, i in enumerate(chunk):
                 batch[row, : lengths[row]] = inputs[i]
-            logits = self.model(
-                torch.from_numpy(batch).to(self.device), torch.tensor(lengths, dtype=torch.int64)
-            )
+            with exact_float32(self.device):
+                logits = self.model(
+                    torch.from_numpy(batch).to(self.device), torch.tensor(lengths, dtype=torch.int64)
+                )
             logits = logits.float().cpu().numpy()
             for row, i in enumerate(chunk):
                 out[i] = logits[row, : lengths[row]].copy()
