@@ -226,6 +226,13 @@ def test_legacy_weights_biases_names(tmp_path, weights):
     np.testing.assert_array_equal(loaded.lstm["bw"].kernel, weights[LSTM.format("bw", "kernel")])
 
 
+def test_scoped_graph_loads(tmp_path, weights):
+    """A graph re-exported under a name scope ("deepspeech/h1", ...) loads the same tensors."""
+    loaded = load_weights(write_graph(tmp_path / "g.pb", {f"deepspeech/{k}": v for k, v in weights.items()}))
+    np.testing.assert_array_equal(loaded.dense["h3"], weights["h3"])
+    np.testing.assert_array_equal(loaded.lstm["fw"].bias, weights[LSTM.format("fw", "bias")])
+
+
 def test_inputs_match_deepspeech_loop():
     audio = speechlike(0.83, seed=5)
     got = audio_to_inputs(audio)

@@ -132,6 +132,12 @@ def _take(consts: dict, names: tuple[str, ...], path: Path) -> tuple[str, np.nda
     for name in names:
         if name in consts:
             return name, tensor_to_array(consts[name].tensor, name)
+    # A graph re-exported under a name scope (tf.import_graph_def(..., name="deepspeech")) prefixes
+    # every node: accept one unambiguous "<scope>/<name>".
+    for name in names:
+        scoped = [key for key in consts if key.endswith("/" + name)]
+        if len(scoped) == 1:
+            return scoped[0], tensor_to_array(consts[scoped[0]].tensor, scoped[0])
     raise DeepSpeechModelError(
         f"{path}: node {names[0]!r} not found (looked for {', '.join(repr(n) for n in names)}); "
         f"this is not the DeepSpeech v0.1.0 acoustic model graph. {RELEASE_HINT}"
