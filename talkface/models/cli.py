@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -29,10 +28,9 @@ def register(app: typer.Typer) -> None:
     train_app.command("landmarks")(train_landmarks)
     train_app.command("blinks")(train_blinks)
     app.add_typer(train_app, name="train")
-    if importlib.util.find_spec("talkface.models.texture_cli") is not None:
-        from talkface.models import texture_cli
+    from talkface.models import texture_cli
 
-        texture_cli.register(train_app, app)
+    texture_cli.register(train_app, app)
 
 
 def _logging() -> None:
