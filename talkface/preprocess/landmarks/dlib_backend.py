@@ -170,9 +170,10 @@ class DlibBackend(LandmarkBackend):
         x0, y0, x1, y1 = max(r.left(), 0), max(r.top(), 0), min(r.right(), W), min(r.bottom(), H)
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        crop = image[y0:y1, x0:x1]
-        grey = crop.mean(2) if crop.ndim == 3 else crop.astype(np.float64)
-        small = cv2.resize(grey.astype(np.float32), (_PATCH, _PATCH), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(image[y0:y1, x0:x1], (_PATCH, _PATCH), interpolation=cv2.INTER_AREA)
+        small = small.astype(np.float32)
+        if small.ndim == 3:
+            small = small.mean(2)
         small = small - small.mean()
         norm = float(np.linalg.norm(small))
         if norm < 1.0 * _PATCH:  # std below ~1 grey level: a blank frame

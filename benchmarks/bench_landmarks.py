@@ -1,0 +1,125 @@
+"""Landmark stage speed and accuracy: talkface's tracking dlib backend vs the naive per-frame loop.
+
+    python benchmarks/bench_landmarks.py --out benchmarks/results/ [--clips 12]
+
+The naive loop is what users write otherwise: dlib HOG detection + 68-point prediction on every frame
+(``DlibBackend(detect_interval=1)``, same models, best-scoring box). Both run on the same decoded
+frames (decoding is excluded) on one core. Reports frames/s (CPU time of this process, which is
+robust to other load on a shared machine, and wall time), the ratio, and the mean/max deviation of
+the tracked landmarks from the per-frame ones in source pixels (GRID 360x288), plus the same on the
+VoxCeleb-style clips (224x224, head motion). Writes DIR/landmarks.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from talkface.preprocess.landmarks import get_landmark_backend  # noqa: E402
+from talkface.preprocess.media import read_video  # noqa: E402
+from talkface.utils.atomic import write_json  # noqa: E402
+from talkface.utils.fixtures import fixtures_dir  # noqa: E402
+from talkface.utils.progress import make_progress  # noqa: E402
+from talkface.utils.provenance import provenance  # noqa: E402
+
+
+def _timed(backend, frames: np.ndarray):
+    c0, w0 = time.process_time(), time.perf_counter()
+    track = backend.track(frames)
+    return track, time.process_time() - c0, time.perf_counter() - w0
+
+
+def run(clips: list[Path]) -> dict:
+    tracker = get_landmark_backend("dlib")
+    naive = get_landmark_backend("dlib", detect_interval=1)
+    totals = {"track_cpu": 0.0, "track_wall": 0.0, "naive_cpu": 0.0, "naive_wall": 0.0, "frames": 0}
+    per_clip, devs, detected = [], [], 0
+    with make_progress() as progress:
+        task = progress.add_task("landmarks", total=len(clips), info="")
+        for clip in clips:
+            frames = read_video(clip, fps=25)
+            t, t_cpu, t_wall = _timed(tracker, frames)
+            n, n_cpu, n_wall = _timed(naive, frames)
+            both = t.face_found & n.face_found
+            dev = np.linalg.norm(t.points[both] - n.points[both], axis=-1)
+            devs.append(dev.ravel())
+            detected += int(t.detected.sum())
+            totals["track_cpu"] += t_cpu
+            totals["track_wall"] += t_wall
+            totals["naive_cpu"] += n_cpu
+            totals["naive_wall"] += n_wall
+            totals["frames"] += len(frames)
+            per_clip.append({
+                "clip": f"{clip.parent.name}/{clip.name}",
+                "frames": len(frames),
+                "size": list(frames.shape[1:3][::-1]),
+                "faces_tracked": int(t.face_found.sum()),
+                "faces_naive": int(n.face_found.sum()),
+                "detector_runs": int(t.detected.sum()),
+                "mean_dev_px": float(dev.mean()) if dev.size else None,
+                "max_dev_px": float(dev.max()) if dev.size else None,
+            })
+            progress.update(task, advance=1, info=f"{clip.name} dev {dev.mean():.2f}px")
+    allDev = np.concatenate(devs) if devs else np.zeros(0)
+    f = totals["frames"]
+    return {
+        "frames": f,
+        "clips": len(clips),
+        "tracked_ms_per_frame_cpu": 1000 * totals["track_cpu"] / f,
+        "naive_ms_per_frame_cpu": 1000 * totals["naive_cpu"] / f,
+        "tracked_fps_cpu": f / totals["track_cpu"],
+        "naive_fps_cpu": f / totals["naive_cpu"],
+        "speedup_cpu": totals["naive_cpu"] / totals["track_cpu"],
+        "tracked_fps_wall": f / totals["track_wall"],
+        "naive_fps_wall": f / totals["naive_wall"],
+        "speedup_wall": totals["naive_wall"] / totals["track_wall"],
+        "realtime_factor_cpu": f / 25.0 / totals["track_cpu"],
+        "detector_runs_fraction": detected / f,
+        "mean_dev_px": float(allDev.mean()) if allDev.size else None,
+        "p95_dev_px": float(np.percentile(allDev, 95)) if allDev.size else None,
+        "max_dev_px": float(allDev.max()) if allDev.size else None,
+        "per_clip": per_clip,
+        "tracker_settings": tracker.settings(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--clips", type=int, default=12, help="GRID s1 clips, spread over the fixture set")
+    ap.add_argument("--fixtures", type=Path, default=fixtures_dir())
+    args = ap.parse_args()
+    grid = sorted((args.fixtures / "grid" / "s1").glob("*.mpg"))
+    if not grid:
+        raise SystemExit(f"no GRID fixtures under {args.fixtures}/grid/s1 (set TALKFACE_FIXTURES)")
+    step = max(len(grid) // args.clips, 1)
+    grid = grid[::step][: args.clips]
+    vox = sorted((args.fixtures / "voxceleb_style").glob("*.mp4"))
+    result = provenance(
+        benchmark="landmarks",
+        baseline="naive loop: dlib HOG (upsample 0, best box) + 68-point predictor on every frame",
+        timing="one process, OMP_NUM_THREADS=1, decoding excluded; cpu = process CPU time",
+        grid_360x288=run(grid),
+        voxceleb_style_224x224=run(vox) if vox else None,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "landmarks.json", result)
+    g = result["grid_360x288"]
+    print(
+        f"GRID: tracked {g['tracked_ms_per_frame_cpu']:.2f} ms/frame ({g['tracked_fps_cpu']:.0f} fps), naive "
+        f"{g['naive_ms_per_frame_cpu']:.2f} ms/frame, x{g['speedup_cpu']:.2f}; deviation mean "
+        f"{g['mean_dev_px']:.2f} px, max {g['max_dev_px']:.2f} px -> {args.out / 'landmarks.json'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
