@@ -159,3 +159,14 @@ def test_clip_without_any_face(backend: DlibBackend) -> None:
     assert not track.face_found.any() and np.isnan(track.points).all()
     empty = backend.track(iter([]))
     assert empty.points.shape == (0, 68, 2)
+
+
+def test_cnn_detector_finds_the_same_face(backend: DlibBackend) -> None:
+    image = np.ascontiguousarray(skdata.astronaut()[0:240:2, 100:340:2])  # 120x120 around the face: fast
+    cnn = get_landmark_backend("dlib", detector="cnn")
+    hog_pts, cnn_pts = backend.detect(image), cnn.detect(image)
+    assert hog_pts is not None and cnn_pts is not None
+    # Two different detectors (different box conventions) feeding one predictor: same face, close points.
+    assert np.linalg.norm(hog_pts - cnn_pts, axis=-1).mean() < 3.0
+    digest = hashlib.sha256(dlib_model_path("cnn_detector").read_bytes()).hexdigest()
+    assert cnn.settings()["cnn_sha256"] == digest
