@@ -89,6 +89,41 @@ class NumpyDeepSpeech:
         return out
 
 
+def roofline(weights: DeepSpeechWeights) -> dict[str, float]:
+    """This machine's limits, measured now (the CPU is shared, so they move): the best RTF possible.
+
+    Per 50 Hz step the network does ``macs`` multiply-adds; unbatched, the recurrence also streams both
+    LSTM recurrent matrices (2 x n_cell x 4 n_cell float32) from memory every step, which is the bound.
+    """
+    d, n = weights.dense, weights.n_cell
+    n3 = d["h3"].shape[1]
+    dense_macs = sum(d[k].size for k in ("h1", "h2", "h3", "h5", "h6"))
+    recurrent_bytes = 2 * n * 4 * n * 4
+    macs = dense_macs + 2 * (n3 + n) * 4 * n
+    a = torch.randn(2048, 2048)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    gflops = 3 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+    w_h, v = torch.randn(n, 4 * n), torch.randn(1, n)
+    v @ w_h
+    start = time.perf_counter()
+    for _ in range(20):
+        v @ w_h
+    gbps = 20 * w_h.numel() * 4 / (time.perf_counter() - start) / 1e9
+    flop_per_audio_s = 50 * 2 * macs
+    return {
+        "gemm_gflops": gflops,
+        "matvec_gb_per_s": gbps,
+        "gflop_per_audio_second": flop_per_audio_s / 1e9,
+        "recurrent_gb_per_audio_second_unbatched": 50 * recurrent_bytes / 1e9,
+        "rtf_bound_batched": gflops * 1e9 / flop_per_audio_s,
+        "rtf_bound_unbatched": 1.0
+        / (50 * recurrent_bytes / (gbps * 1e9) + flop_per_audio_s / (gflops * 1e9)),
+    }
+
+
 def run_talkface(model: DeepSpeechAcoustic, clips: list[np.ndarray], batch_size: int) -> float:
     start = time.perf_counter()
     with torch.inference_mode():
@@ -129,6 +164,7 @@ def main() -> None:
     theirs = reference(probe)
     agreement = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
 
+    limits = roofline(weights)
     t_unbatched = run_talkface(model, [audio], 1)
     t_batched = run_talkface(model, clips, args.batch_size)
     ref_audio = audio[: int(args.reference_seconds * 16000)]
@@ -160,6 +196,7 @@ def main() -> None:
             "batched": rtf["talkface_batched"] / rtf["numpy_reference"],
         },
         "target_rtf": 20.0,
+        "roofline": limits,
         "max_rel_diff_vs_reference": agreement,
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "seed": SEED,

@@ -277,6 +277,28 @@ def test_batched_equals_unbatched(backend):
         np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-5 * np.abs(alone).max())
 
 
+def test_lstm_loop_equals_nn_lstm(backend, weights):
+    """The CPU step loop and nn.LSTM (the GPU path, packed) agree, padding included; both match NumPy."""
+    clips = [audio_to_inputs(speechlike(s, seed=9)) for s in (0.7, 0.35, 0.5)]
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = torch.zeros(3, int(lengths.max()), 494)
+    for r, c in enumerate(clips):
+        batch[r, : len(c)] = torch.from_numpy(c)
+    model = backend.model
+    try:
+        with torch.inference_mode():
+            model.lstm_impl = "loop"
+            loop = model(batch, lengths).numpy()
+            model.lstm_impl = "torch"
+            packed = model(batch, lengths).numpy()
+    finally:
+        model.lstm_impl = "auto"
+    for r, c in enumerate(clips):
+        ref = numpy_forward(c, weights)
+        assert rel_err(loop[r, : len(c)], ref) < 1e-5
+        assert rel_err(packed[r, : len(c)], ref) < 1e-5
+
+
 def test_settings_record_model_sha256(backend, graph_path):
     import hashlib
 

@@ -47,8 +47,32 @@ def tf_lstm_to_torch(kernel: np.ndarray, bias: np.ndarray, forget_bias: float) -
     }
 
 
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh as 2 sigmoid(2x) - 1: on this CPU build torch.tanh on small per-step tensors measured
+    ~1-6 ms per call inside the loop against ~0.05 ms for sigmoid; the identity is exact in real
+    arithmetic and costs ~1e-7 absolute error in float32."""
+    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first ``lengths[b]`` steps, leaving its padding in place (an involution)."""
+    steps = x.shape[1]
+    t = torch.arange(steps, device=x.device)[None, :]
+    lens = lengths.to(x.device)[:, None]
+    index = torch.where(t < lens, lens - 1 - t, t)
+    return torch.gather(x, 1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
 class DeepSpeechAcoustic(nn.Module):
-    """(batch, steps, 494) whitened inputs + lengths -> (batch, steps, 29) logits (no softmax)."""
+    """(batch, steps, 494) whitened inputs + lengths -> (batch, steps, 29) logits (no softmax).
+
+    ``lstm_impl``: "loop" runs the recurrence step by step with the input projections of both directions
+    precomputed as one GEMM (on CPU about 3x faster than nn.LSTM, whose per-step matmul also re-reads the
+    input weights); "torch" calls nn.LSTM (cuDNN on GPU); "auto" picks "loop" on CPU, "torch" elsewhere.
+    Both use the same parameters, so the gate mapping is shared.
+    """
+
+    lstm_impl: str = "auto"
 
     def __init__(self, weights: DeepSpeechWeights) -> None:
         super().__init__()
@@ -79,7 +103,12 @@ class DeepSpeechAcoustic(nn.Module):
         x = self._clipped_relu(self.layer1(inputs))
         x = self._clipped_relu(self.layer2(x))
         x = self._clipped_relu(self.layer3(x))
-        if lengths is None or bool((lengths == steps).all()):
+        impl = self.lstm_impl if self.lstm_impl != "auto" else ("loop" if x.device.type == "cpu" else "torch")
+        if lengths is None:
+            lengths = torch.full((batch,), steps, dtype=torch.int64)
+        if impl == "loop":
+            out = self._bilstm_loop(x, lengths)
+        elif bool((lengths == steps).all()):
             out, _ = self.lstm(x)
         else:
             # Packing runs each clip's backward pass from its own last step, as TF's sequence_length does.
@@ -88,3 +117,30 @@ class DeepSpeechAcoustic(nn.Module):
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
         x = self._clipped_relu(self.layer5(out))
         return self.layer6(x)
+
+    def _bilstm_loop(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Both directions of the LSTM; padding sits after each clip's steps in either direction's order,
+        so it never reaches a real step and needs no mask."""
+        lstm, n = self.lstm, self.n_cell
+        batch, steps, width = x.shape
+        flat = x.reshape(-1, width)
+        outs = []
+        for suffix in ("l0", "l0_reverse"):
+            w_ih, w_hh = getattr(lstm, f"weight_ih_{suffix}"), getattr(lstm, f"weight_hh_{suffix}")
+            bias = getattr(lstm, f"bias_ih_{suffix}") + getattr(lstm, f"bias_hh_{suffix}")
+            # Input projections of every step in one GEMM; transposed views, no weight copies.
+            pre_dir = torch.addmm(bias, flat, w_ih.t()).view(batch, steps, 4 * n)
+            if suffix == "l0_reverse":
+                pre_dir = reverse_within_lengths(pre_dir, lengths)
+            w_hh_t = w_hh.t()
+            h = x.new_zeros(batch, n)
+            c = x.new_zeros(batch, n)
+            out = x.new_empty(batch, steps, n)
+            for t in range(steps):
+                z = torch.addmm(pre_dir[:, t], h, w_hh_t)
+                i, f, g, o = z.chunk(4, dim=1)  # PyTorch order: TF's i, f, j, o after the mapping
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * _tanh(g)
+                h = torch.sigmoid(o) * _tanh(c)
+                out[:, t] = h
+            outs.append(out)
+        return torch.cat([outs[0], reverse_within_lengths(outs[1], lengths)], dim=2)
