@@ -17,6 +17,7 @@ A clip whose video cannot be read becomes one failed row per metric with the rea
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -357,6 +358,7 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         else:
             with ProcessPoolExecutor(
                 max_workers=cfg.workers,
+                mp_context=mp.get_context("spawn"),  # fork after torch/dlib/rich threads can deadlock
                 initializer=_init_worker,
                 initargs=(specs, cfg.landmark_backend, cfg.landmark_options),
             ) as pool:
