@@ -66,10 +66,11 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 class DeepSpeechAcoustic(nn.Module):
     """(batch, steps, 494) whitened inputs + lengths -> (batch, steps, 29) logits (no softmax).
 
-    ``lstm_impl``: "loop" runs the recurrence step by step with the input projections of both directions
-    precomputed as one GEMM (on CPU about 3x faster than nn.LSTM, whose per-step matmul also re-reads the
-    input weights); "torch" calls nn.LSTM (cuDNN on GPU); "auto" picks "loop" on CPU, "torch" elsewhere.
-    Both use the same parameters, so the gate mapping is shared.
+    ``lstm_impl``: "loop" runs the recurrence step by step with each direction's input projections
+    precomputed as one GEMM (for one clip on CPU, 2-3x faster than nn.LSTM: the recurrent mat-vec,
+    bound by memory bandwidth, is then all that is left per step); "torch" calls nn.LSTM (cuDNN on GPU;
+    on CPU faster than the loop for several clips, where MKL's small-batch GEMMs are slow on this CPU);
+    "auto" picks "loop" for one clip on CPU, else "torch". Both use the same parameters.
     """
 
     lstm_impl: str = "auto"
@@ -103,7 +104,9 @@ class DeepSpeechAcoustic(nn.Module):
         x = self._clipped_relu(self.layer1(inputs))
         x = self._clipped_relu(self.layer2(x))
         x = self._clipped_relu(self.layer3(x))
-        impl = self.lstm_impl if self.lstm_impl != "auto" else ("loop" if x.device.type == "cpu" else "torch")
+        impl = self.lstm_impl
+        if impl == "auto":
+            impl = "loop" if x.device.type == "cpu" and batch == 1 else "torch"
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.int64)
         if impl == "loop":
