@@ -219,3 +219,18 @@ def test_texture_stage_overfits_a_tiny_batch_of_real_crops(prepared_grid, tmp_pa
     l1 = [stage.training_step(ctx, batch)["l1"] for _ in range(OVERFIT_STEPS)]
     first, last = np.mean(l1[:3]), np.mean(l1[-3:])
     assert last < first / OVERFIT_FACTOR, (first, last)
+
+
+def test_instance_norm_equals_torch_instance_norm():
+    from torch import nn
+
+    from talkface.models.texture import instance_norm
+
+    torch.manual_seed(0)
+    ours, ref = instance_norm(5), nn.InstanceNorm2d(5, affine=True)
+    with torch.no_grad():
+        ours.weight.normal_(), ours.bias.normal_()
+        ref.weight.copy_(ours.weight), ref.bias.copy_(ours.bias)
+    x = torch.randn(3, 5, 9, 7) * 4 + 2
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+    assert torch.allclose(ours(x.contiguous(memory_format=torch.channels_last)), ref(x), atol=1e-5)

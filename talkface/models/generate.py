@@ -79,8 +79,7 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
     lm_model, lm_config, mean_face = load_landmark_stage(paths["landmarks"], dev)
     blink = load_blink_stage(paths["blinks"], dev)
     texture, tex_config, _ = load_texture_stage(paths["texture"], dev)
-    if dev.type == "cuda":
-        texture = texture.to(memory_format=torch.channels_last)
+    texture = texture.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
     features = _feature_backend(load_checkpoint(paths["landmarks"]), lm_config, deepspeech_model)
     prov = {
         "talkface_version": __version__,
@@ -172,14 +171,19 @@ def read_identity_image(path: str | os.PathLike) -> np.ndarray:
 
 def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray, seed: int = 0) -> np.ndarray:
     """(T, 68, 2) target landmarks in texture-crop pixels for 16 kHz ``audio``."""
+    feats = gen.features.compute(audio, n_frames=n_frames_for(len(audio)), fps=FPS)
+    return landmarks_from_features(gen, feats, identity_px, seed)
+
+
+def landmarks_from_features(gen: Generator, feats: np.ndarray, identity_px: np.ndarray, seed: int = 0
+                            ) -> np.ndarray:
+    """Stages 1-3 on (T, W, D) features: speech landmarks, blinks imposed, retargeted (crop pixels)."""
     from talkface.models.blinks import impose_blinks
     from talkface.models.retarget import retarget
     from talkface.models.speech_to_landmarks import predict_landmarks
 
-    n = n_frames_for(len(audio))
-    feats = gen.features.compute(audio, n_frames=n, fps=FPS)
     unit = predict_landmarks(gen.landmark_model, feats)
-    eyes = gen.blink_model.sample(n, FPS, generator_seed=seed)
+    eyes = gen.blink_model.sample(len(unit), FPS, generator_seed=seed)
     unit = impose_blinks(unit, eyes)
     target = retarget(unit, gen.mean_face, identity_px / gen.size)
     return target * np.float32(gen.size)
@@ -190,7 +194,7 @@ def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.nd
                   ) -> Iterator[np.ndarray]:
     """Texture generator over batches of landmark images; yields (size, size, 3) uint8 frames."""
     ident = torch.from_numpy(to_model_range(identity_crop[None])).to(gen.device)
-    fmt = torch.channels_last if gen.device.type == "cuda" else torch.contiguous_format
+    fmt = torch.channels_last
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if gen.device.type == "cuda" else _nullcontext()
     for start in range(0, len(landmarks_px), gen.batch_size):
         chunk = landmarks_px[start:start + gen.batch_size]

@@ -34,8 +34,8 @@ class TextureConfig:
     landmark_colour: bool = True  # per-part RGB sketch (3 channels) or white on black (1 channel)
     landmark_thickness: int | None = None  # None: 1 px per 128 px of crop
     # generator: encoder widths, one stride-2 4x4 conv each (128 -> 64 -> 32 -> 16 -> 8 -> 4)
-    gen_widths: tuple[int, ...] = (32, 64, 128, 256, 256)
-    gen_res_blocks: int = 2  # residual blocks (3x3, instance norm) at the bottleneck
+    gen_widths: tuple[int, ...] = (16, 32, 64, 128, 256)
+    gen_res_blocks: int = 3  # residual blocks (3x3, instance norm) at the 4x4 bottleneck
     # discriminator: 70x70 PatchGAN layout (pix2pix) at half its widths: C32-C64-C128 stride 2, C256
     # stride 1, 1-channel head (the full widths cost more than the generator)
     disc_widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -80,10 +80,19 @@ class TextureConfig:
         return cls(**kw)
 
 
+def instance_norm(channels: int) -> nn.GroupNorm:
+    """Instance norm with a per-channel affine, as GroupNorm with one group per channel.
+
+    The same normalisation as ``nn.InstanceNorm2d(affine=True)`` (statistics per sample and channel
+    over H, W), but PyTorch's GroupNorm kernel is 2-3x faster on CPU and keeps channels_last.
+    """
+    return nn.GroupNorm(channels, channels)
+
+
 def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
     if norm:
-        layers.append(nn.InstanceNorm2d(cout, affine=True))
+        layers.append(instance_norm(cout))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return nn.Sequential(*layers)
 
@@ -91,7 +100,7 @@ def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
 def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False),
-        nn.InstanceNorm2d(cout, affine=True),
+        instance_norm(cout),
         nn.ReLU(inplace=True),
     )
 
@@ -101,10 +110,10 @@ class ResBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(width, width, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(width, affine=True),
+            instance_norm(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(width, affine=True),
+            instance_norm(width),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,7 +195,7 @@ class PatchDiscriminator(nn.Module):
             stride = 2 if i < len(widths) - 1 else 1
             layers.append(nn.Conv2d(prev, w, 4, stride, 1, bias=i == 0))
             if i > 0:
-                layers.append(nn.InstanceNorm2d(w, affine=True))
+                layers.append(instance_norm(w))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             prev = w
         layers.append(nn.Conv2d(prev, 1, 4, 1, 1))
