@@ -84,7 +84,8 @@ def evaluate(
     try:
         record = run_evaluate(cfg, echo=typer.echo)
     except (FileNotFoundError, KeyError, ValueError, MetricUnavailable) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(
         f"{method}: {record['pairing']['n_matched']} clips, {record['frames_scored']} frames in "

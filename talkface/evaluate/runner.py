@@ -333,8 +333,9 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         echo(f"skipping {name}: {why}")
     if not specs:
         raise ValueError("no metric can run with the given options")
+    built = [s.build() for s in specs]  # once in the main process: needs, variants, definitions
     detector: dict[str, Any] | None = None
-    if any(s.build().needs & {"landmarks", "ref_landmarks"} for s in specs):
+    if any(m.needs & {"landmarks", "ref_landmarks"} for m in built):
         from talkface.preprocess.landmarks import get_landmark_backend
 
         detector = get_landmark_backend(cfg.landmark_backend, **cfg.landmark_options).settings()
@@ -378,7 +379,7 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         pairing=pairing.as_dict(),
         unreadable_clips=failed,
         flagged_clips=flagged,
-        metrics=[f"{s.name}:{get_metric_class(s.name)(**s.options).variant}" for s in specs],
+        metrics=[f"{m.name}:{m.variant}" for m in built],
         skipped_metrics=skipped,
         rules={
             "frame_count_mismatch": "trim both to the shorter (flag trimmed)",
