@@ -5,6 +5,7 @@ of frames (``*.png``/``*.jpg`` in name order); the reference is a prepared datas
 ``ok`` clips give ``crops/<clip_id>.mp4``. Clips present on one side only are listed in the run record
 and printed, never silently dropped. Rules, stated once here and in the run record:
 
+- frame rate: generated videos are decoded at the reference clip's rate (nearest frame in time);
 - frame count mismatch: both are trimmed to the shorter and the rows carry the flag ``trimmed``;
 - size mismatch: generated frames are resized to the reference crop size (OpenCV INTER_AREA when
   shrinking, INTER_CUBIC when enlarging) and flagged ``resized``; metrics run at the reference size;
