@@ -117,3 +117,14 @@ def test_metric_class_scores_each_frame() -> None:
     assert res.per_frame[0] == pytest.approx(2 / 3)
     assert res.per_frame[1] < res.per_frame[0]
     assert res.value == pytest.approx(res.per_frame.mean())
+
+
+def test_canny_edges_equal_scikit_image(grid_gray) -> None:
+    from skimage.feature import canny
+
+    from talkface.evaluate.metrics.cpbd import canny_edges
+
+    img, _ = _edge_image()
+    for g in [*grid_gray, img, cv2.GaussianBlur(grid_gray[0], (0, 0), 2.0)]:
+        f = g.astype(np.float64)
+        np.testing.assert_array_equal(canny_edges(f), canny(f))

@@ -23,11 +23,18 @@ few whole-image filters plus a few array operations per step. Agrees with the ``
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.feature import canny
+
+try:  # the Cython step of scikit-image's Canny; without it we call skimage.feature.canny itself
+    from skimage.feature._canny_cy import _nonmaximum_suppression_bilinear
+except ImportError:  # pragma: no cover - depends on the scikit-image build
+    _nonmaximum_suppression_bilinear = None
 
 from talkface.evaluate.metrics._image import GRAY_RULE, to_gray_u8
 from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
@@ -38,6 +45,41 @@ BETA = 3.6
 CONTRAST_SPLIT = 50  # contrast <= 50 -> w_JNB 5, else 3
 MAX_WALK = 100  # the walk tries steps 0..100 per side, so a side is at most 101 px
 SHARP_BIN = 63  # P_BLUR histogram bins of 0.01: bins 0..63 count as "blur not detected"
+
+
+@functools.lru_cache(maxsize=8)
+def _bleed_over(shape: tuple[int, int]) -> np.ndarray:
+    return (
+        ndi.gaussian_filter(np.ones(shape), 1.0, mode="constant", cval=0.0, truncate=4.0)
+        + np.finfo(float).eps
+    )
+
+
+def canny_edges(img: np.ndarray) -> np.ndarray:
+    """Exactly ``skimage.feature.canny(img)`` (sigma 1, thresholds 0.1/0.2) for a float64 image, faster.
+
+    Same float operations in the same order (so the same edges bit for bit: Canny's suppression is
+    sensitive to 1e-13 differences), minus the work that does not depend on the image: the border
+    normalisation is cached per shape, and hysteresis uses OpenCV's connected components.
+    """
+    if _nonmaximum_suppression_bilinear is None:
+        return canny(img)
+    smoothed = ndi.gaussian_filter(img, 1.0, mode="constant", cval=0.0, truncate=4.0)
+    smoothed /= _bleed_over(img.shape)
+    jsobel = ndi.sobel(smoothed, axis=1)
+    isobel = ndi.sobel(smoothed, axis=0)
+    magnitude = isobel * isobel
+    magnitude += jsobel * jsobel
+    np.sqrt(magnitude, out=magnitude)
+    inner = np.zeros(img.shape, dtype=bool)
+    inner[1:-1, 1:-1] = True
+    low_masked = _nonmaximum_suppression_bilinear(isobel, jsobel, magnitude, inner, 0.1)
+    low = low_masked > 0
+    n, labels = cv2.connectedComponents(low.astype(np.uint8), connectivity=8)
+    good = np.zeros(n, dtype=bool)
+    good[labels[low & (low_masked >= 0.2)]] = True
+    good[0] = False
+    return good[labels]
 
 
 def sobel_vertical_edges(gray: np.ndarray) -> np.ndarray:
@@ -128,7 +170,7 @@ def pblur_values(gray: np.ndarray) -> np.ndarray:
     rows, cols, wid = rows[inside], cols[inside], wid[inside]
     if rows.size == 0:
         return np.zeros(0)
-    canny_count = canny(img)[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3))
+    canny_count = canny_edges(img)[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3))
     is_edge_block = canny_count > BLOCK * BLOCK * EDGE_BLOCK_SHARE
     blocks = img[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK)
     contrast = (blocks.max(axis=(1, 3)) - blocks.min(axis=(1, 3))).astype(np.int64)
