@@ -81,6 +81,8 @@ def test_texture_checkpoint_holds_config_and_validation(runs):
     assert loaded == config and header["step"] == 2
     lines = [json.loads(x) for x in (runs / "tex" / "metrics.jsonl").read_text().splitlines()]
     assert 0.0 < lines[-1]["l1"] < 1.0 and -1.0 <= lines[-1]["ssim"] <= 1.0
+    # the copy-the-identity baseline is reported beside it; identity != target frame, so its L1 > 0
+    assert 0.0 < lines[-1]["l1_identity_copy"] < 1.0 and lines[-1]["ssim_identity_copy"] < 1.0
 
 
 def test_generate_one_video_frame_count_and_audio(runs, grid_root, tmp_path):

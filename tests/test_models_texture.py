@@ -234,3 +234,24 @@ def test_instance_norm_equals_torch_instance_norm():
     x = torch.randn(3, 5, 9, 7) * 4 + 2
     assert torch.allclose(ours(x), ref(x), atol=1e-5)
     assert torch.allclose(ours(x.contiguous(memory_format=torch.channels_last)), ref(x), atol=1e-5)
+
+
+def test_texture_training_resumes_to_the_same_weights(prepared_grid, tmp_path):
+    """4 steps straight == 2 steps, then --resume to 4 (weights equal exactly on CPU, fixed seed)."""
+    from talkface.models.fabric_loop import TrainSettings, load_checkpoint, run_training
+    from talkface.models.texture_train import TextureStage
+
+    def train(out, steps, resume=False):
+        settings = TrainSettings(out_dir=out, max_steps=steps, batch_size=2, accelerator="cpu", seed=3,
+                                 ckpt_every=2, val_every=1000, image_every=1000, resume=resume, lr=2e-4)
+        run_training(TextureStage(prepared_grid, "seen", TextureConfig(val_max_samples=2, **TINY)), settings,
+                     quiet=True)
+        return load_checkpoint(out / "checkpoints" / "last.pt")
+
+    straight = train(tmp_path / "a", 4)
+    train(tmp_path / "b", 2)
+    resumed = train(tmp_path / "b", 4, resume=True)
+    assert resumed["step"] == straight["step"] == 4
+    for model in ("generator", "discriminator"):
+        for name, tensor in straight["models"][model].items():
+            assert torch.equal(tensor, resumed["models"][model][name]), (model, name)

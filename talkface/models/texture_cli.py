@@ -118,6 +118,8 @@ def generate(
         raise typer.BadParameter("give either --audio and --identity (one video) or --data (a split)")
     if single and (audio is None or identity is None):
         raise typer.BadParameter("the one-video form needs both --audio and --identity")
+    if split not in ("train", "val", "test"):
+        raise typer.BadParameter(f"--split must be train, val or test, not {split!r}")
     try:
         gen = load_generator(checkpoints, device, str(deepspeech_model) if deepspeech_model else None,
                              batch_size)

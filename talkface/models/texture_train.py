@@ -255,19 +255,22 @@ class TextureStage(Stage):
         from skimage.metrics import structural_similarity
 
         gen = ctx.models["generator"]
-        l1_sum, ssim_sum, count = 0.0, 0.0, 0
+        to01 = lambda x: ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy().transpose(0, 2, 3, 1)  # noqa: E731
+        sums = {"l1": 0.0, "ssim": 0.0, "l1_identity_copy": 0.0, "ssim_identity_copy": 0.0}
+        count = 0
         for batch in self._val_batches(self.config.val_max_samples, self.settings.batch_size):
             identity, sketch, target = self._inputs(batch, ctx.fabric.device)
-            fake = gen(identity, sketch).frame.float().clamp(-1, 1)
-            fake01 = ((fake + 1) / 2).cpu().numpy().transpose(0, 2, 3, 1)
-            real01 = ((target.float() + 1) / 2).cpu().numpy().transpose(0, 2, 3, 1)
-            l1_sum += float(np.abs(fake01 - real01).mean(axis=(1, 2, 3)).sum())
-            for f, r in zip(fake01, real01, strict=True):
-                ssim_sum += float(structural_similarity(r, f, channel_axis=-1, data_range=1.0))
-            count += len(fake01)
+            real01 = to01(target)
+            # the generated frame, and the do-nothing baseline (A = 0: the identity frame copied)
+            for suffix, pred in (("", to01(gen(identity, sketch).frame)), ("_identity_copy", to01(identity))):
+                sums["l1" + suffix] += float(np.abs(pred - real01).mean(axis=(1, 2, 3)).sum())
+                for p, r in zip(pred, real01, strict=True):
+                    sums["ssim" + suffix] += float(structural_similarity(r, p, channel_axis=-1,
+                                                                         data_range=1.0))
+            count += len(real01)
         if not count:
             return {}
-        return {"l1": l1_sum / count, "ssim": ssim_sum / count, "n_pairs": float(count)}
+        return {**{k: v / count for k, v in sums.items()}, "n_pairs": float(count)}
 
     def images(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
         """One row per sample: real | generated | attention | colour, in [0, 1]."""
