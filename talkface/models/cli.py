@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from talkface.models import fabric_loop as fl
+from talkface.models import train_options as fl
 
 TRAIN_HELP = (
     "Train the stages of Sinha, Biswas and Bhowmick (IJCNN 2020), each on its own, from a prepared "
@@ -116,7 +116,7 @@ def train_blinks(
     _summary(result)
 
 
-def _summary(result: fl.TrainResult) -> None:
+def _summary(result) -> None:  # a fabric_loop.TrainResult
     from talkface.utils.progress import console
 
     val = " ".join(f"{k}={v:.4g}" for k, v in result.last_validation.items())

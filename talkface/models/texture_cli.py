@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from talkface.models import fabric_loop as fl
+from talkface.models import train_options as fl
 from talkface.utils.progress import console
 
 
