@@ -160,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cpbd-frames", type=int, default=8)
-    parser.add_argument("--eval-clips", type=int, default=6)
+    parser.add_argument("--eval-clips", type=int, default=16)
     args = parser.parse_args()
     cv2.setNumThreads(1)
     clips = sorted((fixtures_dir() / "grid" / "s1").glob("*.mpg"))

@@ -33,9 +33,17 @@ class VideoInfo:
     has_audio: bool
 
 
+def _open(path: str | os.PathLike, what: str) -> av.container.InputContainer:
+    """Open a media file for reading; any failure becomes a :class:`MediaError` naming the file."""
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot open {what} ({exc})") from exc
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     try:
-        with av.open(str(path)) as container:
+        with _open(path, "video") as container:
             if not container.streams.video:
                 raise MediaError(f"{path}: no video stream")
             vs = container.streams.video[0]
@@ -64,10 +72,7 @@ def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[n
 
     A file that breaks part-way raises :class:`MediaError` after the frames that decoded.
     """
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"{path}: cannot open video ({exc})") from exc
+    container = _open(path, "video")
     with container:
         if not container.streams.video:
             raise MediaError(f"{path}: no video stream")
@@ -118,10 +123,7 @@ def read_audio(path: str | os.PathLike, sr: int = AUDIO_RATE) -> np.ndarray:
 
     Raises :class:`MediaError` when there is no audio stream or it cannot be decoded.
     """
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"{path}: cannot open audio ({exc})") from exc
+    container = _open(path, "audio")
     with container:
         if not container.streams.audio:
             raise MediaError(f"{path}: no audio stream")
