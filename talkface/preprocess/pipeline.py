@@ -41,6 +41,7 @@ class PrepareConfig:
     min_face_ratio: float = 0.5  # below this share of frames with a face the clip fails
     min_audio_ratio: float = 0.5  # audio covering less than this share of the video fails the clip
     crop_crf: int = 18
+    keep_frames_max: int = 250  # frames kept between the passes (10 s at 25 fps); longer clips decode twice
 
 
 @dataclass
@@ -123,8 +124,10 @@ def _prepare(
     # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
     # file would otherwise give a silently shorter clip).
     contrast: list[float] = []
+    kept: list[np.ndarray] | None = []  # pass-1 frames, kept for pass 2 while the clip is short
     frames = _measure_contrast(media.iter_frames(source.source_video, cfg.fps), contrast)
-    track = tools.landmarks.track(frames)
+    track = tools.landmarks.track(_keep_short(frames, kept, cfg.keep_frames_max))
+    kept = kept if len(kept) == len(track) else None
     n = len(track)
     row["n_frames"] = n
     row["duration_s"] = n / cfg.fps
@@ -180,10 +183,8 @@ def _prepare(
     # Pass 2: aligned crops. Frames without a transform reuse the nearest valid one so the crop video
     # keeps all n frames in step with the arrays.
     fill = _nearest_valid_index(~np.isnan(transforms).any(axis=(1, 2)))
-    crops = (
-        warp_crop(frame, transforms[fill[i]], cfg.crop_size)
-        for i, frame in enumerate(media.iter_frames(source.source_video, cfg.fps))
-    )
+    second_pass = kept if kept is not None else media.iter_frames(source.source_video, cfg.fps)
+    crops = (warp_crop(frame, transforms[fill[i]], cfg.crop_size) for i, frame in enumerate(second_pass))
     from talkface.utils.atomic import atomic_path
 
     with atomic_path(store.crop_path(source.clip_id)) as tmp:
@@ -210,6 +211,20 @@ def _measure_contrast(frames: Iterator[np.ndarray], out: list[float]) -> Iterato
     """Pass frames through, recording each frame's grey-level standard deviation (blank-frame check)."""
     for frame in frames:
         out.append(float(frame[::4, ::4].mean(axis=2).std()))
+        yield frame
+
+
+def _keep_short(frames: Iterator[np.ndarray], kept: list[np.ndarray], limit: int) -> Iterator[np.ndarray]:
+    """Pass frames through, keeping them in ``kept`` until ``limit``; past it, drop them all.
+
+    Short clips (GRID's 3 s) are then decoded once; long ones twice, so memory stays bounded.
+    """
+    for frame in frames:
+        if len(kept) < limit:
+            kept.append(frame)
+        elif kept:
+            kept.clear()
+            limit = 0
         yield frame
 
 
