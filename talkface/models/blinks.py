@@ -9,13 +9,12 @@ generated together, so they blink together. At generation the generated eyes rep
 eye points (:func:`impose_blinks`).
 
 Blink statistics use the eye-aspect-ratio rule (Soukupova and Cech 2016): EAR averaged over both eyes,
-a blink is a run of at least ``min_frames`` frames with EAR below ``ear_threshold``. When the metrics
-part's ``talkface.evaluate.metrics.blinks.detect_blinks`` exists it is used instead of the copy here.
+a blink is a run of at least ``min_frames`` frames with EAR below ``ear_threshold``, found by the
+evaluation's own detector (``talkface.evaluate.metrics.blinks.detect_blinks``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -82,25 +81,18 @@ def eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
     return (one(eyes[:, :6]) + one(eyes[:, 6:])) / 2.0
 
 
-def _runs_below(ear: np.ndarray, threshold: float, min_frames: int) -> list[tuple[int, int]]:
-    below = np.concatenate([[False], ear < threshold, [False]])
-    edges = np.flatnonzero(np.diff(below.astype(np.int8)))
-    starts, ends = edges[::2], edges[1::2]
-    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if e - s >= min_frames]
-
-
 def detect_blinks(ear: np.ndarray, threshold: float = 0.2, min_frames: int = 2) -> list[tuple[int, int]]:
-    """Blinks as (start, end) frame ranges: runs of ``>= min_frames`` frames with EAR < ``threshold``."""
-    if importlib.util.find_spec("talkface.evaluate.metrics.blinks") is not None:
-        from talkface.evaluate.metrics import blinks as metric_blinks
+    """Blinks as (start, end) frame ranges, by the evaluation's own detector at a fixed threshold.
 
-        if hasattr(metric_blinks, "detect_blinks"):
-            try:
-                found = metric_blinks.detect_blinks(ear, threshold=threshold, min_frames=min_frames)
-                return [(int(s), int(e)) for s, e in found]
-            except TypeError:  # a different signature: keep the stated rule here
-                pass
-    return _runs_below(np.asarray(ear), threshold, min_frames)
+    The rule lives in :func:`talkface.evaluate.metrics.blinks.detect_blinks` (runs of at least
+    ``min_frames`` frames with EAR below ``threshold``), so the blink model is checked with exactly
+    the detector that scores generated videos.
+    """
+    from talkface.evaluate.metrics.blinks import detect_blinks as blink_events
+
+    ear = np.asarray(ear, dtype=np.float64)
+    stats = blink_events(ear, fps=25.0, threshold=threshold, min_frames=min_frames)  # fps: unused here
+    return [(int(s), int(s + n)) for s, n in zip(stats.starts, stats.lengths, strict=True)]
 
 
 def blink_statistics(sequences: list[np.ndarray], fps: float, threshold: float = 0.2,
