@@ -165,3 +165,31 @@ def test_checkpoint_round_trip_and_config_restore(tmp_path: Path) -> None:
         run_training(_ToyStage(), _settings(tmp_path / "run", 2), quiet=True)
     lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
     assert len(lines) >= 2 and '"seed": 7' in lines[0]
+
+
+class _ScoredToy(_ToyStage):
+    """Validation scores follow a fixed script by step, so the best step is known in advance."""
+
+    SCRIPT = {3: 0.9, 6: 0.4, 9: 0.7, 12: 0.5, 15: 0.3, 18: 0.6}
+
+    def validate(self, ctx: TrainContext) -> dict[str, float]:
+        return {"score": self.SCRIPT[ctx.step]}
+
+    def selection_score(self, metrics: dict[str, float]) -> float | None:
+        return metrics["score"]
+
+
+def test_best_checkpoint_follows_the_selection_score_across_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_training(_ScoredToy(), _settings(out, 9), quiet=True)
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["step"] == 6 and best["best_score"] == 0.4  # 0.9 at 3, 0.4 at 6, 0.7 at 9
+    run_training(_ScoredToy(), _settings(out, 12, resume=True), quiet=True)
+    assert load_checkpoint(out / "checkpoints" / "best.pt")["step"] == 6  # 0.5 at 12 does not beat 0.4
+    run_training(_ScoredToy(), _settings(out, 18, resume=True), quiet=True)
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["step"] == 15 and best["best_score"] == 0.3
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 18
+    # stages without a selection score write no best.pt
+    run_training(_ToyStage(), _settings(tmp_path / "plain", 6), quiet=True)
+    assert not (tmp_path / "plain" / "checkpoints" / "best.pt").exists()

@@ -315,6 +315,12 @@ class BlinkStage(Stage):
                 "real_blinks_per_min": self.real_stats["blinks_per_min"],
                 "real_mean_duration_frames": self.real_stats["mean_duration_frames"]}
 
+    def selection_score(self, metrics: dict[str, float]) -> float | None:
+        """Worst relative error of the generated blink rate and mean duration against the real data's."""
+        rate = metrics["gen_blinks_per_min"] / metrics["real_blinks_per_min"] - 1
+        duration = metrics["gen_mean_duration_frames"] / metrics["real_mean_duration_frames"] - 1
+        return max(abs(rate), abs(duration))
+
     def images(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
         """EAR curves of 4 generated and 4 real sequences as small line plots."""
         c = self.config
@@ -339,8 +345,13 @@ def _plot(curve: np.ndarray, threshold: float, h: int = 48) -> np.ndarray:
 
 
 def load_blink_stage(path: str | Path, device: str | torch.device = "cpu") -> BlinkGenerator:
-    """The trained generator (eval mode); ``.sample(n_frames, fps, generator_seed)`` -> (T, 12, 2)."""
-    ckpt = load_checkpoint(path)
+    """The trained generator (eval mode); ``.sample(n_frames, fps, generator_seed)`` -> (T, 12, 2).
+
+    Given a run's ``last.pt``, the ``best.pt`` beside it is used when present: the validation whose
+    generated blink rate and duration were closest to the training data's (see ``selection_score``).
+    """
+    best = Path(path).with_name("best.pt")
+    ckpt = load_checkpoint(best if Path(path).name == "last.pt" and best.exists() else path)
     if ckpt["stage"] != "blinks":
         raise ValueError(f"{path} is a '{ckpt['stage']}' checkpoint, not 'blinks'")
     model = BlinkGenerator(BlinkConfig.from_dict(ckpt["config"]))

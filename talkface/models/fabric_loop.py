@@ -76,6 +76,7 @@ class TrainContext:
     optimizers: dict[str, torch.optim.Optimizer]
     settings: TrainSettings
     step: int = 0
+    best_score: float = math.inf  # lowest selection score seen at a validation (see Stage.selection_score)
 
 
 class Stage(ABC):
@@ -125,6 +126,14 @@ class Stage(ABC):
     def extra_state(self) -> dict[str, Any]:
         """Anything else the checkpoint must carry (tensors or plain data)."""
         return {}
+
+    def selection_score(self, metrics: dict[str, float]) -> float | None:
+        """Model selection: a score (lower is better) from validation metrics, or None for none.
+
+        When a stage defines one, the loop also writes ``best.pt``: the checkpoint of the validation with
+        the lowest score so far (its loaders prefer it). Stages whose last weights are best return None.
+        """
+        return None
 
 
 # -------------------------------------------------------------------------------------------------
@@ -244,7 +253,9 @@ def find_stage_checkpoint(root: str | os.PathLike, stage: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime_ns)
 
 
-def _save_checkpoint(fabric: Any, stage: Stage, ctx: TrainContext, settings: TrainSettings) -> None:
+def _save_checkpoint(fabric: Any, stage: Stage, ctx: TrainContext, settings: TrainSettings,
+                     names: tuple[str, ...] | None = None) -> None:
+    """Write ``last.pt`` (+ ``step_XXXXXXX.pt``), or the given file names, from rank 0."""
     state = {
         "stage": stage.name,
         "config": stage.config_dict(),
@@ -257,15 +268,15 @@ def _save_checkpoint(fabric: Any, stage: Stage, ctx: TrainContext, settings: Tra
         "dataset": stage.dataset_info(),
         "extra": stage.extra_state(),
         "rng": rng_state(),
+        "best_score": ctx.best_score,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
         "provenance": provenance(torch=torch.__version__, world_size=fabric.world_size),
     }
+    if names is None:
+        names = ("last.pt", f"step_{ctx.step:07d}.pt") if settings.keep_step_checkpoints else ("last.pt",)
     if fabric.is_global_zero:
-        folder = settings.checkpoint_dir
-        with atomic.atomic_path(folder / "last.pt") as tmp:
-            torch.save(state, tmp)
-        if settings.keep_step_checkpoints:
-            with atomic.atomic_path(folder / f"step_{ctx.step:07d}.pt") as tmp:
+        for name in names:
+            with atomic.atomic_path(settings.checkpoint_dir / name) as tmp:
                 torch.save(state, tmp)
     fabric.barrier()
 
@@ -333,6 +344,8 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
             wrapped_models[k] = fabric.setup_module(m)
     ctx = TrainContext(fabric=fabric, models=wrapped_models, optimizers=wrapped_opts, settings=settings,
                        step=start_step)
+    if resume_state is not None:
+        ctx.best_score = float(resume_state.get("best_score", math.inf))
 
     dataset = StreamDataset(stage.train_dataset(), settings.seed)
     sampler = StreamBatchSampler(len(dataset), settings.batch_size, settings.seed, start_step,
@@ -384,6 +397,10 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
             is_last = ctx.step == settings.max_steps
             if ctx.step % settings.val_every == 0 or is_last:
                 result.last_validation = _validate(stage, ctx, writer, settings)
+                score = stage.selection_score(result.last_validation)
+                if score is not None and math.isfinite(score) and score < ctx.best_score:
+                    ctx.best_score = score
+                    _save_checkpoint(fabric, stage, ctx, settings, names=("best.pt",))
             if writer is not None and (ctx.step % settings.image_every == 0 or is_last):
                 _log_images(stage, ctx, writer)
             if ctx.step % settings.ckpt_every == 0 or is_last:
