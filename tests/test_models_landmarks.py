@@ -171,3 +171,23 @@ def test_overfits_a_real_batch(prepared_grid: Path) -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 5, (losses[0], losses[-1])
+
+
+def test_learns_real_mouth_motion_on_grid_s1(prepared_grid_all: Path, tmp_path: Path) -> None:
+    """Learnability on real data: a short CPU training on the GRID s1 fixtures (seen split: 101 train,
+    12 val clips, logmel) beats the mean-face baseline (mouth held still) on validation mouth LMD.
+
+    Measured (2-core CPU, 2026-11-21, 300 steps, batch 16, seed 0): 1.003 px vs 1.290 px baseline
+    (22% below). The bound asks for at least 15% below the baseline.
+    """
+    from talkface.models.speech_to_landmarks import LandmarkConfig, LandmarkStage
+
+    torch.set_num_threads(2)
+    settings = TrainSettings(out_dir=tmp_path / "lm", max_steps=300, batch_size=16, devices="1",
+                             accelerator="cpu", seed=0, ckpt_every=1000, log_every=100, val_every=300,
+                             image_every=10_000, lr=1e-3)
+    result = run_training(LandmarkStage(prepared_grid_all, "seen", LandmarkConfig()), settings, quiet=True)
+    val = result.last_validation
+    print(f"GRID s1 val mouth LMD {val['mouth_lmd']:.3f} px vs mean-face baseline "
+          f"{val['baseline_mouth_lmd']:.3f} px")
+    assert val["mouth_lmd"] < 0.85 * val["baseline_mouth_lmd"]
