@@ -125,7 +125,8 @@ class ArcFaceOnnx:
     def __init__(self, model_path: str | Path, input_norm: str = "auto", threads: int = 1) -> None:
         path = Path(model_path) if model_path else None
         if path is None or not path.is_file():
-            raise MetricUnavailable(f"ArcFace model file not found: {model_path!r}. {ARCFACE_HELP}")
+            what = f"ArcFace model file not found: {model_path!r}" if model_path else "no ArcFace model given"
+            raise MetricUnavailable(f"{what}. {ARCFACE_HELP}")
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency

@@ -106,7 +106,8 @@ def load_syncnet(path: str | Path | None) -> SyncNet:
     ``__S__.`` / ``module.`` away; any missing key or shape mismatch is an error naming it."""
     p = Path(path) if path else None
     if p is None or not p.is_file():
-        raise MetricUnavailable(f"SyncNet weights not found: {path!r}. {SYNCNET_HELP}")
+        what = f"SyncNet weights not found: {path!r}" if path else "no SyncNet weights given"
+        raise MetricUnavailable(f"{what}. {SYNCNET_HELP}")
     try:
         state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - maybe a TorchScript archive
