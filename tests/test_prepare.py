@@ -368,3 +368,20 @@ def test_help_is_a_tour() -> None:
     result = subprocess.run(_cli("--help"), capture_output=True, text=True, check=True)
     for command in ("prepare", "inspect", "features", "demo"):
         assert command in result.stdout
+
+
+def test_rerun_with_another_split_protocol_relabels_without_redoing(tmp_path: Path, grid_root: Path) -> None:
+    from talkface.preprocess.corpora import get_recipe
+
+    recipe = get_recipe("grid")
+    wanted = {"s1_bbaf2n", "s2_swwp2s"}
+    store = DatasetStore(tmp_path / "ds")
+    seen = [c for c in recipe.discover(grid_root, split="seen").clips if c.clip_id in wanted]
+    run_prepare(seen, store, PrepareConfig())
+    independent = [c for c in recipe.discover(grid_root, split="speaker-independent").clips
+                   if c.clip_id in wanted]
+    summary = run_prepare(independent, store, PrepareConfig())
+    assert summary.prepared == 0 and summary.skipped == 2
+    # LipNet's unseen speakers s1 and s2 are test speakers in the speaker-independent protocol
+    splits = store.read_manifest().set_index("clip_id").split.to_dict()
+    assert splits == {"s1_bbaf2n": "test", "s2_swwp2s": "test"}

@@ -25,6 +25,7 @@ from talkface import __version__
 from talkface.preprocess import media
 from talkface.preprocess.corpora.base import ClipSource
 from talkface.preprocess.store import DatasetStore, words_array
+from talkface.utils.atomic import atomic_path
 
 
 @dataclass
@@ -185,8 +186,6 @@ def _prepare(
     fill = _nearest_valid_index(~np.isnan(transforms).any(axis=(1, 2)))
     second_pass = kept if kept is not None else media.iter_frames(source.source_video, cfg.fps)
     crops = (warp_crop(frame, transforms[fill[i]], cfg.crop_size) for i, frame in enumerate(second_pass))
-    from talkface.utils.atomic import atomic_path
-
     with atomic_path(store.crop_path(source.clip_id)) as tmp:
         written = media.write_video(tmp, crops, cfg.fps, audio, media.AUDIO_RATE, crf=cfg.crop_crf)
         if written != n:
@@ -325,7 +324,7 @@ def run_prepare(
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     record(fut.result())
-    _assign_current_splits(store, sources)
+    store.write_manifest(split_of={s.clip_id: s.split for s in sources})
     return RunSummary(
         total=len(sources),
         skipped=len(sources) - len(todo),
@@ -335,15 +334,3 @@ def run_prepare(
         seconds=time.perf_counter() - t0,
         frames=frames,
     )
-
-
-def _assign_current_splits(store: DatasetStore, sources: Sequence[ClipSource]) -> None:
-    """Rewrite the manifest; the split column follows the current run's split protocol."""
-    df = store.write_manifest()
-    split_of = {s.clip_id: s.split for s in sources}
-    if len(df) and any(split_of.get(c, s) != s for c, s in zip(df.clip_id, df.split, strict=True)):
-        df["split"] = [split_of.get(c, s) for c, s in zip(df.clip_id, df.split, strict=True)]
-        from talkface.utils.atomic import atomic_path
-
-        with atomic_path(store.manifest_path) as tmp:
-            df.to_parquet(tmp, index=False)

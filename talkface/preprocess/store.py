@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,15 @@ class DatasetStore:
             return []
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
-    def write_manifest(self) -> pd.DataFrame:
-        """Rebuild ``manifest.parquet`` from the per-clip rows (atomic)."""
+    def write_manifest(self, split_of: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """Rebuild ``manifest.parquet`` from the per-clip rows (atomic).
+
+        ``split_of`` (clip id -> split) overrides the rows' split column: a rerun with another split
+        protocol re-labels finished clips without redoing them.
+        """
         df = rows_to_frame(self.rows())
+        if split_of:
+            df["split"] = [split_of.get(c, s) for c, s in zip(df.clip_id, df.split, strict=True)]
         with atomic.atomic_path(self.manifest_path) as tmp:
             df.to_parquet(tmp, index=False)
         return df
