@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/talkface demo
 
-test: $(VENV)/.installed-test
+# Browser tests need Debian's chromium; install it when missing (root, as on CI). Without it they skip
+# locally and fail under CI=true.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium chromium-driver >/dev/null; } || echo "chromium not installed: browser tests skip"
+
+test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check talkface tests benchmarks scripts
 	$(BIN)/python -m pytest
 

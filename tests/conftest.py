@@ -13,6 +13,8 @@ import pytest
 
 from talkface.utils.fixtures import fixtures_dir
 
+from browser import browser_page  # noqa: F401  (headless Chromium fixture for page tests)
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

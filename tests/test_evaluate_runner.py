@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from talkface.evaluate.results import ResultsStore, bootstrap_ci
+from talkface.store.results import ResultsStore, bootstrap_ci
 from talkface.evaluate.runner import EvaluateConfig, run_evaluate
 
 CORE = ["psnr", "ssim", "ssim:uniform7-gray-range255", "cpbd", "lmd_mouth", "lmd_face", "blink_rate"]

@@ -38,7 +38,7 @@ from talkface.evaluate.metrics.base import (
     available_metrics,
     get_metric_class,
 )
-from talkface.evaluate.results import ResultsStore
+from talkface.store.results import ResultsStore
 from talkface.utils.progress import make_progress
 from talkface.utils.provenance import provenance
 
