@@ -176,8 +176,8 @@ def texture_train_rate(batch: dict[str, torch.Tensor], steps: int, device: torch
 
 
 def _generator(device: torch.device, batch_size: int):
+    from talkface.generation.pipeline import Generator
     from talkface.models.blinks import BlinkConfig, BlinkGenerator
-    from talkface.models.generate import Generator
     from talkface.models.speech_to_landmarks import LandmarkConfig, SpeechToLandmarks
     from talkface.models.texture import TextureConfig, TextureGenerator
     from talkface.preprocess.alignment import load_template
@@ -195,7 +195,7 @@ def _generator(device: torch.device, batch_size: int):
 
 def generation_rates(audio: np.ndarray, device: torch.device, batch_size: int, repeats: int
                      ) -> dict[str, float]:
-    from talkface.models.generate import FPS, landmarks_from_features, n_frames_for, render_frames
+    from talkface.generation.pipeline import FPS, landmarks_from_features, n_frames_for, render_frames
     from talkface.preprocess import media
     from talkface.preprocess.alignment import load_template
 

@@ -6,6 +6,7 @@ import typer
 
 from talkface import __version__
 from talkface.evaluate import cli as evaluate_cli
+from talkface.generation import cli as generation_cli
 from talkface.models import cli as models_cli
 from talkface.preprocess import cli as preprocess_cli
 
@@ -42,6 +43,7 @@ def _root(
 
 preprocess_cli.register(app)
 models_cli.register(app)
+generation_cli.register(app)
 evaluate_cli.register(app)
 
 

@@ -1,47 +1,40 @@
-"""`talkface generate` end to end on CPU with briefly trained (2-step) checkpoints of all three stages."""
+"""`talkface generate` end to end on CPU with briefly trained (2-step) checkpoints of all three stages,
+and the faults a new user hit: identity images too small or not images, audio that is not audio, a
+dataset whose protocol holds only test clips, provenance naming the file that was really loaded."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from generation_runs import TINY, one_line, trained_runs, usable_part
 from scipy.io import wavfile
 from typer.testing import CliRunner
 
-from talkface.models.texture import TextureConfig
-
 torch.set_num_threads(1)
 
-TINY = dict(gen_widths=(8, 16, 16, 32, 32), gen_res_blocks=1, disc_widths=(8, 16, 32, 32))
 AUDIO_CORRELATION_MIN = 0.99  # decoded AAC vs input, after aligning the encoder delay
 MAX_AAC_LAG = 4096  # samples at 16 kHz searched for that delay
 
 
 @pytest.fixture(scope="module")
 def runs(prepared_grid, tmp_path_factory):
-    """runs/{lm,blink,tex}: each stage trained for 2 steps with models-motion's loop and checkpoints."""
-    from talkface.models.blinks import BlinkStage
-    from talkface.models.fabric_loop import TrainSettings, run_training
-    from talkface.models.speech_to_landmarks import LandmarkStage
-    from talkface.models.texture_train import TextureStage
-
-    root = tmp_path_factory.mktemp("runs")
-    stages = {"lm": LandmarkStage(prepared_grid, "seen"), "blink": BlinkStage(prepared_grid, "seen"),
-              "tex": TextureStage(prepared_grid, "seen", TextureConfig(val_max_samples=4, **TINY))}
-    for name, stage in stages.items():
-        settings = TrainSettings(out_dir=root / name, max_steps=2, batch_size=2, accelerator="cpu",
-                                 ckpt_every=2, val_every=2, image_every=2, lr=2e-4)
-        run_training(stage, settings, quiet=True)
-    return root
+    return trained_runs(prepared_grid, tmp_path_factory)
 
 
 def _app():
     from talkface.cli import app
 
     return app
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(_app(), args)
 
 
 def _correlation_after_alignment(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -58,8 +51,13 @@ def _correlation_after_alignment(reference: np.ndarray, decoded: np.ndarray) -> 
     return float(np.corrcoef(a[:m], b[:m])[0, 1])
 
 
+def _speech_wav(path, seconds: float = 1.0) -> None:
+    t = np.arange(int(16000 * seconds))
+    wavfile.write(path, 16000, (0.1 * np.sin(t / 10) * 32767).astype(np.int16))
+
+
 def test_frame_count_rule_is_ceil_of_duration():
-    from talkface.models.generate import n_frames_for
+    from talkface.generation.pipeline import n_frames_for
 
     assert n_frames_for(48000) == 75  # 3.000 s
     assert n_frames_for(48001) == 76  # a sample more needs one more frame
@@ -68,16 +66,14 @@ def test_frame_count_rule_is_ceil_of_duration():
 
 
 def test_texture_checkpoint_holds_config_and_validation(runs):
-    import json
+    from talkface.models.texture import TextureConfig, texture_generator_from_state
+    from talkface.store.checkpoints import find_stage
 
-    from talkface.models.fabric_loop import load_checkpoint
-    from talkface.models.texture_train import load_texture_stage
-
-    ckpt = load_checkpoint(runs / "tex" / "checkpoints" / "last.pt")
-    assert ckpt["stage"] == "texture" and ckpt["step"] == 2
-    config = TextureConfig.from_dict(ckpt["config"])
+    ckpt = find_stage(runs, "texture").load()
+    assert ckpt.stage == "texture" and ckpt.step == 2
+    config = TextureConfig.from_dict(ckpt.state["config"])
     assert config.gen_widths == TINY["gen_widths"] and config.image_size == 128
-    gen, loaded, header = load_texture_stage(runs / "tex" / "checkpoints" / "last.pt")
+    _, loaded, header = texture_generator_from_state(ckpt.state)
     assert loaded == config and header["step"] == 2
     lines = [json.loads(x) for x in (runs / "tex" / "metrics.jsonl").read_text().splitlines()]
     assert 0.0 < lines[-1]["l1"] < 1.0 and -1.0 <= lines[-1]["ssim"] <= 1.0
@@ -98,8 +94,8 @@ def test_generate_one_video_frame_count_and_audio(runs, grid_root, tmp_path):
     cv2.imwrite(str(png), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     out = tmp_path / "talking.mp4"
 
-    result = CliRunner().invoke(_app(), ["generate", "--audio", str(wav), "--identity", str(png),
-                                         "--checkpoints", str(runs), "--out", str(out), "--device", "cpu"])
+    result = _invoke(["generate", "--audio", str(wav), "--identity", str(png), "--checkpoints", str(runs),
+                      "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     reference = media.read_audio(wav, 16000)
     video = media.read_video(out)
@@ -110,34 +106,73 @@ def test_generate_one_video_frame_count_and_audio(runs, grid_root, tmp_path):
     assert _correlation_after_alignment(reference, decoded) > AUDIO_CORRELATION_MIN
 
 
-def test_generate_split_writes_one_video_per_clip_and_resumes(runs, prepared_grid, tmp_path):
-    import json
-
-    from talkface.models.data import select_clips
+def test_generate_part_one_video_per_usable_clip_with_reference_frame_count(runs, prepared_grid, tmp_path):
     from talkface.preprocess import media
-    from talkface.preprocess.store import DatasetStore
+    from talkface.store.checkpoints import find_stage
+    from talkface.store.dataset import Dataset
+    from talkface.utils.provenance import sha256_file
 
-    store = DatasetStore(prepared_grid)
-    parts = select_clips(store, "seen")
-    part = "test" if parts["test"] else "val"
+    ds = Dataset.open(prepared_grid)
+    part, clip_ids = usable_part(prepared_grid)
     out = tmp_path / "ours"
-    args = ["generate", "--data", str(prepared_grid), "--split", part, "--checkpoints", str(runs),
-            "--out", str(out), "--device", "cpu"]
-    result = CliRunner().invoke(_app(), args)
+    args = ["generate", "--data", str(prepared_grid), "--part", part, "--checkpoints", str(runs),
+            "--out", str(out), "--device", "cpu", "--quiet"]
+    result = _invoke(args)
     assert result.exit_code == 0, result.output
-    assert sorted(p.stem for p in out.glob("*.mp4")) == parts[part]
-    manifest = store.read_manifest().set_index("clip_id")
-    for clip_id in parts[part]:
-        assert len(media.read_video(out / f"{clip_id}.mp4")) == int(manifest.at[clip_id, "n_frames"])
-    again = CliRunner().invoke(_app(), args)
+    assert sorted(p.stem for p in out.glob("*.mp4")) == clip_ids
+    for clip_id in clip_ids:
+        video = out / f"{clip_id}.mp4"
+        reference = media.read_video(ds.crop_path(clip_id))
+        assert len(media.read_video(video)) == len(reference) == ds.record(clip_id).n_frames
+        assert media.probe_video(video).has_audio
+    again = _invoke(args)
     assert again.exit_code == 0, again.output
     summary = json.loads((out / "generation.json").read_text())
-    assert summary["skipped_existing"] == parts[part] and summary["generated"] == [] and not summary["failed"]
-    assert len(summary["checkpoints"]["texture"]["sha256"]) == 64
+    assert summary["skipped_existing"] == clip_ids and summary["generated"] == [] and not summary["failed"]
+    assert summary["method"] == "pipeline" and summary["protocol"] == ds.default_protocol
+    # provenance hashes the file each stage really loaded (blinks: best.pt when the stage selected one)
+    for stage in ("landmarks", "blinks", "texture"):
+        loaded = find_stage(runs, stage).weights_path()
+        assert summary["checkpoints"][stage]["path"] == str(loaded)
+        assert summary["checkpoints"][stage]["sha256"] == sha256_file(loaded)
+
+
+def test_generate_deprecated_split_still_names_the_part(runs, prepared_grid, tmp_path):
+    part, clip_ids = usable_part(prepared_grid)
+    out = tmp_path / "old"
+    result = _invoke(["generate", "--data", str(prepared_grid), "--split", part, "--checkpoints", str(runs),
+                      "--out", str(out), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "--split is deprecated" in one_line(result.output)
+    assert sorted(p.stem for p in out.glob("*.mp4")) == clip_ids
+
+
+def test_generate_on_a_test_only_protocol(runs, prepared_grid, tmp_path):
+    """A protocol with nothing but test clips generates them (the old code asked for 'train' clips)."""
+    from talkface.store.dataset import Dataset
+    from talkface.store.dataset_writer import DatasetStore
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared_grid, data)
+    ids = Dataset.open(data).usable_ids()[:2]
+    writer = DatasetStore(data)
+    writer.add_protocol("only-test", {c: "test" for c in ids})
+    writer.write_manifest()
+    parts = Dataset.open(data).parts("only-test")
+    assert parts.test == ids and not parts.train and not parts.val
+    out = tmp_path / "ours"
+    result = _invoke(["generate", "--data", str(data), "--protocol", "only-test", "--part", "test",
+                      "--checkpoints", str(runs), "--out", str(out), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in out.glob("*.mp4")) == ids
+    missing = _invoke(["generate", "--data", str(data), "--protocol", "only-test", "--part", "val",
+                       "--checkpoints", str(runs), "--out", str(tmp_path / "v"), "--device", "cpu"])
+    assert missing.exit_code == 2
+    assert "no usable 'val' clips" in one_line(missing.output) and "Traceback" not in missing.output
 
 
 def test_identity_image_without_face_gives_clear_error(runs, tmp_path):
-    from talkface.models.generate import align_identity
+    from talkface.generation.pipeline import align_identity
     from talkface.preprocess.landmarks.base import NoFaceError
 
     rng = np.random.default_rng(0)
@@ -148,10 +183,56 @@ def test_identity_image_without_face_gives_clear_error(runs, tmp_path):
     png = tmp_path / "noface.png"
     cv2.imwrite(str(png), blank)
     wav = tmp_path / "a.wav"
-    wavfile.write(wav, 16000, (0.1 * np.sin(np.arange(16000) / 10) * 32767).astype(np.int16))
-    result = CliRunner().invoke(_app(), ["generate", "--audio", str(wav), "--identity", str(png),
-                                         "--checkpoints", str(runs), "--out", str(tmp_path / "x.mp4"),
-                                         "--device", "cpu"])
+    _speech_wav(wav)
+    result = _invoke(["generate", "--audio", str(wav), "--identity", str(png), "--checkpoints", str(runs),
+                      "--out", str(tmp_path / "x.mp4"), "--device", "cpu"])
     assert result.exit_code == 2
-    assert "no face found in the identity image" in result.output
+    assert "no face found in the identity image" in one_line(result.output)
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_tiny_identity_image_says_it_is_too_small_and_what_works(runs, grid_root, tmp_path):
+    """A 32x32 face: not 'no face found' but the size problem and the size that works."""
+    from talkface.preprocess import media
+
+    frame = next(media.iter_frames(sorted((grid_root / "s1").glob("*.mpg"))[0]))
+    tiny = cv2.resize(frame[100:290, 60:250], (32, 32), interpolation=cv2.INTER_AREA)
+    png = tmp_path / "tiny.png"
+    cv2.imwrite(str(png), cv2.cvtColor(tiny, cv2.COLOR_RGB2BGR))
+    wav = tmp_path / "a.wav"
+    _speech_wav(wav)
+    result = _invoke(["generate", "--audio", str(wav), "--identity", str(png), "--checkpoints", str(runs),
+                      "--out", str(tmp_path / "x.mp4"), "--device", "cpu"])
+    text = one_line(result.output)
+    assert result.exit_code == 2, text
+    assert "32x32 pixels, too small" in text and "at least 128x128 pixels" in text
+    assert "no face found" not in text and "Traceback" not in result.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("bad", ["identity", "audio"])
+def test_garbage_inputs_give_one_sentence_and_exit_2(runs, tmp_path, bad):
+    png = tmp_path / "face.png"
+    wav = tmp_path / "speech.wav"
+    cv2.imwrite(str(png), np.zeros((200, 200, 3), np.uint8))
+    _speech_wav(wav)
+    garbage = {"identity": png, "audio": wav}[bad]
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n not really anything " * 50)
+    result = _invoke(["generate", "--audio", str(wav), "--identity", str(png), "--checkpoints", str(runs),
+                      "--out", str(tmp_path / "x.mp4"), "--device", "cpu"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
+    expected = {"identity": "is not a readable image", "audio": "holds no readable audio"}[bad]
+    assert expected in lines[0] and str(garbage) in lines[0]
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_generate_without_trained_stage_names_the_train_command(prepared_grid, tmp_path):
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    result = _invoke(["generate", "--data", str(prepared_grid), "--checkpoints", str(empty),
+                      "--out", str(tmp_path / "o"), "--device", "cpu"])
+    text = one_line(result.output)
+    assert result.exit_code == 2, text
+    assert f"run `talkface train landmarks --data {prepared_grid} --out {empty / 'lm'}` first" in text

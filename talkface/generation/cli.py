@@ -1,0 +1,235 @@
+"""``talkface generate``, ``talkface baseline <name>`` (one command per registered baseline) and
+``talkface compare``.
+
+Options shared by ``generate --data`` and ``baseline`` are declared once here. Conventions
+(docs/architecture.md): ``--data`` a prepared dataset, ``--protocol`` a split protocol (default: the
+dataset's own), ``--part`` train | val | test; the old ``--split`` (which meant the part here) still
+works with a deprecation note.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+PARTS = ("train", "val", "test")
+
+CheckpointsOpt = Annotated[Path, typer.Option(
+    "--checkpoints", help="Folder holding the trained stages as `train` writes them (e.g. runs/ with "
+    "runs/lm, runs/blink, runs/tex); each stage's selected file is used (best.pt when the stage selects "
+    "one, else last.pt), as its checkpoint.json says.", file_okay=False)]
+DataOpt = Annotated[Path, typer.Option(
+    "--data", help="Prepared dataset folder (`talkface prepare ...`).", exists=True, file_okay=False)]
+PartOpt = Annotated[str, typer.Option("--part", help="Which part of the protocol: train | val | test.")]
+ProtocolOpt = Annotated[str | None, typer.Option(
+    "--protocol", help="Split protocol (seen, speaker-independent, ...); default: the dataset's own.")]
+SplitOpt = Annotated[str | None, typer.Option(
+    "--split", hidden=True, help="Deprecated: the part (train | val | test); use --part.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds the blink generator (same seed, same blinks).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present) | cpu | cuda | cuda:1.")]
+BatchOpt = Annotated[int | None, typer.Option(
+    "--batch-size", help="Frames per texture-generator batch (default 16 on CPU, 64 on GPU).")]
+DeepSpeechOpt = Annotated[Path | None, typer.Option(
+    "--deepspeech-model", help="DeepSpeech v0.1.0 output_graph.pb, when the landmark model was trained on "
+    "DeepSpeech features.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``generate``, ``baseline <name>`` and ``compare`` to the root app."""
+    app.command("generate")(generate)
+    app.add_typer(baseline_app(), name="baseline")
+    app.command("compare")(compare)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    """Print ``exc`` as one ``error:`` line and return the exit (status 2) to raise."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What a generation command reports as one line and exit 2 (all user-facing, none a bug)."""
+    from talkface.preprocess.media import MediaError
+    from talkface.utils.lock import FolderLocked
+
+    # ValueError covers NoFaceError, DatasetError, CheckpointError; FileNotFoundError StageMissing.
+    return (ValueError, FileNotFoundError, KeyError, MediaError, FolderLocked)
+
+
+def resolve_part(part: str, split: str | None, command: str) -> str:
+    """``--part``, or the deprecated ``--split`` (with a note); ``BadParameter`` for anything else."""
+    if split is not None:
+        typer.echo(f"note: --split is deprecated in `{command}`; it names the part, use --part {split}",
+                   err=True)
+        if part != "test" and part != split:
+            raise typer.BadParameter(f"--split {split} and --part {part} disagree: give --part only")
+        part = split
+    if part not in PARTS:
+        raise typer.BadParameter(f"--part must be train, val or test, not {part!r}")
+    return part
+
+
+def _report(summary: dict[str, Any], out: Path) -> None:
+    typer.echo(f"{out}: {len(summary['generated'])} generated, {len(summary['skipped_existing'])} already "
+               f"there, {len(summary['failed'])} failed ({summary['method']}, protocol "
+               f"{summary['protocol']!r}, part {summary['part']!r}; see {out / 'generation.json'})")
+    for clip_id, error in summary["failed"].items():
+        typer.echo(f"  {clip_id}: {error}", err=True)
+
+
+# -------------------------------------------------------------------------------------------------
+# generate
+
+
+def generate(
+    out: Path = typer.Option(..., "--out", help="With --audio: the mp4 to write. With --data: a folder "
+                             "receiving one <clip_id>.mp4 per clip (ready for `talkface evaluate`)."),
+    checkpoints: CheckpointsOpt = Path("runs"),
+    audio: Path | None = typer.Option(None, "--audio", help="Speech file (wav, mp3, m4a, or a video's audio "
+                                      "track; any sample rate).", exists=True, dir_okay=False),
+    identity: Path | None = typer.Option(None, "--identity", help="Image with exactly one face (png, jpg), "
+                                         "at least 128x128 pixels: whose face talks.", exists=True,
+                                         dir_okay=False),
+    data: Path | None = typer.Option(None, "--data", help="Prepared dataset: generate every usable clip of "
+                                     "--part, each clip's first frame as identity and its audio as speech.",
+                                     exists=True, file_okay=False),
+    part: PartOpt = "test",
+    protocol: ProtocolOpt = None,
+    split: SplitOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = None,
+    deepspeech_model: DeepSpeechOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate talking-face videos from speech with the trained stages.
+
+    One video: talkface generate --audio speech.wav --identity face.png --checkpoints runs/ --out talking.mp4
+
+    A dataset's test clips:
+    talkface generate --data data/grid-prepared --part test --checkpoints runs/ --out out/ours
+
+    Pipeline: audio (read at 16 kHz) -> speech features (the landmark model's dataset backend) ->
+    person-independent landmarks -> generated blinks -> retargeted to the identity -> landmark sketches
+    -> texture generator -> frames at 25 fps -> H.264 mp4 (crf 18) with the input audio as AAC. One video
+    has ceil(duration x 25) frames; with --data each video has its reference crop's frame count and the
+    clip's audio, so `talkface evaluate` pairs them frame by frame. The --data form skips videos that
+    exist (rerun to resume), records failures in OUT/generation.json and goes on.
+    """
+    from talkface.generation import pipeline
+
+    single = audio is not None or identity is not None
+    if single == (data is not None):
+        raise typer.BadParameter("give either --audio and --identity (one video) or --data (a dataset's "
+                                 "part)")
+    if single and (audio is None or identity is None):
+        raise typer.BadParameter("the one-video form needs both --audio and --identity")
+    if not single:
+        part = resolve_part(part, split, "generate")
+    ds_model = str(deepspeech_model) if deepspeech_model else None
+    try:
+        gen = pipeline.load_generator(checkpoints, device, ds_model, batch_size, data=data)
+        if single:
+            record = pipeline.generate_from_files(gen, audio, identity, out, seed)
+        else:
+            summary = pipeline.generate_part(gen, pipeline.TrainedPipeline(), data, part, out, seed,
+                                             protocol, quiet)
+    except _errors() as exc:
+        raise _fail(exc) from exc
+    if single:
+        typer.echo(f"wrote {out}: {record['n_frames']} frames, {record['duration_s']:.2f} s")
+        typer.echo(json.dumps({k: record[k] for k in ("seed", "fps", "frame_count_rule")}))
+    else:
+        _report(summary, out)
+
+
+# -------------------------------------------------------------------------------------------------
+# baseline <name>
+
+
+def baseline_app() -> typer.Typer:
+    """The ``baseline`` group: one command per member of the baselines registry."""
+    from talkface.generation.baselines import BASELINES
+
+    group = typer.Typer(name="baseline", no_args_is_help=True, rich_markup_mode="rich", help=(
+        "Built-in reference methods, written exactly as `generate --data` writes the trained pipeline's "
+        "videos (same names, frame counts, audio, codec), ready for `talkface evaluate`. "
+        "See docs/baselines.md."))
+    for name, method in BASELINES.items():
+        group.command(name, help=_baseline_help(name, method))(_baseline_command(name))
+    return group
+
+
+def _baseline_help(name: str, method: Any) -> str:
+    needs = (f"Needs the trained {' and '.join(method.stages)} stage(s) under --checkpoints."
+             if method.stages else "Needs no trained stage.")
+    return (f"{method.definition[:1].upper()}{method.definition[1:]}.\n\n{needs}\n\n"
+            f"Example: talkface baseline {name} --data data/grid-prepared --part test --out out/{name}")
+
+
+def _baseline_command(name: str) -> Callable[..., None]:
+    def command(
+        data: DataOpt,
+        out: Path = typer.Option(..., "--out", help=f"Folder receiving one <clip_id>.mp4 per clip "
+                                 f"(e.g. out/{name})."),
+        part: PartOpt = "test",
+        protocol: ProtocolOpt = None,
+        split: SplitOpt = None,
+        checkpoints: CheckpointsOpt = Path("runs"),
+        seed: SeedOpt = 0,
+        device: DeviceOpt = "auto",
+        batch_size: BatchOpt = None,
+        deepspeech_model: DeepSpeechOpt = None,
+        quiet: QuietOpt = False,
+    ) -> None:
+        from talkface.generation import pipeline
+        from talkface.generation.baselines import get_baseline
+
+        part = resolve_part(part, split, f"baseline {name}")
+        method = get_baseline(name)
+        try:
+            ds_model = str(deepspeech_model) if deepspeech_model else None
+            gen = pipeline.load_generator(checkpoints, device, ds_model, batch_size, stages=method.stages,
+                                          needed_by=f"baseline {name}", data=data)  # no stages: reads nothing
+            summary = pipeline.generate_part(gen, method, data, part, out, seed, protocol, quiet)
+        except _errors() as exc:
+            raise _fail(exc) from exc
+        _report(summary, out)
+
+    command.__name__ = f"baseline_{name.replace('-', '_')}"
+    return command
+
+
+# -------------------------------------------------------------------------------------------------
+# compare
+
+
+def compare(
+    inputs: list[str] = typer.Argument(..., metavar="NAME=PATH...", help="Methods to tile, left to right: "
+                                       "a video file, or a folder of <clip_id>.mp4 (with --clip); a "
+                                       "prepared dataset folder stands for its reference crops."),
+    out: Path = typer.Option(..., "--out", help="The mp4 to write."),
+    clip: str | None = typer.Option(None, "--clip", help="Clip id to take from folder inputs."),
+) -> None:
+    """A side-by-side video: methods tiled with their names above them, the first input's audio.
+
+    Example: talkface compare real=data/grid-prepared ours=out/ours static=out/static-frame
+    --clip s1_bbaf2n --out cmp.mp4
+
+    Frame count: the shortest input's; inputs more than one frame apart are refused.
+    """
+    from talkface.generation.compare import compare_videos, parse_inputs, resolve_inputs
+
+    try:
+        made = compare_videos(resolve_inputs(parse_inputs(inputs), clip), out)
+    except _errors() as exc:
+        raise _fail(exc) from exc
+    w, h = made["size"]
+    typer.echo(f"wrote {out}: {' | '.join(made['methods'])}, {made['n_frames']} frames of {w}x{h}, audio "
+               f"from {made['audio_from'] or 'no input'}")

@@ -1,0 +1,55 @@
+"""What makes one video per prepared clip: the :class:`Method` interface and the trained pipeline.
+
+Kept free of numpy, torch and media imports so that ``talkface --help`` and the commands generated
+from the baselines registry start fast; the work is imported when a method runs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkface.generation.pipeline import ClipInputs, Generator
+
+
+class Method(ABC):
+    """The trained pipeline or a baseline, run over a dataset's part by
+    :func:`talkface.generation.pipeline.generate_part`.
+
+    ``stages``: the trained stages it needs (loaded by :func:`~talkface.generation.pipeline.load_generator`,
+    nothing else is read); ``definition``: one sentence saying what it computes, recorded in
+    generation.json and shown by ``--help``.
+    """
+
+    name: str = ""
+    definition: str = ""
+    stages: tuple[str, ...] = ()
+
+    @abstractmethod
+    def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
+        """Exactly ``clip.n_frames`` RGB uint8 frames."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "definition": self.definition, "stages": list(self.stages)}
+
+
+class TrainedPipeline(Method):
+    """The four trained stages: what ``generate --data`` writes."""
+
+    name = "pipeline"
+    definition = ("the trained pipeline: speech features -> landmark stage -> blink stage (eye points "
+                  "replaced, seeded by --seed) -> retargeting to the identity frame (the clip's first frame "
+                  "with landmarks) -> texture stage")
+    stages = ("landmarks", "blinks", "texture")
+    blinks = True
+
+    def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
+        from talkface.generation.pipeline import landmarks_from_features, render_frames
+
+        crop, px = clip.identity_at(gen.size)
+        feats = gen.features.compute(clip.audio, n_frames=clip.n_frames, fps=clip.fps)
+        return render_frames(gen, crop, landmarks_from_features(gen, feats, px, seed, self.blinks))
