@@ -1,24 +1,41 @@
 """CPBD: cumulative probability of blur detection (Narvekar & Karam, IEEE TIP 20(9), 2011).
 
-No-reference sharpness of an 8-bit grayscale image, written from the paper and vectorised:
+No-reference sharpness of an 8-bit grayscale image. Three named implementations, because the reference
+code and its popular Python port give different numbers (LIVE img1: MATLAB 0.1353, port 0.1091):
 
-1. Edge blocks: the image is cut into 64x64 blocks (a remainder at the right/bottom is ignored); a
-   block is an edge block when more than 0.002 of its pixels are Canny edges (scikit-image's Canny,
-   sigma 1, hysteresis thresholds 0.1 / 0.2 on the 0-255 scale, i.e. its defaults on a float image).
-2. Edge pixels for width measurement: vertical edges from the horizontal Sobel derivative (kernel / 8),
-   squared strength kept where it exceeds 2 sqrt(mean(strength^2)), thinned to pixels that are a strict
-   local maximum horizontally or vertically (the Octave ``edge(..., 'sobel')`` convention).
-3. Edge width (Marziliano et al. 2002) along the row: the gradient direction (``np.gradient``, angle
-   quantised to 45 degrees) says whether intensity rises (0 deg) or falls (180 deg) left to right; from
-   the edge pixel walk left and right while intensity keeps moving away monotonically (strictly),
-   up to 101 pixels per side; width = left steps + right steps. Other directions are not measured.
-4. Per edge block, contrast = max - min; just-noticeable-blur width w_JNB = 5 if contrast <= 50 else 3;
+``matlab`` (default)
+    The authors' MATLAB ``CPBD_compute`` as it runs on the current Image Processing Toolbox: MATLAB
+    ``rgb2gray``; edge blocks from ``edge(I, 'canny')``; edge pixels for width measurement from
+    ``edge(I, 'Sobel', 2, 'vertical')`` (threshold 2, absolute, on the 0-255 scale); both edge
+    detectors in :mod:`talkface.evaluate.metrics.matlab_edge`, equal to MATLAB's maps pixel for pixel
+    on LIVE img1. Rounding as MATLAB's ``round`` (halves away from zero).
+``matlab-legacy-canny``
+    The same with the toolbox's earlier Canny (Gaussian then derivative of a 2-D Gaussian): on img1 it
+    gives exactly the MATLAB value published with the LIVE comparison (0.1352566; ``matlab`` gives
+    0.1349, one 64x64 block decides differently).
+``python-cpbd``
+    Bit-identical to the ``cpbd`` 1.0.7 package (a port that approximates MATLAB's edge detection with
+    scikit-image's Canny and Octave's Sobel rule): talkface's grayscale rule; scikit-image Canny (sigma
+    1, thresholds 0.1/0.2 on 0-255); edges from the horizontal Sobel derivative, squared strength kept
+    above 2 sqrt(mean(strength^2)), thinned to strict horizontal or vertical local maxima; numpy's
+    rounding. Use it only to compare with numbers computed by that package.
+
+Shared by all three (the paper's method):
+
+1. Edge blocks: 64x64 blocks (a remainder at the right/bottom is ignored) with more than 0.002 of their
+   pixels on Canny edges.
+2. Edge width (Marziliano et al. 2002) at each width-measurement edge pixel off the image border, along
+   the row: the gradient direction (central differences, angle quantised to 45 degrees) says whether
+   intensity rises (0 deg) or falls (180 deg) left to right; from the edge pixel walk left and right
+   while intensity keeps moving away strictly, up to 101 pixels per side; width = left + right steps.
+   Other directions are not measured.
+3. Per edge block, contrast = max - min; w_JNB = 5 if contrast <= 50 else 3;
    P_BLUR = 1 - exp(-(w / w_JNB)^3.6).
-5. CPBD = share of the measured edges in edge blocks whose P_BLUR, rounded to the paper's 0.01
-   histogram bins, is <= 0.63. No edges (or an image under 64 px in either side) gives 0.
+4. CPBD = share of the measured edges in edge blocks whose P_BLUR, rounded to the paper's 0.01 bins,
+   is <= 0.63. No edges (or an image under 64 px in either side) gives 0.
 
 All edge pixels walk together (a loop over at most 101 steps, never over pixels), so the cost is a
-few whole-image filters plus a few array operations per step. Agrees with the ``cpbd`` 1.0.7 package (tests).
+few whole-image filters plus a few array operations per step.
 """
 
 from __future__ import annotations
@@ -36,6 +53,7 @@ try:  # the Cython step of scikit-image's Canny; without it we call skimage.feat
 except ImportError:  # pragma: no cover - depends on the scikit-image build
     _nonmaximum_suppression_bilinear = None
 
+from talkface.evaluate.metrics import matlab_edge
 from talkface.evaluate.metrics._image import GRAY_RULE, to_gray_u8
 from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
 
@@ -45,6 +63,7 @@ BETA = 3.6
 CONTRAST_SPLIT = 50  # contrast <= 50 -> w_JNB 5, else 3
 MAX_WALK = 100  # the walk tries steps 0..100 per side, so a side is at most 101 px
 SHARP_BIN = 63  # P_BLUR histogram bins of 0.01: bins 0..63 count as "blur not detected"
+MATLAB_SOBEL_THRESHOLD = 2.0  # CPBD_compute.m: edge(input_image, 'Sobel', [2], 'vertical')
 
 
 @functools.lru_cache(maxsize=8)
@@ -94,70 +113,119 @@ def sobel_vertical_edges(gray: np.ndarray) -> np.ndarray:
     return horiz | vert
 
 
-def _walk(img: np.ndarray, rows: np.ndarray, start: np.ndarray, step: int, sign: np.ndarray) -> np.ndarray:
-    """Steps taken from ``start`` along each row while ``sign * (next - current) > 0``, capped.
+def _runs(img: np.ndarray) -> dict[str, np.ndarray]:
+    """Per pixel, how many strictly monotone steps a walk from it takes (uncapped, flat int32 maps).
 
-    All edges advance together; the loop is over walk steps (at most 101), never over pixels.
+    ``right_up[r * w + q]``: steps right from q while intensity strictly rises; ``right_down``: while
+    it strictly falls; ``left_up``: steps left from q while intensity strictly falls going left (the
+    profile rises left to right); ``left_down``: while it strictly rises going left. Computed for all
+    pixels at once with running minima/maxima of the positions where a walk must stop (each row's end
+    is one), so the walks cost no loop at all.
     """
-    w = img.shape[1]
-    taken = np.zeros(rows.size, dtype=np.int64)
-    active = np.arange(rows.size)
-    pos = start.copy()
-    for _ in range(MAX_WALK + 1):
-        nxt = pos[active] + step
-        ok = (nxt >= 0) & (nxt < w)
-        a = active[ok]
-        cur_v = img[rows[a], pos[a]]
-        nxt_v = img[rows[a], nxt[ok]]
-        moving = sign[a] * (nxt_v - cur_v) > 0
-        active = a[moving]
-        if active.size == 0:
-            break
-        taken[active] += 1
-        pos[active] += step
-    return np.minimum(taken, MAX_WALK)
+    h, w = img.shape
+    pos = np.arange(h * w, dtype=np.int32)
+    out = {}
+    for name, step_ok in (("up", img[:, 1:] > img[:, :-1]), ("down", img[:, 1:] < img[:, :-1])):
+        ok = np.zeros((h, w), dtype=bool)
+        ok[:, :-1] = step_ok  # q -> q+1 allowed; the last column cannot step right
+        stop = np.where(ok.ravel(), np.int32(h * w), pos)
+        out[f"right_{name}"] = np.minimum.accumulate(stop[::-1])[::-1] - pos
+        ok = np.zeros((h, w), dtype=bool)
+        ok[:, 1:] = step_ok  # q -> q-1 allowed; the first column cannot step left
+        stop = np.where(ok.ravel(), np.int32(-1), pos)
+        out[f"left_{name}"] = pos - np.maximum.accumulate(stop)
+    return out
 
 
-def measured_edges(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _side_widths(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, rising: np.ndarray) -> np.ndarray:
+    """Marziliano width at each edge pixel: 1 + steps left (from c-1) + 1 + steps right (from c+1),
+    each walk at most 100 steps; a rising edge walks down to the left and up to the right."""
+    runs = _runs(img)
+    flat = rows * img.shape[1] + cols
+    left = np.where(rising, runs["left_up"][flat - 1], runs["left_down"][flat - 1])
+    right = np.where(rising, runs["right_up"][flat + 1], runs["right_down"][flat + 1])
+    return (np.minimum(left, MAX_WALK) + 1 + np.minimum(right, MAX_WALK) + 1).astype(np.float64)
+
+
+VARIANTS = ("matlab", "matlab-legacy-canny", "python-cpbd")
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"CPBD variant must be one of {VARIANTS}, not {variant!r}")
+
+
+def _measure(img: np.ndarray, edges: np.ndarray, grad_x: np.ndarray, grad_y: np.ndarray, rnd):
+    """Rows, columns and Marziliano widths of the interior edge pixels at 0 or 180 degrees."""
+    edges = edges.copy()
+    edges[[0, -1], :] = False
+    edges[:, [0, -1]] = False
+    rows, cols = np.nonzero(edges)
+    gx, gy = grad_x(rows, cols), grad_y(rows, cols)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        angle = np.where(gx != 0, np.arctan2(gy, gx) * (180 / np.pi), 0.0)
+    quant = 45 * rnd(angle / 45)
+    rising = quant == 0  # intensity increases left to right
+    keep = rising | (np.abs(quant) == 180)
+    rows, cols, rising = rows[keep], cols[keep], rising[keep]
+    return rows, cols, _side_widths(img, rows, cols, rising)
+
+
+def _exact_u8(gray: np.ndarray) -> np.ndarray:
+    """The image as uint8 when that is exact (the fast integer Sobel path), else as given."""
+    arr = np.asarray(gray)
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.min() >= 0 and arr.max() <= 255 and np.array_equal(arr, np.round(arr)):
+        return arr.astype(np.uint8)
+    return arr
+
+
+def measured_edges(gray: np.ndarray, variant: str = "matlab") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns and Marziliano widths of the edge pixels whose width is measured."""
+    _check_variant(variant)
     img = np.asarray(gray, dtype=np.float64)
     h, w = img.shape
     empty = np.zeros(0, dtype=np.int64)
     if h < 3 or w < 3:
         return empty, empty, np.zeros(0)
-    grad_y, grad_x = np.gradient(img)
-    # The angle atan2(gy, gx) (taken as 0 where gx == 0) is non-zero somewhere, else nothing is measured.
-    if not np.any((grad_x < 0) | ((grad_x > 0) & (grad_y != 0))):
-        return empty, empty, np.zeros(0)
-    edges = sobel_vertical_edges(img)
-    edges[[0, -1], :] = False
-    edges[:, [0, -1]] = False
-    rows, cols = np.nonzero(edges)
-    gx, gy = grad_x[rows, cols], grad_y[rows, cols]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        angle = np.where(gx != 0, np.arctan2(gy, gx) * (180 / np.pi), 0.0)
-    quant = 45 * np.round(angle / 45)
-    rising = quant == 0  # intensity increases left to right
-    keep = rising | (np.abs(quant) == 180)
-    rows, cols, rising = rows[keep], cols[keep], rising[keep]
-    sign = np.where(rising, 1.0, -1.0)
-    # Left walk starts at c-1 and moves left while intensity keeps falling (rising edge) or rising;
-    # right walk starts at c+1 and moves right while it keeps rising (rising edge) or falling.
-    left = _walk(img, rows, cols - 1, -1, -sign)
-    right = _walk(img, rows, cols + 1, +1, sign)
-    return rows, cols, (left + 1 + right + 1).astype(np.float64)
+    if variant == "python-cpbd":
+        grad_y, grad_x = np.gradient(img)
+        # The port measures nothing when atan2(gy, gx) (0 where gx == 0) is zero everywhere.
+        if not np.any((grad_x < 0) | ((grad_x > 0) & (grad_y != 0))):
+            return empty, empty, np.zeros(0)
+        return _measure(
+            img, sobel_vertical_edges(img), lambda r, c: grad_x[r, c], lambda r, c: grad_y[r, c], np.round
+        )
+    # MATLAB: gradient() central differences at interior pixels (the only ones measured).
+    return _measure(
+        img,
+        matlab_edge.sobel_edges(_exact_u8(gray), MATLAB_SOBEL_THRESHOLD),
+        lambda r, c: (img[r, c + 1] - img[r, c - 1]) / 2,
+        lambda r, c: (img[r + 1, c] - img[r - 1, c]) / 2,
+        matlab_edge.matlab_round,
+    )
 
 
-def edge_widths(gray: np.ndarray) -> np.ndarray:
+def edge_widths(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
     """Marziliano width at each measured edge pixel (float64 map, 0 where no width is measured)."""
     img = np.asarray(gray, dtype=np.float64)
     widths = np.zeros(img.shape)
-    rows, cols, wid = measured_edges(img)
+    rows, cols, wid = measured_edges(img, variant)
     widths[rows, cols] = wid
     return widths
 
 
-def pblur_values(gray: np.ndarray) -> np.ndarray:
+def block_edges(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
+    """The Canny map that decides the edge blocks (bool, full image)."""
+    _check_variant(variant)
+    img = np.asarray(gray, dtype=np.float64)
+    if variant == "python-cpbd":
+        return canny_edges(img)
+    return matlab_edge.canny_edges(img, legacy=variant == "matlab-legacy-canny")
+
+
+def pblur_values(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
     """P_BLUR of every measured edge in an edge block (the population CPBD is computed over)."""
     img = np.asarray(gray, dtype=np.float64)
     h, w = img.shape
@@ -165,12 +233,12 @@ def pblur_values(gray: np.ndarray) -> np.ndarray:
     if nby == 0 or nbx == 0:
         return np.zeros(0)
     hh, ww = nby * BLOCK, nbx * BLOCK
-    rows, cols, wid = measured_edges(img)
+    rows, cols, wid = measured_edges(img, variant)
     inside = (rows < hh) & (cols < ww)
     rows, cols, wid = rows[inside], cols[inside], wid[inside]
     if rows.size == 0:
         return np.zeros(0)
-    canny_count = canny_edges(img)[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3))
+    canny_count = block_edges(img, variant)[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3))
     is_edge_block = canny_count > BLOCK * BLOCK * EDGE_BLOCK_SHARE
     blocks = img[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK)
     contrast = (blocks.max(axis=(1, 3)) - blocks.min(axis=(1, 3))).astype(np.int64)
@@ -180,24 +248,49 @@ def pblur_values(gray: np.ndarray) -> np.ndarray:
     return 1.0 - np.exp(-(np.abs(wid[sel] / w_jnb[by[sel], bx[sel]]) ** BETA))
 
 
-def pblur_histogram(gray: np.ndarray) -> np.ndarray:
+def pblur_bins(p: np.ndarray, variant: str = "matlab") -> np.ndarray:
+    """The 0.01 histogram bin of each P_BLUR (numpy's rounding for the port, MATLAB's otherwise)."""
+    rnd = np.round if variant == "python-cpbd" else matlab_edge.matlab_round
+    return rnd(p * 100).astype(np.int64)
+
+
+def pblur_histogram(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
     """Normalised histogram of P_BLUR in 101 bins of 0.01 (zeros when there are no edges)."""
-    p = pblur_values(gray)
-    hist = np.bincount(np.round(p * 100).astype(np.int64), minlength=101).astype(np.float64)
+    p = pblur_values(gray, variant)
+    hist = np.bincount(pblur_bins(p, variant), minlength=101).astype(np.float64)
     return hist / p.size if p.size else hist
 
 
-def cpbd(gray_image: np.ndarray) -> float:
+def to_gray(image: np.ndarray, variant: str = "matlab") -> np.ndarray:
+    """The variant's grayscale: MATLAB ``rgb2gray`` for the MATLAB variants, talkface's rule for the port."""
+    return to_gray_u8(image) if variant == "python-cpbd" else matlab_edge.rgb2gray(image)
+
+
+def cpbd(image: np.ndarray, variant: str = "matlab") -> float:
     """CPBD sharpness in [0, 1] of a 2-D image on the 0-255 scale (an RGB image is converted first)."""
-    gray = np.asarray(gray_image)
+    _check_variant(variant)
+    gray = np.asarray(image)
     if gray.ndim == 3:
-        gray = to_gray_u8(gray)
+        gray = to_gray(gray, variant)
     if gray.ndim != 2:
         raise ValueError(f"cpbd expects a 2-D grayscale image, got shape {gray.shape}")
-    p = pblur_values(gray)
+    p = pblur_values(gray, variant)
     if p.size == 0:
         return 0.0
-    return float(np.count_nonzero(np.round(p * 100) <= SHARP_BIN) / p.size)
+    if variant == "python-cpbd":  # the package's arithmetic: normalised histogram, then its sum
+        hist = np.bincount(pblur_bins(p, variant), minlength=101).astype(np.float64) / p.size
+        return float(np.sum(hist[: SHARP_BIN + 1]))
+    return float(np.count_nonzero(pblur_bins(p, variant) <= SHARP_BIN) / p.size)
+
+
+_VARIANT_DOCS = {
+    "matlab": "the authors' MATLAB CPBD_compute on the current Image Processing Toolbox (rgb2gray, "
+    "edge canny, edge Sobel threshold 2 vertical; MATLAB rounding)",
+    "matlab-legacy-canny": "as 'matlab' with the toolbox's earlier Canny (reproduces the published LIVE "
+    "MATLAB value of img1 exactly)",
+    "python-cpbd": "bit-identical to the cpbd 1.0.7 package (scikit-image Canny, Octave-style Sobel, "
+    "numpy rounding, talkface grayscale)",
+}
 
 
 @register_metric
@@ -208,12 +301,17 @@ class CPBD(Metric):
     doc: ClassVar[str] = (
         "No-reference sharpness: share of edges whose blur is not noticeable (mean over frames)."
     )
-    reference: ClassVar[str] = "Narvekar & Karam, IEEE TIP 2011 (block 64, threshold 0.002, beta 3.6)"
-    accepted_options: ClassVar[frozenset[str]] = frozenset({"frame_step"})
-    variants: ClassVar[dict[str, dict[str, Any]]] = {"gray8-block64": {}}
+    reference: ClassVar[str] = (
+        "Narvekar & Karam, IEEE TIP 2011; reproduces the authors' MATLAB CPBD_compute (block 64, "
+        "threshold 0.002, beta 3.6)"
+    )
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"implementation", "frame_step"})
+    variants: ClassVar[dict[str, dict[str, Any]]] = {v: {"implementation": v} for v in VARIANTS}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.implementation = str(self.options.get("implementation", "matlab"))
+        _check_variant(self.implementation)
         self.frame_step = int(self.options.get("frame_step", 1))
         if self.frame_step < 1:
             raise ValueError("frame_step must be >= 1")
@@ -221,15 +319,22 @@ class CPBD(Metric):
     @property
     def variant(self) -> str:
         step = "" if self.frame_step == 1 else f"-every{self.frame_step}"
-        return f"gray8-block64{step}"
+        return f"{self.implementation}{step}"
 
     def definition(self) -> dict[str, Any]:
         d = super().definition()
-        d["grayscale"] = GRAY_RULE
+        d["implementation"] = _VARIANT_DOCS[self.implementation]
+        d["grayscale"] = (
+            GRAY_RULE
+            if self.implementation == "python-cpbd"
+            else "MATLAB rgb2gray: 0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B, "
+            "rounded to uint8"
+        )
+        d["frame_step"] = self.frame_step
         d["resolution"] = self.run_context.get("resolution", "generated frames as given")
         return d
 
     def score(self, sample: ClipSample) -> MetricResult:
-        gray = to_gray_u8(sample.frames[:: self.frame_step])
-        per_frame = np.array([cpbd(g) for g in gray])
+        frames = sample.frames[:: self.frame_step]
+        per_frame = np.array([cpbd(to_gray(f, self.implementation), self.implementation) for f in frames])
         return MetricResult(value=float(per_frame.mean()), per_frame=per_frame)

@@ -1,0 +1,228 @@
+"""MATLAB Image Processing Toolbox semantics that CPBD's reference code depends on, written for numpy.
+
+The authors' CPBD (Narvekar & Karam's ``CPBD_compute.m``) calls three toolbox functions whose exact
+behaviour decides its value: ``rgb2gray``, ``edge(I, 'canny')`` (which 64x64 blocks are edge blocks) and
+``edge(I, 'Sobel', 2, 'vertical')`` (which pixels get an edge width). Their documented behaviour, with
+the details the documentation leaves open settled against MATLAB's own output on LIVE ``img1``
+(``../shared/fixtures/reference/cpbd``: both edge maps equal MATLAB's pixel for pixel, 0 of 393,216
+differ; ``tests/test_metrics_cpbd.py``):
+
+``rgb2gray``
+    0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B (the documented coefficients),
+    rounded half away from zero to uint8.
+
+``edge(I, 'sobel', thresh, 'vertical')`` (:func:`sobel_edges`)
+    ``bx``/``by`` = correlation with the Sobel kernels divided by 8 (``fspecial('sobel')/8`` and its
+    transpose), borders replicated. Strength ``b = bx^2`` (vertical edges only); a pixel is an edge when
+    ``b > thresh^2`` and it is a local maximum of ``b`` along its column
+    (``b(r-1,c) <= b(r,c) > b(r+1,c)``) or, where ``|bx| >= |by|``, along its row
+    (``b(r,c-1) <= b(r,c) > b(r,c+1)``); neighbours outside the image count as 0, so border pixels
+    can be edges. (This thinning rule is what MATLAB's output shows; the documentation only says that
+    edges are thinned.) ``thresh`` is absolute: CPBD passes 2 for a 0-255 double image.
+
+``edge(I, 'canny')`` (:func:`canny_edges`), the toolbox's current implementation
+    sigma sqrt(2); a 1-D Gaussian of ``8 ceil(sigma)`` = 16 taps at ``-7.5 .. 7.5`` (normalised to sum
+    1) and its derivative (``gradient`` of it, positive and negative parts each normalised to sum 1),
+    applied as convolutions with replicated borders (the even kernel's centre is tap 8 of 16):
+    ``dx`` = vertical Gaussian then horizontal derivative, ``dy`` = horizontal Gaussian then vertical
+    derivative. Magnitude ``hypot(dx, dy)`` divided by its maximum. High threshold: the first of 64
+    histogram bins (bin k holds values that round to k/63) at which the cumulative count exceeds 70% of
+    the pixels, divided by 64; low threshold 0.4 x high. Non-maximum suppression in four direction
+    sectors with linear interpolation between the two neighbours the gradient points between (a pixel
+    is kept when its magnitude is >= both interpolated values; border pixels are never edges),
+    then hysteresis: weak pixels (> low) in 8-connected groups holding a strong pixel (> high).
+
+``legacy=True`` (:func:`canny_edges`), the toolbox's earlier Canny
+    Gaussian ``exp(-t^2/2 sigma^2) / (2 pi sigma^2)`` on ``t = -w..w`` with ``w`` the largest width up
+    to 30 where it exceeds 1e-4 of its peak (w = 6 for sigma sqrt(2)), rows then columns, then the
+    x/y derivative of the 2-D Gaussian ``-x exp(-(x^2+y^2)/2 sigma^2) / (pi sigma^2)``, all as
+    replicated-border convolutions; magnitude ``sqrt(dx^2 + dy^2)``; the same thresholds, suppression
+    and hysteresis, and no final thinning pass (with or without one, img1's CPBD is the same). No
+    edge map of that release is available to compare with; on ``img1`` it reproduces the MATLAB CPBD
+    value published for the LIVE images (0.1352566) exactly, which the current Canny does not
+    (0.1349: one 64x64 block decides differently).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+#: MATLAB rgb2gray coefficients (documented; the first row of the inverse NTSC YIQ matrix).
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+_SOBEL_X = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]) / 8.0  # fspecial('sobel')'/8
+_SOBEL_Y = np.ascontiguousarray(_SOBEL_X.T)  # fspecial('sobel')/8
+
+CANNY_SIGMA = float(np.sqrt(2.0))
+CANNY_NOT_EDGES = 0.7  # share of pixels below the high threshold
+CANNY_RATIO = 0.4  # low = 0.4 x high
+
+
+def matlab_round(x: np.ndarray) -> np.ndarray:
+    """MATLAB's ``round``: halves away from zero (numpy rounds halves to even)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def rgb2gray(rgb: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2gray`` of uint8 RGB (..., 3) -> uint8; a 2-D array passes through unchanged."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim < 3 or rgb.shape[-1] != 3:
+        return rgb
+    f = rgb.astype(np.float64)
+    y = f[..., 0] * RGB2GRAY[0] + f[..., 1] * RGB2GRAY[1] + f[..., 2] * RGB2GRAY[2]
+    return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
+
+
+def _correlate(img: np.ndarray, kernel: np.ndarray, anchor: tuple[int, int] = (-1, -1)) -> np.ndarray:
+    """Correlation with replicated borders in float64 (OpenCV ``filter2D``)."""
+    return cv2.filter2D(img, cv2.CV_64F, kernel, anchor=anchor, borderType=cv2.BORDER_REPLICATE)
+
+
+def _convolve_1d(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    """MATLAB ``imfilter(img, taps, 'conv', 'replicate')`` for a 1-D kernel along ``axis`` (1 = rows)."""
+    k = np.ascontiguousarray(taps[::-1], dtype=np.float64)  # convolution = correlation with the flip
+    centre = (k.size - 1) // 2  # MATLAB centre floor((n+1)/2) (1-based) of the flipped kernel
+    if axis == 1:
+        return _correlate(img, k[None, :], (centre, 0))
+    return _correlate(img, k[:, None], (0, centre))
+
+
+# --------------------------------------------------------------------------------------------- Sobel
+
+
+def sobel_edges(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical") -> np.ndarray:
+    """MATLAB ``edge(I, 'sobel', thresh, 'vertical')`` on a 2-D image (bool map); see the module doc."""
+    if direction != "vertical":
+        raise ValueError("only direction='vertical' (what CPBD uses) is implemented")
+    img = np.asarray(gray)
+    if img.dtype == np.uint8:
+        # 8 bx and 8 by are exact integers: compare squares of the integer sums (same order, same ties)
+        bx = cv2.Sobel(img, cv2.CV_16S, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE).astype(np.int32)
+        by = cv2.Sobel(img, cv2.CV_16S, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE).astype(np.int32)
+        limit = (8.0 * thresh) ** 2
+    else:
+        img = np.ascontiguousarray(img, dtype=np.float64)
+        bx = _correlate(img, _SOBEL_X)
+        by = _correlate(img, _SOBEL_Y)
+        limit = thresh * thresh
+    b = bx * bx
+    # neighbours outside the image count as 0
+    up = np.zeros_like(b)
+    up[1:] = b[:-1]
+    down = np.zeros_like(b)
+    down[:-1] = b[1:]
+    left = np.zeros_like(b)
+    left[:, 1:] = b[:, :-1]
+    right = np.zeros_like(b)
+    right[:, :-1] = b[:, 1:]
+    along_col = (up <= b) & (b > down)
+    along_row = (left <= b) & (b > right) & (np.abs(bx) >= np.abs(by))
+    return (b > limit) & (along_col | along_row)
+
+
+# --------------------------------------------------------------------------------------------- Canny
+
+
+@functools.lru_cache(maxsize=4)
+def _current_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    length = 8 * int(np.ceil(sigma))
+    half = (length - 1) / 2
+    x = np.arange(-half, half + 1)
+    gauss = np.exp(-(x**2) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
+    gauss /= gauss.sum()
+    deriv = np.gradient(gauss)
+    pos, neg = deriv > 0, deriv < 0
+    deriv[pos] /= deriv[pos].sum()
+    deriv[neg] /= abs(deriv[neg].sum())
+    return gauss, deriv
+
+
+@functools.lru_cache(maxsize=4)
+def _legacy_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    widths = np.arange(1, 31)
+    ok = np.nonzero(np.exp(-(widths**2) / (2 * sigma**2)) > 1e-4)[0]
+    w = int(widths[ok[-1]]) if ok.size else 1
+    t = np.arange(-w, w + 1, dtype=np.float64)
+    gauss = np.exp(-(t * t) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+    x, y = np.meshgrid(t, t)
+    dgau2d = -x * np.exp(-(x * x + y * y) / (2 * sigma**2)) / (np.pi * sigma**2)
+    return gauss, dgau2d, np.ascontiguousarray(dgau2d.T)
+
+
+def canny_gradients(img: np.ndarray, sigma: float = CANNY_SIGMA, legacy: bool = False):
+    """``(dx, dy, magnitude)`` of MATLAB's Canny before normalisation (float64)."""
+    img = np.ascontiguousarray(img, dtype=np.float64)
+    if legacy:
+        gauss, kx, ky = _legacy_kernels(sigma)
+        smooth = _convolve_1d(_convolve_1d(img, gauss, axis=1), gauss, axis=0)
+        c = kx.shape[0] // 2
+        dx = _correlate(smooth, np.ascontiguousarray(kx[::-1, ::-1]), (c, c))
+        dy = _correlate(smooth, np.ascontiguousarray(ky[::-1, ::-1]), (c, c))
+        return dx, dy, np.sqrt(dx * dx + dy * dy)
+    gauss, deriv = _current_kernels(sigma)
+    dx = _convolve_1d(_convolve_1d(img, gauss, axis=0), deriv, axis=1)
+    dy = _convolve_1d(_convolve_1d(img, gauss, axis=1), deriv, axis=0)
+    return dx, dy, np.hypot(dx, dy)
+
+
+def canny_thresholds(mag: np.ndarray) -> tuple[float, float]:
+    """MATLAB's automatic (low, high) for a magnitude normalised to [0, 1]."""
+    bins = np.floor(mag * 63 + 0.5).astype(np.int64)  # imhist(mag, 64): bin centres k/63
+    counts = np.bincount(bins.ravel(), minlength=64)
+    high = (int(np.argmax(np.cumsum(counts) > CANNY_NOT_EDGES * mag.size)) + 1) / 64
+    return CANNY_RATIO * high, high
+
+
+def _suppress(dx: np.ndarray, dy: np.ndarray, mag: np.ndarray, low: float) -> np.ndarray:
+    """Non-maximum suppression of the candidates above ``low`` (interior pixels only); bool map.
+
+    MATLAB's four direction sectors, in closed form: a gradient more horizontal than vertical (or
+    diagonal with dx, dy of the same sign) is compared along the row, otherwise along the column; the
+    interpolation weight is d = min(|dx|, |dy|) / max(|dx|, |dy|) (= |dy/dx| or |dx/dy| as MATLAB
+    writes it) and the diagonal partner lies on the side the gradient points to: on each side the
+    magnitude is m[straight] (1 - d) + m[diagonal] d, and the pixel is kept when its magnitude is >=
+    both sides.
+    """
+    h, w = mag.shape
+    keep = np.zeros(h * w, dtype=bool)
+    cand = mag > low  # low > 0, so every candidate has a non-zero gradient
+    cand[[0, -1], :] = False
+    cand[:, [0, -1]] = False
+    idx = np.flatnonzero(cand)
+    if idx.size == 0:
+        return keep.reshape(h, w)
+    flat = mag.ravel()
+    ix, iy, m = dx.ravel()[idx], dy.ravel()[idx], flat[idx]
+    ax, ay = np.abs(ix), np.abs(iy)
+    same = (ix * iy) > 0
+    along_row = (ax > ay) | ((ax == ay) & same)
+    d = np.minimum(ax, ay) / np.maximum(ax, ay)
+    straight = np.where(along_row, 1, -w)  # (0, +1) or (-1, 0); the other side is its negative
+    diagonal = np.where(along_row, np.where(same, w + 1, 1 - w), np.where(same, -w - 1, 1 - w))
+    e = 1 - d
+    one = flat[idx + straight] * e + flat[idx + diagonal] * d
+    two = flat[idx - straight] * e + flat[idx - diagonal] * d
+    keep[idx[(m >= one) & (m >= two)]] = True
+    return keep.reshape(h, w)
+
+
+def canny_edges(gray: np.ndarray, sigma: float = CANNY_SIGMA, legacy: bool = False) -> np.ndarray:
+    """MATLAB ``edge(I, 'canny')`` with its automatic thresholds (bool map); see the module doc."""
+    dx, dy, mag = canny_gradients(gray, sigma, legacy)
+    peak = mag.max()
+    if peak > 0:
+        mag = mag / peak
+    low, high = canny_thresholds(mag)
+    weak = _suppress(dx, dy, mag, low)
+    strong = weak & (mag > high)
+    if not strong.any():
+        return np.zeros(mag.shape, dtype=bool)
+    n, labels = cv2.connectedComponents(weak.view(np.uint8), connectivity=8)
+    good = np.zeros(n, dtype=bool)
+    good[labels[strong]] = True
+    good[0] = False
+    return good[labels]
