@@ -9,8 +9,11 @@ works with a deprecation note.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +40,47 @@ DeepSpeechOpt = Annotated[Path | None, typer.Option(
     "--deepspeech-model", help="DeepSpeech v0.1.0 output_graph.pb, when the landmark model was trained on "
     "DeepSpeech features.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+@dataclass
+class RunOptions:
+    """The options ``generate`` and every ``baseline <name>`` share, with their defaults."""
+
+    checkpoints: Path = Path("runs")
+    part: str = "test"
+    protocol: str | None = None
+    split: str | None = None  # deprecated spelling of part
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int | None = None
+    deepspeech_model: Path | None = None
+    quiet: bool = False
+
+    def deepspeech(self) -> str | None:
+        return str(self.deepspeech_model) if self.deepspeech_model else None
+
+
+RUN_OPTIONS = (("checkpoints", CheckpointsOpt), ("part", PartOpt), ("protocol", ProtocolOpt),
+               ("split", SplitOpt), ("seed", SeedOpt), ("device", DeviceOpt), ("batch_size", BatchOpt),
+               ("deepspeech_model", DeepSpeechOpt), ("quiet", QuietOpt))
+
+
+def with_run_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The Typer command of ``fn``: its own parameters followed by :data:`RUN_OPTIONS` (declared once),
+    which ``fn`` receives as one :class:`RunOptions` argument ``opts``."""
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+           for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
+    defaults = RunOptions()
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                default=getattr(defaults, name)) for name, annotation in RUN_OPTIONS]
+
+    @functools.wraps(fn)
+    def command(**values: Any) -> None:
+        opts = RunOptions(**{name: values.pop(name) for name, _ in RUN_OPTIONS})
+        fn(**values, opts=opts)
+
+    command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    return command
 
 
 def register(app: typer.Typer) -> None:
@@ -87,10 +131,10 @@ def _report(summary: dict[str, Any], out: Path) -> None:
 # generate
 
 
+@with_run_options
 def generate(
     out: Path = typer.Option(..., "--out", help="With --audio: the mp4 to write. With --data: a folder "
                              "receiving one <clip_id>.mp4 per clip (ready for `talkface evaluate`)."),
-    checkpoints: CheckpointsOpt = Path("runs"),
     audio: Path | None = typer.Option(None, "--audio", help="Speech file (wav, mp3, m4a, or a video's audio "
                                       "track; any sample rate).", exists=True, dir_okay=False),
     identity: Path | None = typer.Option(None, "--identity", help="Image with exactly one face (png, jpg), "
@@ -99,14 +143,7 @@ def generate(
     data: Path | None = typer.Option(None, "--data", help="Prepared dataset: generate every usable clip of "
                                      "--part, each clip's first frame as identity and its audio as speech.",
                                      exists=True, file_okay=False),
-    part: PartOpt = "test",
-    protocol: ProtocolOpt = None,
-    split: SplitOpt = None,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    batch_size: BatchOpt = None,
-    deepspeech_model: DeepSpeechOpt = None,
-    quiet: QuietOpt = False,
+    opts: RunOptions = RunOptions(),
 ) -> None:
     """Generate talking-face videos from speech with the trained stages.
 
@@ -130,16 +167,15 @@ def generate(
                                  "part)")
     if single and (audio is None or identity is None):
         raise typer.BadParameter("the one-video form needs both --audio and --identity")
-    if not single:
-        part = resolve_part(part, split, "generate")
-    ds_model = str(deepspeech_model) if deepspeech_model else None
+    part = resolve_part(opts.part, opts.split, "generate")
     try:
-        gen = pipeline.load_generator(checkpoints, device, ds_model, batch_size, data=data)
+        gen = pipeline.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
+                                      data=data)
         if single:
-            record = pipeline.generate_from_files(gen, audio, identity, out, seed)
+            record = pipeline.generate_from_files(gen, audio, identity, out, opts.seed)
         else:
-            summary = pipeline.generate_part(gen, pipeline.TrainedPipeline(), data, part, out, seed,
-                                             protocol, quiet)
+            summary = pipeline.generate_part(gen, pipeline.TrainedPipeline(), data, part, out, opts.seed,
+                                             opts.protocol, opts.quiet)
     except _errors() as exc:
         raise _fail(exc) from exc
     if single:
@@ -178,32 +214,25 @@ def _baseline_command(name: str) -> Callable[..., None]:
         data: DataOpt,
         out: Path = typer.Option(..., "--out", help=f"Folder receiving one <clip_id>.mp4 per clip "
                                  f"(e.g. out/{name})."),
-        part: PartOpt = "test",
-        protocol: ProtocolOpt = None,
-        split: SplitOpt = None,
-        checkpoints: CheckpointsOpt = Path("runs"),
-        seed: SeedOpt = 0,
-        device: DeviceOpt = "auto",
-        batch_size: BatchOpt = None,
-        deepspeech_model: DeepSpeechOpt = None,
-        quiet: QuietOpt = False,
+        opts: RunOptions = RunOptions(),
     ) -> None:
         from talkface.generation import pipeline
         from talkface.generation.baselines import get_baseline
 
-        part = resolve_part(part, split, f"baseline {name}")
+        part = resolve_part(opts.part, opts.split, f"baseline {name}")
         method = get_baseline(name)
         try:
-            ds_model = str(deepspeech_model) if deepspeech_model else None
-            gen = pipeline.load_generator(checkpoints, device, ds_model, batch_size, stages=method.stages,
-                                          needed_by=f"baseline {name}", data=data)  # no stages: reads nothing
-            summary = pipeline.generate_part(gen, method, data, part, out, seed, protocol, quiet)
+            gen = pipeline.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
+                                          stages=method.stages, needed_by=f"baseline {name}",
+                                          data=data)  # no stages: reads nothing
+            summary = pipeline.generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
+                                             opts.quiet)
         except _errors() as exc:
             raise _fail(exc) from exc
         _report(summary, out)
 
     command.__name__ = f"baseline_{name.replace('-', '_')}"
-    return command
+    return with_run_options(command)
 
 
 # -------------------------------------------------------------------------------------------------
