@@ -238,13 +238,17 @@ class LPIPS(Metric):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.net = options.get("net", "alex")
+        if self.net not in NETS:
+            raise ValueError(f"LPIPS net must be one of {sorted(NETS)}, not {self.net!r}")
         self.frame_step = int(options.get("frame_step", 1))
         self.batch_size = int(options.get("batch_size", 16))
         self.model = load_lpips(self.net, options.get("lpips_backbone"), options.get("lpips_weights"))
 
     @property
     def variant(self) -> str:
-        return f"{self.net}-lin-v0.1-every{self.frame_step}"
+        """The variant as typed (``alex``/``vgg``); a non-default ``frame_step`` (Python option) is
+        appended as ``-every<N>`` so numbers from different frame samplings never share a label."""
+        return self.net if self.frame_step == 1 else f"{self.net}-every{self.frame_step}"
 
     @property
     def weights_sha256(self) -> str | None:
@@ -254,6 +258,8 @@ class LPIPS(Metric):
         d = super().definition()
         d.update(
             backbone=self.net,
+            lpips_version="v0.1 linear heads (lin0..lin4), spatial average, sum over 5 taps",
+            frame_step=self.frame_step,
             backbone_sha256=self.model.backbone_sha256,
             heads_sha256=self.model.heads_sha256,
             input_scaling="uint8 -> [-1,1], then (x - shift) / scale with LPIPS v0.1 constants",

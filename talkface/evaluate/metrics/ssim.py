@@ -4,6 +4,9 @@
   ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``
   (and torchmetrics' default window).
 - ``uniform7``: 7x7 uniform window with sample covariance: scikit-image's default.
+- ``wang-matlab``: the authors' MATLAB ``ssim_index.m`` on MATLAB ``rgb2gray`` images (the value IQA
+  toolboxes publish as official): ``gaussian11`` on the gray image, no downsampling. (The later
+  ``ssim.m`` downsamples by round(min(H, W)/256), which is 1, i.e. none, for images under 384 px.)
 
 Both use K1=0.01, K2=0.03, data range 255, and average the SSIM map over the pixels whose window lies
 inside the image (scikit-image crops the same border), then over channels for colour. The clip score
@@ -103,6 +106,14 @@ def ssim(
     return float(np.mean(ssim_frames(generated, reference, window=window, gray=gray)))
 
 
+def matlab_gray_frames(frames: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2gray`` of uint8 RGB frames, as float64 (gray input passes through)."""
+    from talkface.evaluate.metrics.matlab_edge import rgb2gray
+
+    x = np.asarray(frames)
+    return (rgb2gray(x) if x.ndim >= 3 and x.shape[-1] == 3 else x).astype(np.float64)
+
+
 @register_metric
 class SSIM(Metric):
     name: ClassVar[str] = "ssim"
@@ -114,7 +125,8 @@ class SSIM(Metric):
     )
     accepted_options: ClassVar[frozenset[str]] = frozenset({"window", "color"})
     variants: ClassVar[dict[str, dict[str, Any]]] = {
-        f"{w}-{c}-range255": {"window": w, "color": c} for w in WINDOWS for c in ("colour", "gray")
+        **{f"{w}-{c}-range255": {"window": w, "color": c} for w in WINDOWS for c in ("colour", "gray")},
+        "wang-matlab": {"window": "gaussian11", "color": "wang-matlab"},
     }
 
     def __init__(self, **options: Any) -> None:
@@ -122,11 +134,15 @@ class SSIM(Metric):
         self.window = str(self.options.get("window", "gaussian11"))
         _window_1d(self.window)
         self.color = str(self.options.get("color", "colour"))
-        if self.color not in ("colour", "gray"):
-            raise ValueError(f"ssim color must be 'colour' or 'gray', got {self.color!r}")
+        if self.color not in ("colour", "gray", "wang-matlab"):
+            raise ValueError(f"ssim color must be 'colour', 'gray' or 'wang-matlab', got {self.color!r}")
+        if self.color == "wang-matlab" and self.window != "gaussian11":
+            raise ValueError("the wang-matlab variant uses the gaussian11 window")
 
     @property
     def variant(self) -> str:
+        if self.color == "wang-matlab":
+            return "wang-matlab"
         return f"{self.window}-{self.color}-range255"
 
     def definition(self) -> dict[str, Any]:
@@ -138,9 +154,20 @@ class SSIM(Metric):
         )
         if self.color == "gray":
             d["grayscale"] = GRAY_RULE
+        if self.color == "wang-matlab":
+            d["grayscale"] = (
+                "MATLAB rgb2gray (0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B)"
+            )
+            d["downsampling"] = "none"
+            d["reference_code"] = "Wang's ssim_index.m (MATLAB)"
         return d
 
     def score(self, sample: ClipSample) -> MetricResult:
+        if self.color == "wang-matlab":
+            gen = matlab_gray_frames(sample.frames)
+            ref = matlab_gray_frames(sample.ref_frames)
+            per_frame = ssim_frames(gen, ref, window="gaussian11", gray=True)
+            return MetricResult(value=float(per_frame.mean()), per_frame=per_frame)
         per_frame = ssim_frames(
             sample.frames, sample.ref_frames, window=self.window, gray=self.color == "gray"
         )
