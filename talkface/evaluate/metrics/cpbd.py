@@ -113,38 +113,38 @@ def sobel_vertical_edges(gray: np.ndarray) -> np.ndarray:
     return horiz | vert
 
 
-def _runs(img: np.ndarray) -> dict[str, np.ndarray]:
-    """Per pixel, how many strictly monotone steps a walk from it takes (uncapped, flat int32 maps).
-
-    ``right_up[r * w + q]``: steps right from q while intensity strictly rises; ``right_down``: while
-    it strictly falls; ``left_up``: steps left from q while intensity strictly falls going left (the
-    profile rises left to right); ``left_down``: while it strictly rises going left. Computed for all
-    pixels at once with running minima/maxima of the positions where a walk must stop (each row's end
-    is one), so the walks cost no loop at all.
-    """
-    h, w = img.shape
-    pos = np.arange(h * w, dtype=np.int32)
-    out = {}
-    for name, step_ok in (("up", img[:, 1:] > img[:, :-1]), ("down", img[:, 1:] < img[:, :-1])):
-        ok = np.zeros((h, w), dtype=bool)
-        ok[:, :-1] = step_ok  # q -> q+1 allowed; the last column cannot step right
-        stop = np.where(ok.ravel(), np.int32(h * w), pos)
-        out[f"right_{name}"] = np.minimum.accumulate(stop[::-1])[::-1] - pos
-        ok = np.zeros((h, w), dtype=bool)
-        ok[:, 1:] = step_ok  # q -> q-1 allowed; the first column cannot step left
-        stop = np.where(ok.ravel(), np.int32(-1), pos)
-        out[f"left_{name}"] = pos - np.maximum.accumulate(stop)
-    return out
+def _walk_lengths(ok: np.ndarray, start: np.ndarray, step: int) -> np.ndarray:
+    """Steps a walk takes from flat positions ``start`` while ``ok`` allows the next step, at most
+    ``MAX_WALK``. ``ok[q]`` (rightward, ``step`` +1) or ``ok[q - 1]`` (leftward, ``step`` -1) says
+    whether q -> q + step continues the monotone run. All walks advance together; the loop runs for the
+    longest walk's steps (at most 100), never over pixels."""
+    taken = np.zeros(start.size, dtype=np.int64)
+    active = np.arange(start.size)
+    pos = start.copy()
+    look = 0 if step > 0 else -1
+    for _ in range(MAX_WALK):
+        go = ok[pos[active] + look]
+        active = active[go]
+        if active.size == 0:
+            break
+        taken[active] += 1
+        pos[active] += step
+    return taken
 
 
 def _side_widths(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, rising: np.ndarray) -> np.ndarray:
     """Marziliano width at each edge pixel: 1 + steps left (from c-1) + 1 + steps right (from c+1),
-    each walk at most 100 steps; a rising edge walks down to the left and up to the right."""
-    runs = _runs(img)
-    flat = rows * img.shape[1] + cols
-    left = np.where(rising, runs["left_up"][flat - 1], runs["left_down"][flat - 1])
-    right = np.where(rising, runs["right_up"][flat + 1], runs["right_down"][flat + 1])
-    return (np.minimum(left, MAX_WALK) + 1 + np.minimum(right, MAX_WALK) + 1).astype(np.float64)
+    each walk at most 100 steps, strictly monotone; a rising edge walks down to the left and up to the
+    right, a falling edge the reverse."""
+    h, w = img.shape
+    ok = np.zeros((2, h, w), dtype=bool)  # [0]: intensity rises from q to q+1, [1]: it falls
+    np.greater(img[:, 1:], img[:, :-1], out=ok[0, :, :-1])
+    np.less(img[:, 1:], img[:, :-1], out=ok[1, :, :-1])
+    ok = ok.ravel()  # the last column of each row stays False: no walk crosses a row end
+    flat = rows * w + cols + np.where(rising, 0, h * w)  # pick the rising or the falling map
+    left = _walk_lengths(ok, flat - 1, -1)
+    right = _walk_lengths(ok, flat + 1, +1)
+    return (left + 1 + right + 1).astype(np.float64)
 
 
 VARIANTS = ("matlab", "matlab-legacy-canny", "python-cpbd")
@@ -233,7 +233,7 @@ def pblur_values(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
     if nby == 0 or nbx == 0:
         return np.zeros(0)
     hh, ww = nby * BLOCK, nbx * BLOCK
-    rows, cols, wid = measured_edges(img, variant)
+    rows, cols, wid = measured_edges(gray, variant)
     inside = (rows < hh) & (cols < ww)
     rows, cols, wid = rows[inside], cols[inside], wid[inside]
     if rows.size == 0:
