@@ -1,15 +1,21 @@
-"""Identity preservation: cosine similarity of face embeddings, generated frame vs identity image.
+"""Identity preservation: face embeddings of generated frames compared with the identity image.
 
 Two embedders, named differently so their numbers are never mixed up:
 
 * ``identity_arcface``: an insightface-layout ArcFace ONNX model (``w600k_r50.onnx``, ``glintr100.onnx``)
   given by path and run with onnxruntime; faces are similarity-aligned to the 112x112 ArcFace template.
+  Cosine similarity (ArcFace is trained on the angle), higher is better.
 * ``identity_dlib``: dlib's ResNet face descriptor (``dlib_face_recognition_resnet_model_v1.dat``, shipped
   by ``face_recognition_models``, so it works with no download) on 150x150 ``get_face_chip`` crops.
+  Variant ``euclidean`` (default): Euclidean distance between descriptors, lower is better, as dlib
+  intends (its metric learning puts the same person within 0.6; ``details["same_person_share"]`` is the
+  share of frames under that threshold). Variant ``cosine``: cosine similarity, higher is better
+  (saturates near 1 for any frontal face of a similar person; kept to compare with older numbers).
 
-The clip value is the mean cosine over the sampled frames against the identity image; when the real
-frames are present the mean cosine against the real frame at the same index is reported in
-``details["vs_reference"]`` (the same embedder, the same frames).
+The clip value is the mean over the sampled frames against the identity image; when the real frames
+are present the same measure against the real frame at the same index is reported in
+``details["vs_reference"]`` and real frames against the identity image in ``details["ref_vs_identity"]``
+(the same embedder, the same frames).
 """
 
 from __future__ import annotations
@@ -35,6 +41,15 @@ ARCFACE_HELP = (
     "(https://github.com/deepinsight/insightface/tree/master/python-package, models are released for "
     "non-commercial research only). talkface never downloads it."
 )
+
+
+DLIB_SAME_PERSON = 0.6  # dlib: descriptors of one person are within 0.6 (Euclidean)
+
+
+def identity_euclidean(emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray | float:
+    """Euclidean distance of embeddings along the last axis (broadcasting); a float for 1-D inputs."""
+    d = np.linalg.norm(np.asarray(emb_a, dtype=np.float64) - np.asarray(emb_b, dtype=np.float64), axis=-1)
+    return float(d) if np.ndim(d) == 0 else d
 
 
 def identity_cosine(emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray | float:
@@ -226,6 +241,10 @@ class _IdentityMetric(Metric):
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"identity_image", "landmarks"})
     default_step: ClassVar[int] = 1
+    measure: str = "cosine"  # or "euclidean"
+
+    def compare(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return identity_euclidean(a, b) if self.measure == "euclidean" else identity_cosine(a, b)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -258,17 +277,19 @@ class _IdentityMetric(Metric):
             return MetricResult.failed("no sampled frame has landmarks (no face found)")
         emb = self.embedder.embed_images([sample.frames[t] for t in idx], [sample.landmarks[t] for t in idx])
         per_frame = np.full(n, np.nan)
-        per_frame[idx] = identity_cosine(emb, id_emb[None, :])
+        per_frame[idx] = self.compare(emb, id_emb[None, :])
         details: dict[str, Any] = {"frame_step": self.frame_step, "n_frames_scored": len(idx)}
+        if self.measure == "euclidean":
+            details["same_person_share"] = float(np.mean(per_frame[idx] < DLIB_SAME_PERSON))
         if sample.ref_frames is not None and sample.ref_landmarks is not None:
             pairs = [(k, t) for k, t in enumerate(idx) if _valid(sample.ref_landmarks[t])]
             if pairs:
                 ref = self.embedder.embed_images(
                     [sample.ref_frames[t] for _, t in pairs], [sample.ref_landmarks[t] for _, t in pairs]
                 )
-                vs_ref = identity_cosine(emb[[k for k, _ in pairs]], ref)
+                vs_ref = self.compare(emb[[k for k, _ in pairs]], ref)
                 details["vs_reference"] = float(np.mean(vs_ref))
-                details["ref_vs_identity"] = float(np.mean(identity_cosine(ref, id_emb[None, :])))
+                details["ref_vs_identity"] = float(np.mean(self.compare(ref, id_emb[None, :])))
         return MetricResult(value=float(np.nanmean(per_frame)), per_frame=per_frame, details=details)
 
     @property
@@ -278,6 +299,12 @@ class _IdentityMetric(Metric):
     def definition(self) -> dict[str, Any]:
         d = super().definition()
         d["frame_step"] = self.frame_step
+        d["measure"] = (
+            f"Euclidean distance of descriptors (lower is better; dlib's same-person threshold "
+            f"{DLIB_SAME_PERSON})"
+            if self.measure == "euclidean"
+            else "cosine similarity of embeddings (higher is better)"
+        )
         d["identity_landmarks"] = "sample.extras['identity_landmarks'] or talkface's dlib backend"
         return d
 
@@ -317,25 +344,41 @@ class IdentityArcFace(_IdentityMetric):
 
 @register_metric
 class IdentityDlib(_IdentityMetric):
-    """Cosine of dlib ResNet face descriptors, generated frame vs identity image (no download needed)."""
+    """dlib ResNet face descriptors, generated frame vs identity image (no download needed):
+    Euclidean distance (default, as dlib intends) or cosine similarity."""
 
     name: ClassVar[str] = "identity_dlib"
+    higher_is_better: ClassVar[bool] = False  # the default variant is a distance
     doc: ClassVar[str] = (
-        "cosine similarity of dlib ResNet face descriptors (150x150 chips), "
-        "generated frames vs identity image"
+        "Euclidean distance of dlib ResNet face descriptors (150x150 chips), generated frames vs "
+        "identity image (dlib's same-person threshold 0.6); variant cosine: cosine similarity"
     )
-    reference: ClassVar[str] = "dlib dlib_face_recognition_resnet_model_v1 (King 2017)"
-    accepted_options: ClassVar[frozenset[str]] = frozenset({"frame_step"})
+    reference: ClassVar[str] = (
+        "dlib dlib_face_recognition_resnet_model_v1 (King 2017), Euclidean, same-person threshold 0.6"
+    )
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"frame_step", "measure"})
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        "euclidean": {"measure": "euclidean"},
+        "cosine": {"measure": "cosine"},
+    }
     # The descriptor costs ~100 ms per face on one core; every 5th frame gives 15 faces per GRID clip.
     default_step: ClassVar[int] = 5
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.measure = str(options.get("measure", "euclidean"))
+        if self.measure not in self.variants:
+            raise ValueError(
+                f"identity_dlib measure must be one of {sorted(self.variants)}, not {self.measure!r}"
+            )
+        self.higher_is_better = self.measure == "cosine"  # per instance: the direction follows the variant
         self.embedder = DlibDescriptor()
 
     @property
     def variant(self) -> str:
-        return f"dlib-resnet-v1-chip150-68pt-every{self.frame_step}"
+        """The variant as typed; a frame step other than the default 5 is appended (``-every<N>``)."""
+        step = "" if self.frame_step == self.default_step else f"-every{self.frame_step}"
+        return f"{self.measure}{step}"
 
     def definition(self) -> dict[str, Any]:
         d = super().definition()
