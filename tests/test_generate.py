@@ -133,7 +133,7 @@ def test_generate_part_one_video_per_usable_clip_with_reference_frame_count(runs
     # provenance hashes the file each stage really loaded (blinks: best.pt when the stage selected one)
     for stage in ("landmarks", "blinks", "texture"):
         loaded = find_stage(runs, stage).weights_path()
-        assert summary["checkpoints"][stage]["path"] == str(loaded)
+        assert summary["checkpoints"][stage]["path"] == str(loaded.resolve())
         assert summary["checkpoints"][stage]["sha256"] == sha256_file(loaded)
 
 

@@ -169,10 +169,11 @@ def generate(
         raise typer.BadParameter("the one-video form needs both --audio and --identity")
     part = resolve_part(opts.part, opts.split, "generate")
     try:
+        inputs = pipeline.read_inputs(audio, identity) if single else None  # before loading any model
         gen = pipeline.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
                                       data=data)
         if single:
-            record = pipeline.generate_from_files(gen, audio, identity, out, opts.seed)
+            record = pipeline.generate_from_files(gen, audio, identity, out, opts.seed, inputs)
         else:
             summary = pipeline.generate_part(gen, pipeline.TrainedPipeline(), data, part, out, opts.seed,
                                              opts.protocol, opts.quiet)

@@ -139,7 +139,7 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
     loaded: dict[str, Any] = {}
     for stage, run in runs.items():
         ckpt = run.load(map_location="cpu")  # read once; its provenance hashes these very bytes
-        loaded[stage] = ckpt.provenance()
+        loaded[stage] = {**ckpt.provenance(), "path": str(Path(ckpt.path).resolve())}
         if stage == "landmarks":
             from talkface.models.speech_to_landmarks import landmark_model_from_state
 
@@ -360,11 +360,19 @@ def generate_video(gen: Generator, audio: np.ndarray, identity_crop: np.ndarray,
             "fps": FPS, "frame_count_rule": "ceil(duration_s * fps)", "video": VIDEO_CODEC, **gen.provenance}
 
 
+def read_inputs(audio_path: str | os.PathLike, identity_path: str | os.PathLike
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(16 kHz speech, RGB identity image) of the one-video form; one-sentence ``ValueError`` for a file
+    that is not audio or not an image (checked before any model is loaded)."""
+    return read_speech(audio_path), read_identity_image(identity_path)
+
+
 def generate_from_files(gen: Generator, audio_path: str | os.PathLike, identity_path: str | os.PathLike,
-                        out: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
-    """``talkface generate --audio --identity``: the single-video form (inputs checked before any work)."""
-    image = read_identity_image(identity_path)
-    audio = read_speech(audio_path)
+                        out: str | os.PathLike, seed: int = 0,
+                        inputs: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """``talkface generate --audio --identity``: the single-video form (``inputs``: what
+    :func:`read_inputs` already read from those files)."""
+    audio, image = inputs if inputs is not None else read_inputs(audio_path, identity_path)
     crop, points = align_identity(image, gen.size)
     record = generate_video(gen, audio, crop, points, out, seed)
     record.update(audio=str(audio_path), identity=str(identity_path))
