@@ -1,8 +1,16 @@
-"""``talkface evaluate`` and ``talkface metrics list``."""
+"""``talkface evaluate`` and ``talkface metrics list``.
+
+Conventions (docs/architecture.md): ``--data`` is the prepared dataset whose crops are the ground
+truth (the old ``--reference``, which only ever meant a prepared dataset, still works with a
+deprecation note); ``--protocol`` a split protocol (default: the dataset's own); ``--part`` one part of
+it (train | val | test; default: every usable clip).
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -10,87 +18,213 @@ metrics_app = typer.Typer(
     help="The metrics talkface computes: names, variants, direction, inputs.", no_args_is_help=True
 )
 
-
 def evaluate(
-    generated: Path = typer.Option(
-        ...,
+    generated: Annotated[Path, typer.Option(
         "--generated",
-        help="Folder of generated videos <clip_id>.mp4 (or <clip_id>/ folders of PNG frames).",
-    ),
-    reference: Path = typer.Option(
-        ...,
-        "--reference",
-        help="Prepared dataset (output of `talkface prepare`): its crops are the ground truth.",
-    ),
-    method: str = typer.Option(..., "--method", help="Name of the method; rerunning replaces its rows only."),
-    out: Path = typer.Option(
-        Path("results"), "--out", help="Results folder: results.parquet and summary.json."
-    ),
-    metrics: str = typer.Option(
-        "",
-        "--metrics",
-        help="Comma-separated metric names, optionally name:variant (e.g. psnr,ssim:uniform7-gray-range255,"
-        "lmd_mouth). Default: every metric whose inputs and weights are available "
-        "(see `talkface metrics list`).",
-    ),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes scoring clips in parallel."),
-    arcface_model: Path | None = typer.Option(
-        None, "--arcface-model", help="insightface-layout ArcFace ONNX file (enables identity_arcface)."
-    ),
-    lpips_weights: Path | None = typer.Option(
-        None, "--lpips-weights", help="LPIPS v0.1 linear-head weights (enables lpips)."
-    ),
-    lpips_backbone: Path | None = typer.Option(
-        None, "--lpips-backbone", help="AlexNet/VGG16 backbone state_dict for LPIPS."
-    ),
-    syncnet_model: Path | None = typer.Option(
-        None, "--syncnet-model", help="SyncNet weights (enables lse_c and lse_d)."
-    ),
-    detector: str = typer.Option(
-        "hog",
-        "--detector",
-        help="dlib face detector for landmarks on both sides: hog (fast) or cnn (robust).",
-    ),
+        help="Folder of generated videos <clip_id>.mp4 (or <clip_id>/ folders of PNG frames).")],
+    method: Annotated[str, typer.Option(
+        "--method", help="Name of the method; rerunning replaces its rows only.")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Prepared dataset (`talkface prepare ...`): its usable clips' crops are the ground "
+        "truth. Required.")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", hidden=True, help="Deprecated spelling of --data.")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Results folder: results.parquet, summary.json, runs/<method>.json.")
+    ] = Path("results"),
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", help="Split protocol of the dataset (seen, speaker-independent, ...); default: its "
+        "own. Recorded with the results.")] = None,
+    part: Annotated[str | None, typer.Option(
+        "--part", help="Only this part's clips are references: train | val | test. Default: every usable "
+        "clip (the part is still recorded when all scored clips are in one).")] = None,
+    metrics: Annotated[str, typer.Option(
+        "--metrics", help="Comma-separated metric names, optionally name:variant (e.g. psnr,"
+        "ssim:uniform7-gray-range255,lmd_mouth). Default: every metric whose inputs and weights are "
+        "available (see `talkface metrics list`).")] = "",
+    trim: Annotated[bool, typer.Option(
+        "--trim", help="Score a clip more than one frame shorter or longer than its reference on the "
+        "frames both have (default: such a clip is a recorded failure). The summary says how many clips "
+        "were trimmed and by how much.")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Processes scoring clips in parallel.")] = 1,
+    arcface_model: Annotated[Path | None, typer.Option(
+        "--arcface-model", help="insightface-layout ArcFace ONNX file (enables identity_arcface).")] = None,
+    lpips_weights: Annotated[Path | None, typer.Option(
+        "--lpips-weights", help="LPIPS v0.1 linear-head weights (with --lpips-backbone, enables lpips).")
+    ] = None,
+    lpips_backbone: Annotated[Path | None, typer.Option(
+        "--lpips-backbone", help="torchvision AlexNet/VGG16 backbone state_dict for LPIPS.")] = None,
+    syncnet_model: Annotated[Path | None, typer.Option(
+        "--syncnet-model", help="SyncNet weights syncnet_v2.model (enables lse_c and lse_d).")] = None,
+    detector: Annotated[str, typer.Option(
+        "--detector", help="dlib face detector for landmarks on both sides: hog (fast) or cnn (robust).")
+    ] = "hog",
 ) -> None:
     """Score generated videos against a prepared dataset with named, calibrated metrics.
 
-    Pairs clips by id (unmatched clips are listed), trims frame-count mismatches to the shorter and
-    resizes generated frames to the reference crop size (both flagged), finds landmarks on both sides
-    with the same detector, and writes one row per (method, clip, metric, variant) to
-    OUT/results.parquet plus OUT/summary.json (mean, std, 95% bootstrap CI, full metric definition).
+    Pairs clips by id (unmatched clips are listed). A generated clip more than one frame shorter or
+    longer than its reference is a recorded failure (--trim scores the overlap instead); generated
+    frames are resized to the reference crop size (flagged); landmarks come from the same detector on
+    both sides. Writes one row per (method, clip, metric, variant) to OUT/results.parquet, the run
+    record with its protocol to OUT/runs/METHOD.json, and OUT/summary.json (mean, std, 95% bootstrap
+    interval, full metric definition), then prints the summary table.
 
     Example:
-      talkface evaluate --generated out/ours --reference data/grid-prepared --method ours --out results/
+      talkface evaluate --generated out/ours --data data/grid --part test --method ours --out results/
     """
-    from talkface.evaluate.metrics.base import MetricUnavailable
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
 
-    options = {
-        "arcface_model": str(arcface_model) if arcface_model else None,
-        "lpips_weights": str(lpips_weights) if lpips_weights else None,
-        "lpips_backbone": str(lpips_backbone) if lpips_backbone else None,
-        "syncnet_model": str(syncnet_model) if syncnet_model else None,
-    }
+    data = _data_path(data, reference)
+    models = {"arcface_model": arcface_model, "lpips_weights": lpips_weights,
+              "lpips_backbone": lpips_backbone, "syncnet_model": syncnet_model}  # runner.MODEL_OPTIONS
     cfg = EvaluateConfig(
         generated=generated,
-        reference=reference,
+        data=data,
         method=method,
         out=out,
         metrics=[m.strip() for m in metrics.split(",") if m.strip()] or None,
-        metric_options=options,
+        metric_options={k: None if v is None else str(v) for k, v in models.items()},
         workers=workers,
         landmark_options={"detector": detector},
+        protocol=protocol,
+        part=part,
+        trim=trim,
     )
     try:
-        record = run_evaluate(cfg, echo=typer.echo)
-    except (FileNotFoundError, KeyError, ValueError, MetricUnavailable) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from exc
+        record = run_evaluate(cfg, echo=lambda line: typer.echo(line, err=True))
+    except _errors() as exc:
+        _fail(exc)
     typer.echo(
         f"{method}: {record['pairing']['n_matched']} clips, {record['frames_scored']} frames in "
         f"{record['elapsed_s']:.1f} s -> {out / 'results.parquet'}, {out / 'summary.json'}"
     )
+    print_summary(out, method)
+
+
+def _data_path(data: Path | None, reference: Path | None) -> Path:
+    if reference is not None:
+        typer.echo("note: `evaluate --reference` is deprecated: use --data (the prepared dataset)", err=True)
+        if data is not None and data != reference:
+            _fail(f"--data {data} and --reference {reference} disagree: give --data only")
+        data = reference
+    if data is None:
+        _fail("missing option --data: the prepared dataset whose crops are the ground truth")
+    return data
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What evaluate reports as one line and exit 2 (all user-facing, none a bug)."""
+    from talkface.evaluate.metrics.base import MetricUnavailable
+    from talkface.utils.lock import FolderLocked
+
+    # ValueError covers DatasetError, EvaluateError, ResultsError; KeyError an unknown metric.
+    return (FileNotFoundError, KeyError, ValueError, MetricUnavailable, FolderLocked)
+
+
+def _fail(exc: BaseException | str) -> None:
+    """Print one ``error:`` line and exit with status 2."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(2)
+
+
+# -- the summary table ----------------------------------------------------------------------------
+
+ARROWS = {True: "↑", False: "↓", None: "≈ real"}
+
+
+def summary_table(out: Path, method: str) -> tuple[Any, list[str]]:
+    """A rich Table of the methods in ``out`` measured under ``method``'s protocol (rows: metrics,
+    columns: methods; mean and 95% interval), and the lines to print under it."""
+    from rich.table import Table
+
+    from talkface.store.results import ResultsStore
+
+    store = ResultsStore.open(out)
+    mine = store.protocol(method)
+    methods, other = [method], []
+    for m in store.methods():
+        if m == method:
+            continue
+        theirs = store.protocol(m)
+        same = mine is not None and theirs is not None and not mine.differences(theirs)
+        (methods if same else other).append(m)
+    summaries = {m: store.metric_summaries(m) for m in methods}
+    keys = list(summaries[method])
+    keys += sorted({k for s in summaries.values() for k in s} - set(keys))
+    title = f"{method}" if len(methods) == 1 else f"{len(methods)} methods"
+    if mine is not None:
+        part = f", part {mine.part}" if mine.part else ""
+        title += f" on {mine.dataset} ({mine.protocol}{part}, {mine.crop_size} px)"
+    table = Table(title=title, caption="mean [95% bootstrap interval over clips]")
+    table.add_column("metric", overflow="fold")
+    table.add_column("", justify="center")
+    show_real = any(s.reference_mean is not None for ms in summaries.values() for s in ms.values())
+    if show_real:
+        table.add_column("real", justify="right")
+    for m in methods:
+        table.add_column(m, justify="right", overflow="fold", style="bold" if m == method else None)
+    for key in keys:
+        first = next(ms[key] for ms in summaries.values() if key in ms)
+        row = [key, ARROWS.get(first.higher_is_better, "")]
+        if show_real:
+            row.append(_num(first.reference_mean) if first.reference_mean is not None else "")
+        for m in methods:
+            s = summaries[m].get(key)
+            row.append("" if s is None else _cell(s))
+        table.add_row(*row)
+    notes = [_counts_line(m, store) for m in methods]
+    if other:
+        notes.append(f"not shown (another protocol or none recorded): {', '.join(other)}")
+    return table, notes
+
+
+def print_summary(out: Path, method: str, console: Any = None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    table, notes = summary_table(out, method)
+    console.print(table)
+    for line in notes:
+        console.print(line, highlight=False)
+
+
+def _cell(s: Any) -> str:
+    lo, hi = s.ci95
+    text = _num(s.mean)
+    if math.isfinite(lo) and math.isfinite(hi):
+        text += f" [{_num(lo)}, {_num(hi)}]"
+    if s.n_failed:
+        text += f" ({s.n_failed} failed)"
+    return text
+
+
+def _num(v: float | None) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+
+
+def _counts_line(method: str, store: Any) -> str:
+    """``ours: 10 clips, 1 failed, 2 trimmed (1 to 35 frames, 36 in total)``."""
+    entry = store.summary()["methods"][method]
+    run = entry["run"]
+    n = run.get("pairing", {}).get("n_matched")
+    failed = len(run.get("unreadable_clips", [])) + len(run.get("frame_count_failures", {}))
+    parts = [f"{method}: {n} clips" if n is not None else method]
+    if failed:
+        parts.append(f"{failed} failed as a whole (unreadable or frame count)")
+    trimmed = entry.get("trimmed") or {}
+    if trimmed.get("n_clips"):
+        parts.append(
+            f"{trimmed['n_clips']} trimmed to their reference's length (at most "
+            f"{trimmed['frames_dropped_max']} frames, {trimmed['frames_dropped_total']} in total)"
+        )
+    return ", ".join(parts)
+
+
+# -- metrics list ---------------------------------------------------------------------------------
 
 
 @metrics_app.command("list")

@@ -1,19 +1,28 @@
-"""``talkface evaluate``: pair generated videos with a prepared reference dataset and score them.
+"""``talkface evaluate``: pair generated videos with a prepared dataset's clips and score them.
 
-Pairing: ``--generated`` holds ``<clip_id>.mp4`` (or .avi/.mov/.mkv) files, or ``<clip_id>/`` folders
-of frames (``*.png``/``*.jpg`` in name order); the reference is a prepared dataset (DatasetStore) whose
-``ok`` clips give ``crops/<clip_id>.mp4``. Clips present on one side only are listed in the run record
-and printed, never silently dropped. Rules, stated once here and in the run record:
+Pairing: ``--generated`` holds ``<clip_id>.mp4`` (or .avi/.mov/.mkv/.webm) files, or ``<clip_id>/``
+folders of frames (``*.png``/``*.jpg`` in name order); the reference is a prepared dataset read through
+:mod:`talkface.store.dataset`: its usable clips (``is_usable``, the rule training and generation use),
+optionally only one part (``--part test``) of a split protocol, give ``crops/<clip_id>.mp4``. Clips
+present on one side only are listed in the run record and printed, never silently dropped. Rules,
+stated once here, in :data:`RULES` and in every run record:
 
 - frame rate: generated videos are decoded at the reference clip's rate (nearest frame in time);
-- frame count mismatch: both are trimmed to the shorter and the rows carry the flag ``trimmed``;
+- frame count: a generated clip more than one frame shorter or longer than its reference is a recorded
+  failure of that clip (every metric's row carries the error), so a method never gains by dropping
+  frames; a one-frame difference is trimmed. ``trim=True`` (``--trim``) trims every mismatch to the
+  shorter instead; trimmed rows carry the flag ``trimmed:<generated>vs<reference>`` and the summary
+  says how many clips were trimmed and by how much;
 - size mismatch: generated frames are resized to the reference crop size (OpenCV INTER_AREA when
   shrinking, INTER_CUBIC when enlarging) and flagged ``resized``; metrics run at the reference size;
-- landmarks: one backend (default dlib HOG + 68 points) on generated and reference frames alike;
+- landmarks: one backend (default dlib HOG + 68 points) on generated and reference frames alike,
+  detected once per clip and side; the identity image's landmarks are the first reference frame's;
 - audio: the generated video's own track when it has one, else the reference crop's (flag
   ``reference_audio``); identity image: the reference clip's first frame.
 
 A clip whose video cannot be read becomes one failed row per metric with the reason; the run goes on.
+Results are written only through :class:`talkface.store.results.ResultsStore`, with the run's
+:class:`~talkface.store.results.Protocol` in the run record.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,18 +41,54 @@ import numpy as np
 
 from talkface import __version__
 from talkface.evaluate.metrics.base import (
+    LANDMARK_NEEDS,
+    NAME_MODULES,
     ClipSample,
     Metric,
+    MetricResult,
     MetricUnavailable,
     available_metrics,
     get_metric_class,
+    metric_import_errors,
+    metric_options,
 )
-from talkface.store.results import ResultsStore
+from talkface.store.results import Protocol, ResultRow, ResultsStore, reference_id, trim_flag
 from talkface.utils.progress import make_progress
 from talkface.utils.provenance import provenance
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Frames a generated clip may differ from its reference by and still be scored (trimmed) without --trim.
+FRAME_TOLERANCE = 1
+#: Option-bag keys that name a model file, with the flag that sets each. A metric accepting one of
+#: these that the user gave is asked for by that file: if it cannot run, that is an error.
+MODEL_OPTIONS: dict[str, str] = {
+    "arcface_model": "--arcface-model",
+    "lpips_weights": "--lpips-weights",
+    "lpips_backbone": "--lpips-backbone",
+    "syncnet_model": "--syncnet-model",
+}
+RULES = {
+    "frame_count_mismatch": (
+        f"more than {FRAME_TOLERANCE} frame apart: the clip fails (error 'frame count: ...') unless "
+        f"--trim; up to {FRAME_TOLERANCE} apart, or with --trim: both trimmed to the shorter "
+        "(flag trimmed:<gen>vs<ref>)"
+    ),
+    "size_mismatch": "resize generated to the reference crop size, INTER_AREA shrinking / "
+    "INTER_CUBIC enlarging (flag resized)",
+    "landmarks": "same backend on generated and reference frames, once per clip and side",
+    "audio": "generated video's track, else the reference crop's (flag reference_audio)",
+    "identity_image": "first reference frame (its landmarks: the reference landmarks of that frame)",
+    "usable_reference": "talkface.store.dataset.is_usable, as training and generation",
+}
+
+
+def _needs_landmarks(metrics: Sequence[Metric]) -> bool:
+    return any(m.needs & LANDMARK_NEEDS for m in metrics)
+
+
+class EvaluateError(ValueError):
+    """A run that cannot start (no clip matches, no metric can run); ``str()`` is one sentence."""
 
 
 @dataclass(frozen=True)
@@ -57,18 +102,79 @@ class MetricSpec:
         return get_metric_class(self.name)(**self.options)
 
 
-@dataclass
-class Pairing:
-    matched: list[str]
-    generated_only: list[str]  # generated videos with no reference clip
-    reference_only: list[str]  # reference clips with no generated video
+# -- the two sides -------------------------------------------------------------------------------
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "n_matched": len(self.matched),
-            "generated_without_reference": self.generated_only,
-            "reference_without_generated": self.reference_only,
-        }
+
+@dataclass
+class Reference:
+    """The reference side of a run: usable clips of a prepared dataset (one part, or all)."""
+
+    path: Path
+    dataset: Any  # talkface.store.dataset.Dataset
+    clips: dict[str, Path]  # clip id -> crop video
+    excluded: dict[str, str]  # clip id in the dataset -> why it is not a reference here
+    protocol: str | None
+    part: str | None  # as asked for (None: every usable clip)
+    part_of: dict[str, str]  # clip id -> its part in ``protocol``
+
+    def protocol_record(self, scored: Sequence[str]) -> Protocol:
+        """The run's protocol; without ``--part`` the part is the one every scored clip is in, if any."""
+        part = self.part
+        if part is None:
+            parts = {self.part_of.get(c) for c in scored}
+            part = parts.pop() if len(parts) == 1 else None
+        info = self.dataset.info
+        return Protocol(
+            dataset=info.corpus,
+            protocol=self.protocol,
+            part=part,
+            crop_size=int(self.dataset.crop_size),
+            reference=str(self.path.resolve()),
+            reference_id=reference_id(scored, _reference_info(info)),
+        )
+
+
+def open_reference(data: str | Path, protocol: str | None = None, part: str | None = None) -> Reference:
+    """The usable clips of the prepared dataset ``data`` (those of ``part`` when given) and their crops.
+
+    Raises :class:`~talkface.store.dataset.DatasetError` when ``data`` is not a prepared dataset or
+    lacks the protocol, :class:`EvaluateError` when it has no usable clip with a crop (in that part).
+    """
+    from talkface.store.dataset import PARTS, Dataset, is_usable
+
+    if part is not None and part not in PARTS:
+        raise EvaluateError(f"--part {part!r}: a part is one of {', '.join(PARTS)}")
+    ds = Dataset.open(data)
+    part_of: dict[str, str] = {}
+    if protocol is not None or part is not None or ds.info.default_protocol:
+        parts = ds.parts(protocol)  # the default protocol when None; DatasetError naming those held
+        protocol = parts.protocol
+        part_of = {c: p for p, ids in parts.as_dict().items() for c in ids}
+    clips: dict[str, Path] = {}
+    excluded: dict[str, str] = {}
+    for rec in ds.records():
+        cid = rec.clip_id
+        if not is_usable(rec):
+            excluded[cid] = f"status {rec.status}, not usable"
+        elif part is not None and part_of.get(cid) != part:
+            excluded[cid] = f"in part {part_of.get(cid)!r} of {protocol!r}, not {part!r}"
+        elif not ds.crop_path(cid).exists():
+            excluded[cid] = f"its crop {ds.crop_path(cid)} is missing"
+        else:
+            clips[cid] = ds.crop_path(cid)
+    if not clips:
+        where = f" in part {part!r} of protocol {protocol!r}" if part else ""
+        raise EvaluateError(f"{data} has no usable clip with a crop{where}")
+    return Reference(Path(data), ds, dict(sorted(clips.items())), excluded, protocol, part, part_of)
+
+
+def _reference_info(info: Any) -> dict[str, Any]:
+    """The dataset information that identifies its crops. Protocol bookkeeping and dates are left out,
+    so adding a protocol to a store does not change the reference id of results measured on it."""
+    return {k: v for k, v in info.to_dict().items() if k not in _NOT_IDENTIFYING}
+
+
+_NOT_IDENTIFYING = frozenset({"protocols", "default_protocol", "created", "updated"})
 
 
 def find_generated(folder: str | Path) -> dict[str, Path]:
@@ -85,24 +191,31 @@ def find_generated(folder: str | Path) -> dict[str, Path]:
     return found
 
 
-def reference_clips(reference: str | Path) -> dict[str, Path]:
-    """clip_id -> crop video of every ``ok`` clip in a prepared dataset."""
-    from talkface.preprocess.store import DatasetStore
+@dataclass
+class Pairing:
+    matched: list[str]
+    generated_only: list[str]  # generated videos with no reference clip
+    reference_only: list[str]  # reference clips with no generated video
+    excluded: dict[str, str] = field(default_factory=dict)  # generated_only clips the dataset has, and why
 
-    store = DatasetStore(Path(reference))
-    manifest = store.read_manifest()
-    if manifest.empty:
-        raise FileNotFoundError(f"--reference {reference}: no prepared clips (run `talkface prepare` first)")
-    ok = manifest[manifest["status"] == "ok"]["clip_id"].astype(str)
-    return {c: store.crop_path(c) for c in sorted(ok) if store.crop_path(c).exists()}
+    @classmethod
+    def of(cls, generated: Mapping[str, Path], reference: Reference) -> Pairing:
+        gen, ref = set(generated), set(reference.clips)
+        only = sorted(gen - ref)
+        return cls(
+            matched=sorted(gen & ref),
+            generated_only=only,
+            reference_only=sorted(ref - gen),
+            excluded={c: reference.excluded[c] for c in only if c in reference.excluded},
+        )
 
-
-def pair_clips(generated: dict[str, Path], reference: dict[str, Path]) -> Pairing:
-    return Pairing(
-        matched=sorted(set(generated) & set(reference)),
-        generated_only=sorted(set(generated) - set(reference)),
-        reference_only=sorted(set(reference) - set(generated)),
-    )
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_matched": len(self.matched),
+            "generated_without_reference": self.generated_only,
+            "generated_reference_excluded": self.excluded,
+            "reference_without_generated": self.reference_only,
+        }
 
 
 def read_generated(path: Path, fps: float | None = None) -> np.ndarray:
@@ -143,10 +256,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(
-    specs: Sequence[MetricSpec], landmark_backend: str, landmark_options: dict[str, Any]
+    specs: Sequence[MetricSpec],
+    landmark_backend: str,
+    landmark_options: dict[str, Any],
+    run_context: dict[str, Any],
+    metrics: Sequence[Metric] | None = None,
 ) -> None:
-    """Build metrics and the landmark backend once per process; one thread each (the pool is the
-    parallelism)."""
+    """Set up a scoring process once: its metrics (built here unless given), the landmark backend
+    when a metric needs landmarks, and one thread each (the pool is the parallelism)."""
     try:
         import torch
 
@@ -154,101 +271,115 @@ def _init_worker(
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     cv2.setNumThreads(1)
-    metrics = [s.build() for s in specs]
+    metrics = list(metrics) if metrics is not None else [s.build() for s in specs]
+    for m in metrics:
+        m.run_context = run_context
     _WORKER["metrics"] = metrics
     _WORKER["landmarks"] = None
-    if any(m.needs & {"landmarks", "ref_landmarks"} for m in metrics):
+    if _needs_landmarks(metrics):
         from talkface.preprocess.landmarks import get_landmark_backend
 
         _WORKER["landmarks"] = get_landmark_backend(landmark_backend, **landmark_options)
 
 
-def _failed_rows(
-    method: str, clip_id: str, metrics: Sequence[Metric], error: str, flags: list[str]
-) -> list[dict]:
+def clip_rows(
+    method: str,
+    clip_id: str,
+    metrics: Sequence[Metric],
+    flags: Sequence[str],
+    results: Sequence[MetricResult] | None = None,
+    error: str | None = None,
+    **details: Any,
+) -> list[ResultRow]:
+    """One row per metric: from its result, or (``error``, ``details``) a failure of the whole clip."""
+    if results is None:
+        results = [MetricResult.failed(error or "not scored", **details)] * len(metrics)
     return [
-        {
-            "method": method,
-            "clip_id": clip_id,
-            "metric": m.name,
-            "variant": m.variant,
-            "value": float("nan"),
-            "per_frame": None,
-            "error": error,
-            "flags": flags,
-            "details": {},
-            "definition": m.definition(),
-        }
-        for m in metrics
+        ResultRow(
+            method=method,
+            clip_id=clip_id,
+            metric=m.name,
+            variant=m.variant,
+            value=r.value,
+            per_frame=r.per_frame,
+            error=r.error,
+            flags=list(flags),
+            details=r.details,
+            definition=m.definition(),
+        )
+        for m, r in zip(metrics, results, strict=True)
     ]
 
 
-def score_clip(method: str, clip_id: str, generated: Path, reference: Path, run_context: dict) -> list[dict]:
+@dataclass(frozen=True)
+class ClipJob:
+    method: str
+    clip_id: str
+    generated: Path
+    reference: Path
+    trim: bool = False
+
+
+def score_clip(job: ClipJob) -> list[ResultRow]:
     """Score one clip with the worker's metrics; never raises (failures become rows)."""
     from talkface.preprocess.media import probe_video, read_audio, read_video
 
     metrics: list[Metric] = _WORKER["metrics"]
-    for m in metrics:
-        m.run_context = run_context
     flags: list[str] = []
+
+    def failed(error: str, **details: Any) -> list[ResultRow]:
+        return clip_rows(job.method, job.clip_id, metrics, flags, error=error, **details)
+
     try:
-        ref = read_video(reference)
-        fps = probe_video(reference).fps
-        gen = read_generated(generated, fps=fps if generated.is_file() else None)
+        ref = read_video(job.reference)
+        fps = probe_video(job.reference).fps
+        gen = read_generated(job.generated, fps=fps if job.generated.is_file() else None)
     except Exception as exc:  # noqa: BLE001 - a bad clip is a recorded failure
-        return _failed_rows(method, clip_id, metrics, f"video: {type(exc).__name__}: {exc}", flags)
+        return failed(f"video: {type(exc).__name__}: {exc}")
     if len(gen) != len(ref):
-        flags.append(f"trimmed:{len(gen)}vs{len(ref)}")
+        if abs(len(gen) - len(ref)) > FRAME_TOLERANCE and not job.trim:
+            return failed(
+                f"frame count: generated {len(gen)} frames, reference {len(ref)} (more than "
+                f"{FRAME_TOLERANCE} apart; --trim scores the overlap)",
+                generated_frames=len(gen),
+                reference_frames=len(ref),
+            )
+        flags.append(trim_flag(len(gen), len(ref)))
         n = min(len(gen), len(ref))
         gen, ref = gen[:n], ref[:n]
     if gen.shape[1:3] != ref.shape[1:3]:
         flags.append(f"resized:{gen.shape[2]}x{gen.shape[1]}->{ref.shape[2]}x{ref.shape[1]}")
         gen = resize_frames(gen, ref.shape[1:3])
     needs = set().union(*(m.needs for m in metrics)) if metrics else set()
-    sample = ClipSample(clip_id=clip_id, frames=gen, fps=fps, ref_frames=ref, identity_image=ref[0].copy())
-    if needs & {"landmarks", "ref_landmarks"}:
+    sample = ClipSample(
+        clip_id=job.clip_id, frames=gen, fps=fps, ref_frames=ref, identity_image=ref[0].copy()
+    )
+    if needs & LANDMARK_NEEDS:
         backend = _WORKER["landmarks"]
         sample.landmarks = backend.track(iter(gen)).points
         sample.ref_landmarks = backend.track(iter(ref)).points
+        # the identity image is reference frame 0: reuse its landmarks instead of detecting them again
+        sample.extras["identity_landmarks"] = sample.ref_landmarks[0]
     if "audio" in needs:
-        audio = None
-        if generated.is_file():
-            try:
-                audio = read_audio(generated)
-            except Exception:  # noqa: BLE001 - no audio track: use the reference's
-                audio = None
-        if audio is None or audio.size == 0:
-            flags.append("reference_audio")
-            try:
-                audio = read_audio(reference)
-            except Exception:  # noqa: BLE001
-                audio = None
-        sample.audio = audio
-    rows = []
-    for m in metrics:
-        res = m(sample)
-        rows.append(
-            {
-                "method": method,
-                "clip_id": clip_id,
-                "metric": m.name,
-                "variant": m.variant,
-                "value": res.value,
-                "per_frame": res.per_frame,
-                "error": res.error,
-                "flags": flags,
-                "details": res.details,
-                "definition": m.definition(),
-            }
-        )
-    return rows
+        sample.audio = _audio(job, flags, read_audio)
+    return clip_rows(job.method, job.clip_id, metrics, flags, results=[m(sample) for m in metrics])
 
 
-def _score_job(args: tuple) -> tuple[str, list[dict], int]:
-    method, clip_id, gen, ref, ctx = args
-    rows = score_clip(method, clip_id, gen, ref, ctx)
-    n_frames = max((len(r["per_frame"]) for r in rows if r["per_frame"] is not None), default=0)
-    return clip_id, rows, n_frames
+def _audio(job: ClipJob, flags: list[str], read_audio) -> np.ndarray | None:
+    """The generated video's audio track, else the reference crop's (flagged)."""
+    audio = None
+    if job.generated.is_file():
+        try:
+            audio = read_audio(job.generated)
+        except Exception:  # noqa: BLE001 - no audio track: use the reference's
+            audio = None
+    if audio is None or audio.size == 0:
+        flags.append("reference_audio")
+        try:
+            audio = read_audio(job.reference)
+        except Exception:  # noqa: BLE001
+            audio = None
+    return audio
 
 
 # -- main side ------------------------------------------------------------------------------------
@@ -257,7 +388,7 @@ def _score_job(args: tuple) -> tuple[str, list[dict], int]:
 @dataclass
 class EvaluateConfig:
     generated: Path
-    reference: Path
+    data: Path  # the prepared dataset whose crops are the ground truth
     method: str
     out: Path
     metrics: list[str] | None = None  # None: every metric that can run with the given options
@@ -265,148 +396,231 @@ class EvaluateConfig:
     workers: int = 1
     landmark_backend: str = "dlib"
     landmark_options: dict[str, Any] = field(default_factory=dict)
+    protocol: str | None = None  # split protocol of the dataset (None: its default)
+    part: str | None = None  # train | val | test: only that part's clips are references
+    trim: bool = False  # score clips more than one frame off their reference on the overlap
 
 
-def resolve_metrics(
-    names: Sequence[str] | None, options: dict[str, Any]
-) -> tuple[list[MetricSpec], dict[str, str]]:
-    """Specs for the requested metrics (``name`` or ``name:variant``) and, for the default set, the
-    metrics skipped with their reason. A requested metric that cannot run raises with its message."""
-    specs: list[MetricSpec] = []
-    skipped: dict[str, str] = {}
+@dataclass
+class MetricPlan:
+    """The metrics a run computes (built once in the main process) and what it leaves out."""
+
+    specs: list[MetricSpec]
+    metrics: list[Metric]
+    not_run: dict[str, str]  # default-set metric -> why it cannot run (said once, never an error)
+    unused_options: list[str]  # model flags given that no chosen metric uses
+
+    def not_run_line(self) -> str | None:
+        """One line naming every metric not run, grouped by reason."""
+        if not self.not_run:
+            return None
+        by_reason: dict[str, list[str]] = {}
+        for name, why in sorted(self.not_run.items()):
+            by_reason.setdefault(why, []).append(name)
+        parts = [f"{', '.join(names)} ({why})" for why, names in by_reason.items()]
+        return f"not run: {'; '.join(parts)}. See `talkface metrics list`."
+
+
+def plan_metrics(names: Sequence[str] | None, options: Mapping[str, Any]) -> MetricPlan:
+    """Build the requested metrics (``name`` or ``name:variant``), or by default every metric that can
+    run with ``options``.
+
+    A metric is asked for when it is named in ``names`` or when the user gave a model file it uses
+    (``MODEL_OPTIONS``); one that is asked for and cannot run raises :class:`MetricUnavailable` with a
+    one-line message. Default-set metrics that cannot run are listed in ``not_run`` with the reason.
+    """
+    given = {k for k in MODEL_OPTIONS if options.get(k) is not None}
+    not_run: dict[str, str] = {}
     if names:
-        for full in names:
-            base, _, variant = full.partition(":")
-            cls = get_metric_class(base)
-            opts = {k: v for k, v in options.items() if k in cls.accepted_options and v is not None}
-            if variant:
-                if variant not in cls.variants:
-                    raise KeyError(
-                        f"metric {base!r} has no variant {variant!r}; variants: {sorted(cls.variants)}"
-                    )
-                opts.update(cls.variants[variant])
-            cls(**opts)  # fail now, in the main process, with the metric's own message
-            specs.append(MetricSpec(base, opts))
-        return specs, skipped
-    for cls in available_metrics():
+        requested = list(names)
+    else:
+        requested = []
+        for cls in available_metrics():
+            models = cls.accepted_options & MODEL_OPTIONS.keys()
+            if models and not models & given:
+                not_run[cls.name] = f"no {' or '.join(MODEL_OPTIONS[k] for k in sorted(models))} given"
+                continue
+            requested.append(cls.name)
+        for module, err in metric_import_errors().items():
+            for name in (n for n, m in NAME_MODULES.items() if m == module):
+                not_run[name] = f"its module failed to import: {err}"
+    specs: list[MetricSpec] = []
+    built: list[Metric] = []
+    used: set[str] = set()
+    for spec in requested:
+        cls, opts = metric_options(spec, options, shared=True)
+        models = cls.accepted_options & given
         try:
-            cls.from_options(**options)
+            metric = cls(**opts)
         except MetricUnavailable as exc:
-            skipped[cls.name] = str(exc)
+            missing = (cls.accepted_options & MODEL_OPTIONS.keys()) - given
+            if models and missing:  # e.g. --lpips-weights without --lpips-backbone
+                raise MetricUnavailable(
+                    f"{cls.name} (asked for with {_flags(models)}) also needs {_flags(missing)}"
+                ) from exc
+            if names or models:
+                by = f" (asked for with {_flags(models)})" if models else ""
+                raise MetricUnavailable(f"{cls.name}{by} cannot run: {first_sentence(exc)}") from exc
+            not_run[cls.name] = first_sentence(exc)
             continue
-        specs.append(
-            MetricSpec(
-                cls.name, {k: v for k, v in options.items() if k in cls.accepted_options and v is not None}
-            )
-        )
-    return specs, skipped
-
-
-def _jobs(
-    cfg: EvaluateConfig, pairing: Pairing, gen: dict[str, Path], ref: dict[str, Path], ctx: dict
-) -> Iterator[tuple]:
-    for clip_id in pairing.matched:
-        yield (cfg.method, clip_id, gen[clip_id], ref[clip_id], ctx)
+        if any((m.name, m.variant) == (metric.name, metric.variant) for m in built):
+            continue  # named twice
+        used |= models
+        specs.append(MetricSpec(cls.name, opts))
+        built.append(metric)
+    unused = [MODEL_OPTIONS[k] for k in sorted(given - used)]
+    return MetricPlan(specs, built, not_run, unused)
 
 
 def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
-    """Score every matched clip, replace the method's rows in ``out``, rebuild the summary."""
+    """Score every matched clip, replace the method's rows in ``out``, rebuild the summary.
+
+    Returns the run record (also in ``out/runs/<method>.json``).
+    """
     t0 = time.perf_counter()
     gen = find_generated(cfg.generated)
-    ref = reference_clips(cfg.reference)
-    pairing = pair_clips(gen, ref)
-    if pairing.generated_only:
-        echo(
-            f"{len(pairing.generated_only)} generated clip(s) have no reference: "
-            f"{', '.join(pairing.generated_only)}"
-        )
-    if pairing.reference_only:
-        echo(
-            f"{len(pairing.reference_only)} reference clip(s) have no generated video: "
-            f"{', '.join(pairing.reference_only[:20])}{' ...' if len(pairing.reference_only) > 20 else ''}"
-        )
+    ref = open_reference(cfg.data, cfg.protocol, cfg.part)
+    pairing = Pairing.of(gen, ref)
     if not pairing.matched:
-        raise ValueError(
-            f"no clip of {cfg.generated} matches a clip of {cfg.reference} (names must be clip ids)"
+        _echo_pairing(pairing, echo)
+        raise EvaluateError(
+            f"no clip of {cfg.generated} matches a usable clip of {cfg.data} (file names must be clip ids)"
         )
-    specs, skipped = resolve_metrics(cfg.metrics, cfg.metric_options)
-    for name, why in skipped.items():
-        echo(f"skipping {name}: {why}")
-    if not specs:
-        raise ValueError("no metric can run with the given options")
-    built = [s.build() for s in specs]  # once in the main process: needs, variants, definitions
-    detector: dict[str, Any] | None = None
-    if any(m.needs & {"landmarks", "ref_landmarks"} for m in built):
-        from talkface.preprocess.landmarks import get_landmark_backend
-
-        detector = get_landmark_backend(cfg.landmark_backend, **cfg.landmark_options).settings()
-    ref_size = _reference_size(ref[pairing.matched[0]])
-    ctx = {
-        "resolution": f"reference crop size {ref_size[1]}x{ref_size[0]} (generated frames resized to it)",
-        "detector": detector,
+    plan = plan_metrics(cfg.metrics, cfg.metric_options)  # before anything else is said: it may fail
+    _echo_pairing(pairing, echo)
+    if plan.not_run_line():
+        echo(plan.not_run_line())
+    if plan.unused_options:
+        echo(f"not used by the chosen metrics: {', '.join(plan.unused_options)}")
+    if not plan.metrics:
+        raise EvaluateError("no metric can run with the given options (see `talkface metrics list`)")
+    crop = int(ref.dataset.crop_size)
+    ctx: dict[str, Any] = {
+        "resolution": f"reference crop size {crop}x{crop} (generated frames resized to it)"
     }
-    rows: list[dict] = []
-    n_frames = 0
-    jobs = list(_jobs(cfg, pairing, gen, ref, ctx))
+    jobs = [ClipJob(cfg.method, c, gen[c], ref.clips[c], cfg.trim) for c in pairing.matched]
+    rows: list[ResultRow] = []
     with make_progress() as progress:
         task = progress.add_task(f"evaluate {cfg.method}", total=len(jobs), info="")
-        if cfg.workers <= 1:
-            _init_worker(specs, cfg.landmark_backend, cfg.landmark_options)
+        if cfg.workers <= 1:  # in this process, with the metrics already built
+            _init_worker(plan.specs, cfg.landmark_backend, cfg.landmark_options, ctx, metrics=plan.metrics)
+            landmarks = _WORKER["landmarks"]
+            ctx["detector"] = landmarks.settings() if landmarks is not None else None  # metrics hold ctx
             for job in jobs:
-                clip_id, r, nf = _score_job(job)
-                rows += r
-                n_frames += nf
-                progress.update(task, advance=1, info=clip_id)
+                rows += score_clip(job)
+                progress.update(task, advance=1, info=job.clip_id)
         else:
+            ctx["detector"] = _detector_settings(cfg.landmark_backend, cfg.landmark_options, plan.metrics)
             with ProcessPoolExecutor(
                 max_workers=cfg.workers,
                 mp_context=mp.get_context("spawn"),  # fork after torch/dlib/rich threads can deadlock
                 initializer=_init_worker,
-                initargs=(specs, cfg.landmark_backend, cfg.landmark_options),
+                initargs=(plan.specs, cfg.landmark_backend, cfg.landmark_options, ctx),
             ) as pool:
-                futures = [pool.submit(_score_job, job) for job in jobs]
+                futures = {pool.submit(score_clip, job): job.clip_id for job in jobs}
                 for fut in as_completed(futures):
-                    clip_id, r, nf = fut.result()
-                    rows += r
-                    n_frames += nf
-                    progress.update(task, advance=1, info=clip_id)
-    elapsed = time.perf_counter() - t0
-    failed = sorted({r["clip_id"] for r in rows if r["error"] and r["error"].startswith("video:")})
-    flagged = {r["clip_id"]: r["flags"] for r in rows if r["flags"]}
-    record = provenance(
-        method=cfg.method,
-        generated=str(Path(cfg.generated).resolve()),
-        reference=str(Path(cfg.reference).resolve()),
-        pairing=pairing.as_dict(),
-        unreadable_clips=failed,
-        flagged_clips=flagged,
-        metrics=[f"{m.name}:{m.variant}" for m in built],
-        skipped_metrics=skipped,
-        rules={
-            "frame_count_mismatch": "trim both to the shorter (flag trimmed)",
-            "size_mismatch": "resize generated to the reference crop size, INTER_AREA shrinking / "
-            "INTER_CUBIC enlarging (flag resized)",
-            "landmarks": "same backend on generated and reference frames",
-            "audio": "generated video's track, else the reference crop's (flag reference_audio)",
-            "identity_image": "first reference frame",
-        },
-        landmark_detector=detector,
-        workers=cfg.workers,
-        elapsed_s=round(elapsed, 3),
-        frames_scored=n_frames,
-        talkface_version=__version__,
-    )
+                    rows += fut.result()
+                    progress.update(task, advance=1, info=futures[fut])
+    record = _run_record(cfg, ref, pairing, plan, rows, ctx["detector"], time.perf_counter() - t0)
     ResultsStore(cfg.out).replace_method(cfg.method, rows, record)
-    if failed:
-        echo(f"{len(failed)} clip(s) could not be read (recorded as failures): {', '.join(failed)}")
+    _echo_outcome(record, echo)
     return record
 
 
-def _reference_size(path: Path) -> tuple[int, int]:
-    from talkface.preprocess.media import probe_video
+def _detector_settings(
+    backend: str, options: dict[str, Any], metrics: Sequence[Metric]
+) -> dict[str, Any] | None:
+    """The settings of the workers' landmark detector (built here only to read them), if one is used."""
+    if not _needs_landmarks(metrics):
+        return None
+    from talkface.preprocess.landmarks import get_landmark_backend
 
-    info = probe_video(path)
-    return info.height, info.width
+    return get_landmark_backend(backend, **options).settings()
+
+
+def _run_record(
+    cfg: EvaluateConfig,
+    ref: Reference,
+    pairing: Pairing,
+    plan: MetricPlan,
+    rows: list[ResultRow],
+    detector: dict[str, Any] | None,
+    elapsed: float,
+) -> dict[str, Any]:
+    by_clip: dict[str, ResultRow] = {}
+    for r in rows:
+        by_clip.setdefault(r.clip_id, r)
+    unreadable = sorted(c for c, r in by_clip.items() if (r.error or "").startswith("video:"))
+    frame_count = {
+        c: {"generated": r.details["generated_frames"], "reference": r.details["reference_frames"]}
+        for c, r in sorted(by_clip.items())
+        if (r.error or "").startswith("frame count:")
+    }
+    frames: dict[str, int] = {}
+    for r in rows:
+        if r.per_frame is not None:
+            frames[r.clip_id] = max(frames.get(r.clip_id, 0), len(r.per_frame))
+    return provenance(
+        method=cfg.method,
+        protocol=ref.protocol_record(pairing.matched).to_dict(),
+        generated=str(Path(cfg.generated).resolve()),
+        reference=str(Path(cfg.data).resolve()),
+        pairing=pairing.as_dict(),
+        unreadable_clips=unreadable,
+        frame_count_failures=frame_count,
+        flagged_clips={c: r.flags for c, r in sorted(by_clip.items()) if r.flags},
+        metrics=[f"{m.name}:{m.variant}" for m in plan.metrics],
+        not_run_metrics=plan.not_run,
+        options={"trim": cfg.trim, "frame_tolerance": FRAME_TOLERANCE, "workers": cfg.workers},
+        rules=RULES,
+        landmark_detector=detector,
+        workers=cfg.workers,
+        elapsed_s=round(elapsed, 3),
+        frames_scored=sum(frames.values()),
+        talkface_version=__version__,
+    )
+
+
+def _echo_pairing(pairing: Pairing, echo) -> None:
+    if pairing.generated_only:
+        why = [f"{c} ({pairing.excluded[c]})" if c in pairing.excluded else c for c in pairing.generated_only]
+        echo(f"{len(why)} generated clip(s) have no usable reference: {_listing(why)}")
+    if pairing.reference_only:
+        echo(f"{len(pairing.reference_only)} reference clip(s) have no generated video: "
+             f"{_listing(pairing.reference_only)}")
+
+
+def _echo_outcome(record: dict[str, Any], echo) -> None:
+    if record["unreadable_clips"]:
+        bad = record["unreadable_clips"]
+        echo(f"{len(bad)} clip(s) could not be read (recorded as failures): {_listing(bad)}")
+    if record["frame_count_failures"]:
+        counts = record["frame_count_failures"]
+        bad = [f"{c} ({n['generated']} vs {n['reference']})" for c, n in counts.items()]
+        echo(
+            f"{len(bad)} clip(s) differ from their reference by more than {FRAME_TOLERANCE} frame "
+            f"(recorded as failures; --trim scores the overlap): {_listing(bad)}"
+        )
+
+
+def _listing(items: Sequence[str], most: int = 20) -> str:
+    return ", ".join(items[:most]) + (f" ... (+{len(items) - most} more)" if len(items) > most else "")
+
+
+def _flags(options: set[str]) -> str:
+    return ", ".join(MODEL_OPTIONS[k] for k in sorted(options))
+
+
+def first_sentence(exc: BaseException | str) -> str:
+    """The message's first sentence on one line (a metric's message goes on to say where to get its
+    model; the user who named a file needs to know what is wrong with it)."""
+    text = " ".join(str(exc).split())
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "." and depth <= 0 and text[i + 1 : i + 2] == " " and text[i + 2 : i + 3].isupper():
+            return text[: i + 1]
+    return text
 
 
 def default_workers() -> int:

@@ -1,17 +1,33 @@
-"""The results store of ``talkface evaluate``: ``results.parquet`` and ``summary.json``.
+"""The results contract: ``results.parquet``, ``summary.json`` and ``runs/<method>.json``.
 
-``results.parquet`` has one row per (method, clip_id, metric, variant): the clip's value, the
-per-frame values (a list column), the error when it could not be computed, details (JSON) and the
-metric's full definition (JSON), so any single row says how it was made. Writing a method replaces
-that method's rows and keeps every other method's. ``summary.json`` is rebuilt from the parquet and
-the per-method run records (``runs/<method>.json``: pairing, flags, provenance) after every run.
+This module is the only reader and writer of these files (``talkface evaluate`` writes them through
+:meth:`ResultsStore.replace_method`; the leaderboard, the study and the demo read them through the
+read helpers below).
+
+- ``results.parquet``: one :class:`ResultRow` per (method, clip_id, metric, variant): the clip's value,
+  the per-frame values (a list column), the error when it could not be computed, flags, details (JSON)
+  and the metric's full definition (JSON), so any single row says how it was made. Writing a method
+  replaces that method's rows and keeps every other method's.
+- ``runs/<method>.json``: the run record of the method's last evaluation (pairing, flags, options,
+  provenance) with its :class:`Protocol` under the key ``"protocol"`` and ``"talkface_version"``.
+  Tables compare only rows whose protocols are equal (:meth:`Protocol.differences`).
+- ``summary.json``: rebuilt from the parquet and the run records after every write: per method its
+  run record, the clips that were trimmed and by how much, and per ``metric:variant`` a
+  :class:`MetricSummary` (mean, std, 95% interval, counts, failures, definition).
+
 Intervals are percentile bootstrap intervals over clips, seeded, so they are reproducible.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +36,7 @@ import pandas as pd
 
 from talkface import __version__
 from talkface.utils import atomic
+from talkface.utils.lock import FolderLocked, WriterLock
 
 RESULT_COLUMNS = [
     "method",
@@ -36,18 +53,188 @@ RESULT_COLUMNS = [
 N_BOOT = 2000
 BOOT_SEED = 0
 CI_LEVEL = 0.95
+#: How long a writer waits for another writer of the same results folder (seconds; a write takes ~1 s).
+LOCK_WAIT_S = 120.0
+
+_TRIM_FLAG = re.compile(r"^trimmed:(\d+)vs(\d+)$")
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling clips); NaN for fewer than 2 values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    alpha = (1 - CI_LEVEL) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+class ResultsError(ValueError):
+    """A results folder, method or record that is absent or unreadable; ``str()`` is one sentence."""
+
+
+# -- the records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a method's numbers were measured against; two methods rank together only when equal.
+
+    ``reference_id`` is a short hash of the reference set (the sorted ids of the scored reference
+    clips and the dataset's information), so the same set read from another path is the same protocol.
+    """
+
+    dataset: str  # the corpus, e.g. "grid"
+    protocol: str | None  # the split protocol, e.g. "speaker-independent"
+    part: str | None  # train | val | test, or None for clips from several parts
+    crop_size: int
+    reference: str  # the prepared dataset's resolved path (informative; not compared)
+    reference_id: str
+
+    #: The fields that must be equal for two methods to be compared.
+    COMPARED = ("dataset", "protocol", "part", "crop_size", "reference_id")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("dataset", "protocol", "part", "crop_size", "reference",
+                                              "reference_id")}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Protocol:
+        return cls(
+            dataset=str(d["dataset"]),
+            protocol=d.get("protocol"),
+            part=d.get("part"),
+            crop_size=int(d["crop_size"]),
+            reference=str(d.get("reference", "")),
+            reference_id=str(d["reference_id"]),
+        )
+
+    def key(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.COMPARED)
+
+    def differences(self, other: Protocol) -> list[str]:
+        """``["part: 'test' vs 'val'", ...]``: the compared fields that differ (empty when comparable)."""
+        return [
+            f"{k}: {getattr(self, k)!r} vs {getattr(other, k)!r}"
+            for k in self.COMPARED
+            if getattr(self, k) != getattr(other, k)
+        ]
+
+
+def reference_id(clip_ids: Iterable[str], dataset_info: Mapping[str, Any]) -> str:
+    """Short SHA-256 of the sorted clip ids and the dataset information (canonical JSON)."""
+    payload = json.dumps(
+        {"clips": sorted(str(c) for c in clip_ids), "dataset": _json_safe(dict(dataset_info))},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class ResultRow:
+    """One (method, clip, metric, variant) value; ``error`` says why ``value`` is NaN."""
+
+    method: str
+    clip_id: str
+    metric: str
+    variant: str
+    value: float = math.nan
+    per_frame: Sequence[float] | np.ndarray | None = None
+    error: str | None = None
+    flags: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}:{self.variant}"
+
+    def to_record(self) -> dict[str, Any]:
+        """The parquet row: numbers as floats, flags comma-joined, details and definition as JSON."""
+        per_frame = self.per_frame
+        return {
+            "method": str(self.method),
+            "clip_id": str(self.clip_id),
+            "metric": str(self.metric),
+            "variant": str(self.variant),
+            "value": math.nan if self.value is None else float(self.value),
+            "per_frame": None if per_frame is None else [float(v) for v in np.asarray(per_frame).ravel()],
+            "error": self.error or None,
+            "flags": ",".join(self.flags or []),
+            "details": json.dumps(_json_safe(self.details or {}), sort_keys=True),
+            "definition": json.dumps(_json_safe(self.definition or {}), sort_keys=True),
+        }
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> ResultRow:
+        per_frame = rec.get("per_frame")
+        error = rec.get("error")
+        return cls(
+            method=str(rec["method"]),
+            clip_id=str(rec["clip_id"]),
+            metric=str(rec["metric"]),
+            variant=str(rec["variant"]),
+            value=float(rec["value"]),
+            per_frame=None if per_frame is None else np.asarray(per_frame, dtype=np.float64),
+            error=error if isinstance(error, str) and error else None,
+            flags=[f for f in str(rec.get("flags") or "").split(",") if f],
+            details=json.loads(rec.get("details") or "{}"),
+            definition=json.loads(rec.get("definition") or "{}"),
+        )
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One method's statistics for one ``metric:variant`` over its clips (NaN where undefined)."""
+
+    metric: str
+    variant: str
+    mean: float
+    std: float
+    ci95: tuple[float, float]
+    n_clips: int  # clips with a finite value
+    n_failed: int  # clips with an error
+    failures: dict[str, str] = field(default_factory=dict)
+    definition: dict[str, Any] = field(default_factory=dict)
+    n_nan_without_error: int = 0
+    reference_mean: float | None = None  # the real data's value, for "match the reference" metrics
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}:{self.variant}"
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return self.definition.get("higher_is_better")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci95"] = list(self.ci95)
+        if self.reference_mean is None:
+            del d["reference_mean"]
+        return _json_safe(d)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MetricSummary:
+        lo, hi = d.get("ci95") or (None, None)
+        return cls(
+            metric=str(d["metric"]),
+            variant=str(d["variant"]),
+            mean=_float(d.get("mean")),
+            std=_float(d.get("std")),
+            ci95=(_float(lo), _float(hi)),
+            n_clips=int(d.get("n_clips", 0)),
+            n_failed=int(d.get("n_failed", 0)),
+            failures=dict(d.get("failures") or {}),
+            definition=dict(d.get("definition") or {}),
+            n_nan_without_error=int(d.get("n_nan_without_error", 0)),
+            reference_mean=None if d.get("reference_mean") is None else float(d["reference_mean"]),
+        )
+
+
+def trim_flag(n_generated: int, n_reference: int) -> str:
+    """The flag a trimmed clip's rows carry (parsed back by :func:`parse_trim_flag`)."""
+    return f"trimmed:{n_generated}vs{n_reference}"
+
+
+def parse_trim_flag(flag: str) -> tuple[int, int] | None:
+    m = _TRIM_FLAG.match(flag)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+# -- the store -------------------------------------------------------------------------------------
 
 
 class ResultsStore:
@@ -55,6 +242,17 @@ class ResultsStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def open(cls, root: str | Path) -> ResultsStore:
+        """A store that must already hold results (a :class:`ResultsError` naming the folder if not)."""
+        store = cls(root)
+        if not store.parquet_path.is_file():
+            raise ResultsError(
+                f"{store.root} holds no results ({store.parquet_path.name} not found): "
+                "run `talkface evaluate --out` into it first"
+            )
+        return store
 
     @property
     def parquet_path(self) -> Path:
@@ -67,28 +265,100 @@ class ResultsStore:
     def run_path(self, method: str) -> Path:
         return self.root / "runs" / f"{method}.json"
 
-    def read(self) -> pd.DataFrame:
+    # reading -------------------------------------------------------------------------------------
+    def read(self, method: str | None = None) -> pd.DataFrame:
+        """The rows (all methods, or one), columns :data:`RESULT_COLUMNS`; empty when none."""
         if not self.parquet_path.exists():
             return pd.DataFrame(columns=RESULT_COLUMNS)
-        return pd.read_parquet(self.parquet_path)
+        df = pd.read_parquet(self.parquet_path)
+        if method is not None:
+            df = df[df["method"] == method].reset_index(drop=True)
+        return df
 
+    def rows(self, method: str | None = None) -> list[ResultRow]:
+        return [ResultRow.from_record(r) for r in self.read(method).to_dict("records")]
+
+    def methods(self) -> list[str]:
+        return sorted(str(m) for m in self.read()["method"].unique())
+
+    def values(self, method: str, metric: str, variant: str | None = None) -> pd.Series:
+        """Per-clip values of one method's metric (NaN where it failed), indexed by clip id.
+
+        ``variant`` may be omitted when the method has one variant of ``metric``.
+        """
+        df = self.read(method)
+        df = df[df["metric"] == metric]
+        variants = sorted(df["variant"].unique())
+        if variant is None:
+            if len(variants) != 1:
+                raise ResultsError(
+                    f"method {method!r} has {len(variants)} variants of {metric!r} "
+                    f"({', '.join(variants) or 'none'}): name one"
+                )
+            variant = variants[0]
+        df = df[df["variant"] == variant]
+        if df.empty:
+            raise ResultsError(f"method {method!r} has no {metric}:{variant} values in {self.root}")
+        return pd.Series(df["value"].to_numpy(np.float64), index=df["clip_id"].astype(str), name=variant)
+
+    def run_record(self, method: str) -> dict[str, Any]:
+        """``runs/<method>.json``: the run record of the method's last evaluation."""
+        path = self.run_path(method)
+        if not path.is_file():
+            known = ", ".join(self.methods()) or "none"
+            raise ResultsError(f"no run record for method {method!r} in {self.root} (methods: {known})")
+        try:
+            return json.loads(path.read_text())
+        except ValueError as exc:
+            raise ResultsError(f"{path} is not valid JSON ({exc})") from exc
+
+    def protocol(self, method: str) -> Protocol | None:
+        """The method's :class:`Protocol`; None for results written before protocols were recorded."""
+        d = self.run_record(method).get("protocol")
+        return Protocol.from_dict(d) if d else None
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json`` (computed in memory, not written, when the file is absent)."""
+        if self.summary_path.is_file():
+            return json.loads(self.summary_path.read_text())
+        return self.build_summary()
+
+    def metric_summaries(self, method: str) -> dict[str, MetricSummary]:
+        """``metric:variant`` -> :class:`MetricSummary` of one method."""
+        methods = self.summary()["methods"]
+        if method not in methods:
+            known = ", ".join(sorted(methods)) or "none"
+            raise ResultsError(f"no results for method {method!r} in {self.root} (methods: {known})")
+        return {k: MetricSummary.from_dict(v) for k, v in methods[method]["metrics"].items()}
+
+    # writing -------------------------------------------------------------------------------------
     def replace_method(
-        self, method: str, rows: list[dict[str, Any]], run_record: dict[str, Any]
+        self, method: str, rows: Iterable[ResultRow], run_record: dict[str, Any]
     ) -> pd.DataFrame:
-        """Replace ``method``'s rows with ``rows`` (other methods untouched), then rebuild the summary."""
-        new = pd.DataFrame([_normalise_row(r) for r in rows], columns=RESULT_COLUMNS)
-        old = self.read()
-        old = old[old["method"] != method]
-        df = pd.concat([old, new], ignore_index=True) if len(old) else new
-        df = df.sort_values(["method", "metric", "variant", "clip_id"], kind="stable").reset_index(drop=True)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(self.parquet_path) as tmp:
-            df.to_parquet(tmp, index=False)
-        atomic.write_json(self.run_path(method), run_record)
-        self.write_summary(df)
+        """Replace ``method``'s rows with ``rows`` (other methods untouched), then rebuild the summary.
+
+        Concurrent writers of one folder (two methods evaluated at once) take turns, so neither loses
+        the other's rows.
+        """
+        new = pd.DataFrame([r.to_record() for r in rows], columns=RESULT_COLUMNS)
+        with self._write_lock():
+            old = self.read()
+            old = old[old["method"] != method]
+            df = pd.concat([old, new], ignore_index=True) if len(old) else new
+            df = df.sort_values(["method", "metric", "variant", "clip_id"], kind="stable")
+            df = df.reset_index(drop=True)
+            with atomic.atomic_path(self.parquet_path) as tmp:
+                df.to_parquet(tmp, index=False)
+            atomic.write_json(self.run_path(method), _json_safe(run_record))
+            self.write_summary(df)
         return df
 
     def write_summary(self, df: pd.DataFrame | None = None) -> dict[str, Any]:
+        summary = self.build_summary(df)
+        atomic.write_json(self.summary_path, summary)
+        return summary
+
+    def build_summary(self, df: pd.DataFrame | None = None) -> dict[str, Any]:
         df = self.read() if df is None else df
         summary: dict[str, Any] = {
             "talkface_version": __version__,
@@ -103,55 +373,96 @@ class ResultsStore:
         for method, mdf in df.groupby("method", sort=True):
             run_path = self.run_path(str(method))
             run = json.loads(run_path.read_text()) if run_path.exists() else {}
-            metrics: dict[str, Any] = {}
-            for (metric, variant), g in mdf.groupby(["metric", "variant"], sort=True):
-                metrics[f"{metric}:{variant}"] = summarise_metric(g)
-            summary["methods"][str(method)] = {"run": run, "metrics": metrics}
-        atomic.write_json(self.summary_path, summary)
+            metrics = {
+                f"{metric}:{variant}": summarise_metric(g).to_dict()
+                for (metric, variant), g in mdf.groupby(["metric", "variant"], sort=True)
+            }
+            summary["methods"][str(method)] = {
+                "run": run,
+                "trimmed": summarise_trimming(mdf),
+                "metrics": metrics,
+            }
         return summary
 
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        lock = WriterLock(self.root, "evaluate")
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                lock.acquire()
+                break
+            except FolderLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            lock.release()
 
-def summarise_metric(g: pd.DataFrame) -> dict[str, Any]:
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (resampling clips); NaN for fewer than 2 values."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    alpha = (1 - CI_LEVEL) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def summarise_metric(g: pd.DataFrame) -> MetricSummary:
     """Mean, std, bootstrap CI over clips with a finite value; failures counted separately."""
     values = g["value"].to_numpy(dtype=np.float64)
     finite = np.isfinite(values)
     ok = values[finite]
-    lo, hi = bootstrap_ci(ok)
     errors = g.loc[g["error"].notna() & (g["error"] != ""), ["clip_id", "error"]]
-    out: dict[str, Any] = {
-        "metric": str(g["metric"].iloc[0]),
-        "variant": str(g["variant"].iloc[0]),
-        "mean": float(ok.mean()) if ok.size else math.nan,
-        "std": float(ok.std(ddof=1)) if ok.size > 1 else math.nan,
-        "ci95": [lo, hi],
-        "n_clips": int(ok.size),
-        "n_failed": int(len(errors)),
-        "n_nan_without_error": int((~finite).sum() - len(errors)),
-        "failures": {str(c): str(e) for c, e in errors.itertuples(index=False)},
-        "definition": json.loads(g["definition"].iloc[0]),
-    }
     refs = [json.loads(d).get("reference_value") for d in g["details"]]
     refs_arr = np.array([r for r in refs if r is not None], dtype=np.float64)
     refs_arr = refs_arr[np.isfinite(refs_arr)]
-    if refs_arr.size:
-        out["reference_mean"] = float(refs_arr.mean())
-    return _json_safe(out)
+    return MetricSummary(
+        metric=str(g["metric"].iloc[0]),
+        variant=str(g["variant"].iloc[0]),
+        mean=float(ok.mean()) if ok.size else math.nan,
+        std=float(ok.std(ddof=1)) if ok.size > 1 else math.nan,
+        ci95=bootstrap_ci(ok),
+        n_clips=int(ok.size),
+        n_failed=int(len(errors)),
+        failures={str(c): str(e) for c, e in errors.itertuples(index=False)},
+        definition=json.loads(g["definition"].iloc[0]),
+        n_nan_without_error=int((~finite).sum() - len(errors)),
+        reference_mean=float(refs_arr.mean()) if refs_arr.size else None,
+    )
 
 
-def _normalise_row(row: dict[str, Any]) -> dict[str, Any]:
-    per_frame = row.get("per_frame")
+def summarise_trimming(mdf: pd.DataFrame) -> dict[str, Any]:
+    """How many of a method's clips were trimmed to their reference's length, and by how much."""
+    clips: dict[str, dict[str, int]] = {}
+    for clip_id, flags in mdf[["clip_id", "flags"]].drop_duplicates("clip_id").itertuples(index=False):
+        for flag in str(flags or "").split(","):
+            parsed = parse_trim_flag(flag)
+            if parsed:
+                clips[str(clip_id)] = {"generated": parsed[0], "reference": parsed[1]}
+    dropped = [abs(c["generated"] - c["reference"]) for c in clips.values()]
     return {
-        "method": str(row["method"]),
-        "clip_id": str(row["clip_id"]),
-        "metric": str(row["metric"]),
-        "variant": str(row["variant"]),
-        "value": float(row["value"]) if row.get("value") is not None else math.nan,
-        "per_frame": None if per_frame is None else [float(v) for v in np.asarray(per_frame).ravel()],
-        "error": row.get("error"),
-        "flags": ",".join(row.get("flags") or []),
-        "details": json.dumps(_json_safe(row.get("details") or {}), sort_keys=True),
-        "definition": json.dumps(_json_safe(row.get("definition") or {}), sort_keys=True),
+        "n_clips": len(clips),
+        "frames_dropped_total": int(sum(dropped)),
+        "frames_dropped_max": int(max(dropped, default=0)),
+        "clips": clips,
     }
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _float(v: Any) -> float:
+    return math.nan if v is None else float(v)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -166,4 +477,6 @@ def _json_safe(obj: Any) -> Any:
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if isinstance(obj, Path):
+        return str(obj)
     return obj

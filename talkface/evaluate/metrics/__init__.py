@@ -16,6 +16,7 @@ import types
 from typing import Any
 
 from talkface.evaluate.metrics.base import (
+    METRICS,
     ClipSample,
     Metric,
     MetricResult,
@@ -24,6 +25,7 @@ from talkface.evaluate.metrics.base import (
     get_metric,
     get_metric_class,
     metric_import_errors,
+    metric_options,
     register_metric,
 )
 
@@ -66,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "METRICS",
     "ClipSample",
     "Metric",
     "MetricResult",
@@ -74,6 +77,7 @@ __all__ = [
     "get_metric",
     "get_metric_class",
     "metric_import_errors",
+    "metric_options",
     "register_metric",
     *FUNCTIONAL_TWINS,
 ]

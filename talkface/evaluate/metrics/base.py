@@ -14,15 +14,19 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from talkface import __version__
+from talkface.registry import Registry, UnknownName, parse_name_variant
 
 #: Inputs a metric may declare in ``needs`` (``frames`` and ``fps`` are always present).
 KNOWN_NEEDS = frozenset({"ref_frames", "landmarks", "ref_landmarks", "audio", "identity_image"})
+#: The needs the runner meets by running the landmark detector (on both sides).
+LANDMARK_NEEDS = frozenset({"landmarks", "ref_landmarks"})
 
 #: Modules of ``talkface.evaluate.metrics`` that define metrics, imported on first registry use.
 METRIC_MODULES: tuple[str, ...] = ("psnr", "ssim", "cpbd", "lmd", "blinks", "identity", "lpips", "syncnet")
@@ -135,7 +139,7 @@ class Metric(ABC):
 
     def definition(self) -> dict[str, Any]:
         """Everything needed to reproduce or cite the number: goes into ``summary.json``."""
-        uses_landmarks = bool(self.needs & {"landmarks", "ref_landmarks"})
+        uses_landmarks = bool(self.needs & LANDMARK_NEEDS)
         return {
             "name": self.name,
             "variant": self.variant,
@@ -172,9 +176,12 @@ class Metric(ABC):
         """Score one clip."""
 
 
-_REGISTRY: dict[str, type[Metric]] = {}
+#: Every metric class by name; known names are lazy members naming their module, so asking for one
+#: metric imports one module (the learned ones pull in torch/onnxruntime: seconds of import time).
+METRICS: Registry[type[Metric]] = Registry("metric")
+for _name, _module in NAME_MODULES.items():
+    METRICS.register_lazy(_name, f"{__package__}.{_module}")
 _IMPORT_ERRORS: dict[str, str] = {}
-_modules_loaded = False
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
@@ -186,26 +193,25 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
         raise TypeError(
             f"{cls.__name__}.needs has unknown input(s) {sorted(bad)}; known: {sorted(KNOWN_NEEDS)}"
         )
+    return METRICS.register(cls.name)(cls)  # a second class under one name is a ValueError
 
-    existing = _REGISTRY.get(cls.name)
-    if existing is not None and existing.__qualname__ != cls.__qualname__:
-        raise ValueError(f"metric name {cls.name!r} is already used by {existing.__qualname__}")
-    _REGISTRY[cls.name] = cls
-    return cls
+
+def _import(module: str) -> bool:
+    """Import one metric module; a failure is recorded (see :func:`metric_import_errors`), not raised."""
+    if module in _IMPORT_ERRORS:
+        return False
+    try:
+        importlib.import_module(f"{__package__}.{module}")
+    except Exception as exc:  # noqa: BLE001 - optional backends must not break the others
+        _IMPORT_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+        return False
+    return True
 
 
 def load_metric_modules() -> None:
     """Import every metric module once; a module that fails is recorded, not raised."""
-    global _modules_loaded
-    if _modules_loaded:
-        return
-    for mod in METRIC_MODULES:
-        full = f"talkface.evaluate.metrics.{mod}"
-        try:
-            importlib.import_module(full)
-        except Exception as exc:  # noqa: BLE001 - optional backends must not break the others
-            _IMPORT_ERRORS[mod] = f"{type(exc).__name__}: {exc}"
-    _modules_loaded = True
+    for module in METRIC_MODULES:
+        _import(module)
 
 
 def metric_import_errors() -> dict[str, str]:
@@ -215,32 +221,66 @@ def metric_import_errors() -> dict[str, str]:
 
 
 def available_metrics() -> list[type[Metric]]:
-    """All registered metric classes, sorted by name."""
+    """All metric classes that could be imported, sorted by name."""
     load_metric_modules()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    found = []
+    for name in METRICS.names():
+        if NAME_MODULES.get(name) in _IMPORT_ERRORS:
+            continue
+        try:
+            found.append(METRICS.get(name))
+        except UnknownName:  # a lazy name its module no longer registers
+            continue
+    return found
 
 
 def get_metric_class(name: str) -> type[Metric]:
-    if name not in _REGISTRY and name in NAME_MODULES:
-        try:
-            importlib.import_module(f"talkface.evaluate.metrics.{NAME_MODULES[name]}")
-        except Exception as exc:  # noqa: BLE001 - reported below with the other import errors
-            _IMPORT_ERRORS[NAME_MODULES[name]] = f"{type(exc).__name__}: {exc}"
-    if name not in _REGISTRY:
-        load_metric_modules()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        hint = f" (modules that failed to import: {_IMPORT_ERRORS})" if _IMPORT_ERRORS else ""
-        raise KeyError(f"unknown metric {name!r}; known: {sorted(_REGISTRY)}{hint}") from None
+    """The class registered as ``name`` (an :class:`UnknownName`, a ``KeyError``, naming the known ones)."""
+    module = NAME_MODULES.get(name)
+    if module is not None:
+        _import(module)
+    elif name not in METRICS:
+        load_metric_modules()  # a metric registered by a module under another name
+    if module in _IMPORT_ERRORS:
+        raise UnknownName(
+            f"metric {name!r} is unavailable: its module failed to import ({_IMPORT_ERRORS[module]})"
+        )
+    return METRICS.get(name)
+
+
+def metric_options(
+    spec: str, options: Mapping[str, Any] | None = None, *, shared: bool = False
+) -> tuple[type[Metric], dict[str, Any]]:
+    """The class and constructor options for ``spec`` (``name`` or ``name:variant``).
+
+    ``name:variant`` is parsed by :func:`talkface.registry.parse_name_variant` and selects the options
+    in ``cls.variants[variant]``; an explicit option that contradicts the variant is an error, never
+    silently overridden either way. ``shared=True`` treats ``options`` as the runner's shared bag
+    (model paths for every metric): options the metric does not accept, and ``None`` values, are dropped.
+    """
+    name, variant = parse_name_variant(spec)
+    cls = get_metric_class(name)
+    opts = {
+        k: v
+        for k, v in (options or {}).items()
+        if not shared or (k in cls.accepted_options and v is not None)
+    }
+    if variant is not None:
+        if variant not in cls.variants:
+            known = ", ".join(cls.variants) or "none"
+            raise UnknownName(f"metric {name!r} has no variant {variant!r}; variants: {known}")
+        chosen = cls.variants[variant]
+        clash = sorted(k for k in chosen if k in opts and opts[k] != chosen[k])
+        if clash:
+            raise ValueError(
+                f"{spec!r} sets {', '.join(f'{k}={chosen[k]!r}' for k in clash)} but the options say "
+                f"{', '.join(f'{k}={opts[k]!r}' for k in clash)}"
+            )
+        opts.update(chosen)
+    return cls, opts
 
 
 def get_metric(name: str, **options: Any) -> Metric:
     """Build a metric by name. ``name:variant`` picks a named variant (see ``Metric.variants``)."""
-    base, _, variant = name.partition(":")
-    cls = get_metric_class(base)
-    if variant:
-        if variant not in cls.variants:
-            raise KeyError(f"metric {base!r} has no variant {variant!r}; variants: {sorted(cls.variants)}")
-        options = {**cls.variants[variant], **options}
-    return cls(**options)
+    cls, opts = metric_options(name, options)
+    return cls(**opts)
