@@ -183,3 +183,19 @@ def test_cli_prepares_an_lrs3_test_clip(tmp_path: Path, grid_root: Path) -> None
     assert rec.transcript == "BIN BLUE AT F TWO NOW"
     assert rec.n_frames == round(rec.duration_s * 25)
     assert ds.parts().test == ["0Fi83BHQsMA__00002"]
+
+
+def test_committed_voxceleb_test_identity_lists() -> None:
+    """data_manifests/voxceleb (kept with this file until voxceleb.py reads them): counts from the
+    papers (VoxCeleb1: 40 test identities id10270..id10309; VoxCeleb2: 118), sorted, no repeats."""
+    import re
+
+    from talkface.preprocess.corpora.base import data_manifests_dir
+
+    folder = data_manifests_dir() / "voxceleb"
+    vox1 = (folder / "vox1_test_identities.txt").read_text().split()
+    vox2 = (folder / "vox2_test_identities.txt").read_text().split()
+    assert vox1 == [f"id{n}" for n in range(10270, 10310)]
+    assert len(vox2) == len(set(vox2)) == 118 and vox2 == sorted(vox2)
+    assert all(re.fullmatch(r"id0\d{4}", i) for i in vox2)  # VoxCeleb2 ids are id00012 .. id09272
+    assert not {"id04170", "id05348"} & set(vox2)  # meta-file 'test' ids missing from the 118 (README)
