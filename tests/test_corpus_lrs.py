@@ -22,7 +22,8 @@ LRS2_MAIN = {  # id/utt -> transcript first line
     "6330311066473698535/00018": "Text:  FROM LONDON",
 }
 LRS3_TXT = ("Text:  AND SO THIS IS\nConf:  4\nRef:   https://www.youtube.com/watch?v=0af00UcTOSc\n\n"
-            "WORD START END ASDSCORE\nAND 0.11 0.23 5.1\nSO 0.23 0.40 6.0\nTHIS 0.40 0.61 6.2\nIS 0.61 0.80 5.9\n")
+            "WORD START END ASDSCORE\nAND 0.11 0.23 5.1\nSO 0.23 0.40 6.0\n"
+            "THIS 0.40 0.61 6.2\nIS 0.61 0.80 5.9\n")
 
 
 def _clip(folder: Path, key: str, text: str | None) -> Path:

@@ -24,7 +24,6 @@ multi-sentence) are skipped unless ``--pretrain train``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,10 @@ class _Folder:
     official: str | None  # the part every clip gets under 'official' (LRS3 folders), None: from lists
 
 
+def _examples(items: list[str], n: int, sep: str = ", ") -> str:
+    return sep.join(items[:n]) + (" ..." if len(items) > n else "")
+
+
 def _first_dir(root: Path, *candidates: str) -> Path | None:
     for rel in candidates:
         if (root / rel).is_dir():
@@ -122,7 +125,8 @@ def _layout(root: Path, pretrain: bool) -> tuple[str, list[_Folder], dict[str, P
             folders.append(_Folder(pre, PRETRAIN, None))
         if not folders:
             raise CorpusError(
-                f"lrs: {root} holds LRS2 list files ({', '.join(sorted(lists))}) but no clip folder; expected "
+                f"lrs: {root} holds LRS2 list files ({', '.join(sorted(lists))}) but no clip folder; "
+                "expected "
                 "<root>/mvlrs_v1/main/<id>/<utt>.mp4 (or <root>/main/<id>/<utt>.mp4)"
             )
         return "lrs2", folders, lists
@@ -141,8 +145,9 @@ def _clips_in(folder: Path) -> list[tuple[str, str, Path]]:
         if not id_dir.is_dir() or id_dir.name.startswith("."):
             continue
         for entry in os.scandir(id_dir.path):
-            if entry.is_file() and entry.name.lower().endswith(VIDEO_SUFFIX) and not entry.name.startswith("."):
-                found.append((id_dir.name, entry.name[: -len(VIDEO_SUFFIX)], Path(entry.path)))
+            name = entry.name
+            if entry.is_file() and name.lower().endswith(VIDEO_SUFFIX) and not name.startswith("."):
+                found.append((id_dir.name, name[: -len(VIDEO_SUFFIX)], Path(entry.path)))
     return sorted(found, key=lambda t: (natural_key(t[0]), natural_key(t[1])))
 
 
@@ -199,7 +204,8 @@ class LrsRecipe(CorpusRecipe):
                 found_keys.add((PRETRAIN if prefix else "main", key))
                 clip_id = ID_SEPARATOR.join((*prefix, vid, utt))
                 if clip_id in seen_ids:
-                    problems.append(f"{video}: clip id {clip_id} already used by {seen_ids[clip_id]}; skipped")
+                    problems.append(f"{video}: clip id {clip_id} already used by {seen_ids[clip_id]}; "
+                                    "skipped")
                     continue
                 seen_ids[clip_id] = video
                 flags: list[str] = []
@@ -226,22 +232,23 @@ class LrsRecipe(CorpusRecipe):
                               "(trainval/ and test/ of <id>/<utt>.mp4) or <root>/<id>/<utt>.mp4")
         if protocol == "official" and unlisted:
             problems.append(f"{len(unlisted)} clip(s) are in no list file, part 'unassigned': "
-                            + ", ".join(unlisted[:5]) + (" ..." if len(unlisted) > 5 else ""))
+                            + _examples(unlisted, 5))
         if protocol == "official" and lists:
             for name, entries in self._list_entries(lists, pretrain == "train").items():
                 where = PRETRAIN if name == "pretrain.txt" else "main"
                 missing = [e for e in entries if (where, e) not in found_keys]
                 if missing:
                     problems.append(f"{name}: {len(missing)} of {len(entries)} listed clip(s) are not under "
-                                    f"{root}: " + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""))
+                                    f"{root}: " + _examples(missing, 3))
         if bad_text:
             problems.append(f"{len(bad_text)} transcript(s) without a 'Text:' first line, flagged "
-                            "transcript_malformed: " + "; ".join(bad_text[:3]) + (" ..." if len(bad_text) > 3 else ""))
+                            "transcript_malformed: " + _examples(bad_text, 3, "; "))
         missing_text = sum("no_transcript" in c.flags for c in clips)
         if missing_text:
             problems.append(f"{missing_text} of {len(clips)} clip(s) have no <utt>.txt transcript")
         if layout == "lrs2":
-            problems.append("LRS2: the <id> folder is a BBC programme, not a person; 'speaker' means programme")
+            problems.append("LRS2: the <id> folder is a BBC programme, not a person; 'speaker' means "
+                            "programme")
         return Discovery(clips=clips, problems=problems)
 
     # helpers -----------------------------------------------------------------------------------------

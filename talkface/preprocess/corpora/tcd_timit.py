@@ -85,6 +85,10 @@ def sentence_of(file_name: str) -> tuple[str | None, bool]:
     return (m.group(1), False) if m else (None, False)
 
 
+def _examples(items: list[str], n: int, sep: str = ", ") -> str:
+    return sep.join(items[:n]) + (" ..." if len(items) > n else "")
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "unnamed"
 
@@ -228,8 +232,8 @@ def _camera_dir(speaker_dir: Path, camera: str) -> Path | None:
 
 
 def _videos(folder: Path) -> list[Path]:
-    return sorted((Path(e.path) for e in os.scandir(folder)
-                   if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in VIDEO_SUFFIXES),
+    found = [Path(e.path) for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")]
+    return sorted((p for p in found if p.suffix.lower() in VIDEO_SUFFIXES),
                   key=lambda p: natural_key(p.name.lower()))
 
 
@@ -316,7 +320,8 @@ class TcdTimitRecipe(CorpusRecipe):
                     problems.append(f"{group}/{spk_dir.name!r}: read as speaker {speaker}")
                 if speaker in seen_speakers:
                     problems.append(f"{group}/{spk_dir.name}: a second folder for speaker {speaker} "
-                                    f"(first: {seen_speakers[speaker]}); its clips are checked for duplicates")
+                                    f"(first: {seen_speakers[speaker]}); its clips are checked for "
+                                    "duplicates")
                 seen_speakers.setdefault(speaker, spk_dir)
                 if speaker not in known:
                     problems.append(f"{speaker}: not one of TCD-TIMIT's 62 speakers (speakers.csv)")
@@ -337,7 +342,7 @@ class TcdTimitRecipe(CorpusRecipe):
                 clips.extend(found)
         if short:
             problems.append(f"{len(short)} volunteer(s) with fewer than {VOLUNTEER_SENTENCES} sentences "
-                            f"(an incomplete download?): " + ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""))
+                            f"(an incomplete download?): " + _examples(short, 10))
         if not clips:
             raise CorpusError(
                 f"tcd-timit: no {camera} videos under {root}. Expected "
@@ -410,7 +415,8 @@ class TcdTimitRecipe(CorpusRecipe):
                 kept = taken[clip_id]
                 if "duplicate_source" not in kept.flags:
                     kept.flags.append("duplicate_source")
-                duplicates.append(f"{cand.video} (clip {clip_id} already found in {kept.source_video.parent})")
+                duplicates.append(f"{cand.video} (clip {clip_id} already found in "
+                                  f"{kept.source_video.parent})")
                 return
             transcript = ""
             sidecar = cand.video.with_suffix(".txt")
@@ -452,10 +458,8 @@ class TcdTimitRecipe(CorpusRecipe):
 
         if renamed:
             problems.append(f"{speaker}: {len(renamed)} file name(s) not of the form <sentence>.mp4 "
-                            "(e.g. sa1.mp4), flagged misnamed_file: " + ", ".join(renamed[:5])
-                            + (" ..." if len(renamed) > 5 else ""))
+                            "(e.g. sa1.mp4), flagged misnamed_file: " + _examples(renamed, 5))
         if duplicates:
             problems.append(f"{speaker}: {len(duplicates)} duplicate file(s) for one sentence, one clip kept "
-                            "each (flag duplicate_source): " + "; ".join(duplicates[:5])
-                            + (" ..." if len(duplicates) > 5 else ""))
+                            "each (flag duplicate_source): " + _examples(duplicates, 5, "; "))
         return clips
