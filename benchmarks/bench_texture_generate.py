@@ -159,8 +159,7 @@ def texture_train_rate(batch: dict[str, torch.Tensor], steps: int, device: torch
     from lightning.fabric import Fabric
 
     from talkface.models.fabric_loop import TrainContext, TrainSettings
-    from talkface.models.texture import TextureConfig
-    from talkface.models.texture_train import TextureStage
+    from talkface.models.texture import TextureConfig, TextureStage
 
     stage = TextureStage(".", config=TextureConfig())
     stage.channels_last = device.type == "cuda"

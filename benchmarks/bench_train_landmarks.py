@@ -2,8 +2,8 @@
 when present), through talkface's Fabric loop vs a hand-written plain PyTorch loop doing the same work
 (the loop a user would otherwise write): the ratio is the machinery's overhead.
 
-Optionally (``--data`` a prepared GRID store), a short learnability run: validation mouth LMD of the
-trained model next to the mean-face baseline (mouth held still).
+Optionally (``--data`` a prepared GRID store), a short learnability run: validation mouth point error
+and lmd_mouth:centroid-mean of the trained model next to the mean-face baseline (mouth held still).
 
     python benchmarks/bench_train_landmarks.py --out benchmarks/results/ [--data /tmp/grid-prepared]
 """
@@ -27,7 +27,8 @@ from talkface.models.speech_to_landmarks import (
     SpeechToLandmarks,
     landmark_loss,
 )
-from talkface.preprocess.store import DatasetStore
+from talkface.store.dataset import Dataset
+from talkface.store.dataset_writer import DatasetStore
 from talkface.utils import atomic
 from talkface.utils.provenance import provenance
 
@@ -35,21 +36,23 @@ from talkface.utils.provenance import provenance
 def _synthetic_store(root: Path, n_clips: int = 12, t: int = 75, d: int = 40) -> Path:
     rng = np.random.default_rng(0)
     store = DatasetStore(root)
+    store.claim({"corpus": "synthetic", "crop_size": 128, "fps": 25.0, "feature_backend": "logmel"})
     for i in range(n_clips):
         pts = (rng.random((68, 2)) * 100 + 14)[None].repeat(t, 0).astype(np.float32)
         store.write_clip(f"b{i}", landmarks=pts, face_found=np.ones(t, bool),
                          transform=np.zeros((t, 2, 3), np.float32), landmarks_aligned=pts,
                          audio_features=rng.normal(size=(t, 16, d)).astype(np.float16))
-        store.write_row({"clip_id": f"b{i}", "speaker": "x", "split": "train", "n_frames": t, "fps": 25.0,
+        store.write_row({"clip_id": f"b{i}", "speaker": "x", "n_frames": t, "fps": 25.0,
                          "status": "ok", "crop_size": 128, "feature_backend": "logmel"})
+    store.add_protocol("seen", {f"b{i}": "train" for i in range(n_clips)})
     store.write_manifest()
     return root
 
 
 def plain_loop(root: Path, steps: int, batch: int, device: str) -> float:
     """The same model, data and loss in a bare PyTorch loop; samples/s after one warm-up step."""
-    store = DatasetStore(root)
-    clips = mdata.load_clips(store, mdata.select_clips(store)["train"])
+    dataset = Dataset.open(root)
+    clips = mdata.load_clips(dataset, mdata.training_parts(dataset, None, seed=0).train)
     ds = mdata.WindowDataset(clips, 32, 4)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True)
     model = SpeechToLandmarks(LandmarkConfig(feature_dim=40)).to(device)
@@ -76,14 +79,16 @@ def fabric_loop(root: Path, steps: int, batch: int, accelerator: str, tmp: Path)
     settings = TrainSettings(out_dir=tmp / f"fabric_{accelerator}", max_steps=steps, batch_size=batch,
                              accelerator=accelerator, ckpt_every=10**9, val_every=10**9, image_every=10**9,
                              log_every=10**9)
-    return run_training(LandmarkStage(root, "seen"), settings, quiet=True).samples_per_s
+    return run_training(LandmarkStage(root, None), settings, quiet=True).samples_per_s
 
 
 def learnability(data: Path, steps: int, tmp: Path) -> dict:
     settings = TrainSettings(out_dir=tmp / "learn", max_steps=steps, batch_size=16, accelerator="cpu",
                              val_every=steps, ckpt_every=steps, seed=0)
-    result = run_training(LandmarkStage(data, "seen"), settings, quiet=True)
-    return {"data": str(data), "steps": steps, "batch_size": 16, "seed": 0, **result.last_validation}
+    stage = LandmarkStage(data, None)  # the dataset's own protocol
+    result = run_training(stage, settings, quiet=True)
+    return {"data": str(data), "protocol": stage.parts.protocol, "steps": steps, "batch_size": 16, "seed": 0,
+            **result.last_validation}
 
 
 def main() -> None:

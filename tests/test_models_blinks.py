@@ -20,7 +20,7 @@ from talkface.models.blinks import (
     local_windows,
     rbf_mmd2,
 )
-from talkface.preprocess.store import DatasetStore
+from talkface.store.dataset import Dataset
 
 torch.set_num_threads(1)
 
@@ -36,6 +36,12 @@ def test_ear_and_blink_rule_by_hand() -> None:
     seq = np.stack([np.concatenate([_eye(h), _eye(h) + [10, 0]]) for h in heights])
     ear = eye_aspect_ratio(seq)
     np.testing.assert_allclose(ear, np.array(heights) / 4)
+    # The same function as the evaluation's, given the eyes inside whole 68-point faces.
+    from talkface.evaluate.metrics.blinks import eye_aspect_ratio as evaluation_ear
+
+    faces = np.zeros((len(seq), 68, 2))
+    faces[:, 36:48] = seq
+    np.testing.assert_array_equal(eye_aspect_ratio(faces), evaluation_ear(faces))
     # Runs below 0.2: frames 2-4 (3 frames), frame 6 (1 frame: too short), frames 9-10 (at the end).
     assert detect_blinks(ear, 0.2, 2) == [(2, 5), (9, 11)]
     stats = blink_statistics([seq], fps=25.0)
@@ -75,8 +81,8 @@ def test_generator_sample_interface_and_impose() -> None:
 def test_generator_overfits_real_eye_sequences(prepared_grid: Path) -> None:
     """MMD between generated and 16 real GRID eye sequences falls at least 3x within 80 steps."""
     torch.manual_seed(0)
-    store = DatasetStore(prepared_grid)
-    clips = mdata.load_clips(store, mdata.select_clips(store)["train"])
+    dataset = Dataset.open(prepared_grid)
+    clips = mdata.load_clips(dataset, mdata.training_parts(dataset, None, seed=0).train)
     real = torch.from_numpy(eye_sequences(clips, 40, 20)[:16])
     cfg = BlinkConfig(scale=float(real.std()), hidden=32, rnn_layers=1,
                       bandwidths_seq=[2.0, 4.0, 8.0, 16.0], bandwidths_local=[1.0, 2.0, 4.0, 8.0])

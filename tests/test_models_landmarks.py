@@ -10,27 +10,33 @@ import torch
 from typer.testing import CliRunner
 
 from talkface.models import data as mdata
-from talkface.models.fabric_loop import TrainSettings, find_stage_checkpoint, load_checkpoint, run_training
+from talkface.models.fabric_loop import TrainSettings, run_training
 from talkface.models.speech_to_landmarks import (
     LandmarkConfig,
     LandmarkStage,
     SpeechToLandmarks,
     landmark_errors,
     landmark_loss,
+    lmd_mouth_centroid_mean,
     load_landmark_stage,
     predict_landmarks,
 )
 from talkface.preprocess.alignment import load_template
-from talkface.preprocess.store import DatasetStore
+from talkface.store.checkpoints import find_stage, load_checkpoint
+from talkface.store.dataset import Dataset, DatasetError
+from talkface.store.dataset_writer import DatasetStore
 
 torch.set_num_threads(1)
 
 
 def make_synthetic_store(root: Path, n_clips: int = 6, t: int = 40, d: int = 8, splits: tuple[str, ...] = (),
-                         seed: int = 0) -> Path:
-    """A store whose mouth opening is the centre frame's first feature (learnable from speech)."""
+                         seed: int = 0, protocol: str = "seen") -> Path:
+    """A dataset (protocol ``protocol`` only) whose mouth opening is the centre frame's first feature
+    (learnable from speech)."""
     rng = np.random.default_rng(seed)
     store = DatasetStore(root)
+    store.claim({"corpus": "synthetic", "crop_size": 128, "fps": 25.0, "feature_backend": "synthetic"})
+    parts = {}
     template = load_template(128)
     for i in range(n_clips):
         cid = f"syn_{i:02d}"
@@ -44,10 +50,10 @@ def make_synthetic_store(root: Path, n_clips: int = 6, t: int = 40, d: int = 8, 
         pts[5] = np.nan
         store.write_clip(cid, landmarks=pts, face_found=face, transform=np.zeros((t, 2, 3), np.float32),
                          landmarks_aligned=pts, audio_features=feats.astype(np.float16))
-        split = splits[i] if splits else ("train" if i < n_clips - 1 else "test")
-        store.write_row({"clip_id": cid, "corpus": "synthetic", "speaker": "p1", "split": split,
-                         "n_frames": t, "fps": 25.0, "status": "ok", "crop_size": 128,
-                         "feature_backend": "synthetic"})
+        parts[cid] = splits[i] if splits else ("train" if i < n_clips - 1 else "test")
+        store.write_row({"clip_id": cid, "corpus": "synthetic", "speaker": "p1", "n_frames": t, "fps": 25.0,
+                         "status": "ok", "crop_size": 128, "feature_backend": "synthetic"})
+    store.add_protocol(protocol, parts)
     store.write_manifest()
     return root
 
@@ -80,18 +86,29 @@ def test_loss_and_errors_by_hand() -> None:
     out2 = landmark_loss(pred, target, torch.tensor([[True, False, True]]), 4.0, 0.5)
     assert out2["loss"].item() == 0.0
     errs = landmark_errors(pred.numpy()[0], target.numpy()[0], np.ones(3, bool), crop_size=128)
-    assert errs["mouth_lmd"] == pytest.approx(0.1 * 128 / 20 / 3, rel=1e-5)
-    assert errs["landmark_l2"] == pytest.approx(0.1 * 128 / 68 / 3, rel=1e-5)
+    assert errs["point_error_mouth"] == pytest.approx(0.1 * 128 / 20 / 3, rel=1e-5)
+    assert errs["point_error_face"] == pytest.approx(0.1 * 128 / 68 / 3, rel=1e-5)
+    # The metric lmd_mouth:centroid-mean centres each mouth first: a mouth shifted as a whole costs
+    # nothing there, but its full distance in point_error_mouth.
+    shifted = target.numpy()[0].copy()
+    shifted[:, 48:68] += 0.05
+    ones = np.ones(3, bool)
+    assert landmark_errors(shifted, target.numpy()[0], ones, 128)["point_error_mouth"] == pytest.approx(
+        np.hypot(0.05, 0.05) * 128, rel=1e-5)
+    assert lmd_mouth_centroid_mean([shifted], [target.numpy()[0]], [ones], 128) == pytest.approx(0, abs=1e-9)
 
 
 def test_windows_splits_and_fallback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = make_synthetic_store(tmp_path / "ds", n_clips=5, t=40)
-    store = DatasetStore(root)
-    parts = mdata.select_clips(store, "seen", seed=0)
-    assert parts["test"] == ["syn_04"] and len(parts["val"]) == 1 and len(parts["train"]) == 3
+    dataset = Dataset.open(root)
+    parts = mdata.training_parts(dataset, None, seed=0)
+    assert parts.protocol == "seen"
+    assert parts.test == ["syn_04"] and len(parts.val) == 1 and len(parts.train) == 3
     assert "hash split" in caplog.text
-    assert mdata.select_clips(store, "seen", seed=0) == parts  # seeded: the same every time
-    clips = mdata.load_clips(store, parts["train"])
+    assert mdata.training_parts(dataset, "seen", seed=0) == parts  # seeded: the same every time
+    with pytest.raises(DatasetError, match=r"no split protocol 'speaker-independent' \(it holds: seen\)"):
+        mdata.training_parts(dataset, "speaker-independent", seed=0)
+    clips = mdata.load_clips(dataset, parts.train)
     ds = mdata.WindowDataset(clips, length=16, stride=8)
     assert len(ds) == 3 * 4  # starts 0, 8, 16, 24 in a 40-frame clip
     item = ds[0]
@@ -106,8 +123,13 @@ def test_windows_splits_and_fallback(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert len(short) == 3 and not short[0]["valid"][40:].any()
     # Explicit val clips are used as they are.
     root2 = make_synthetic_store(tmp_path / "ds2", n_clips=3, splits=("train", "val", "test"))
-    assert mdata.select_clips(DatasetStore(root2), "seen") == {"train": ["syn_00"], "val": ["syn_01"],
-                                                                "test": ["syn_02"]}
+    parts2 = mdata.training_parts(Dataset.open(root2), None, seed=0)
+    assert parts2.as_dict() == {"train": ["syn_00"], "val": ["syn_01"], "test": ["syn_02"]}
+    # A resumed run keeps the protocol it was trained on; asking for another one is refused.
+    resume = {"dataset": {"protocol": "seen"}}
+    assert mdata.training_parts(Dataset.open(root2), None, 0, resume).protocol == "seen"
+    with pytest.raises(DatasetError, match="trained on protocol 'seen'"):
+        mdata.training_parts(Dataset.open(root2), "other", 0, resume)
 
 
 def test_train_cli_writes_loadable_checkpoint(tmp_path: Path) -> None:
@@ -120,18 +142,44 @@ def test_train_cli_writes_loadable_checkpoint(tmp_path: Path) -> None:
                                       "--accelerator", "cpu", "--val-every", "3"])
     assert result.exit_code == 0, result.output
     assert "checkpoints" in result.output and "tensorboard" in result.output
-    path = find_stage_checkpoint(tmp_path / "runs", "landmarks")
+    path = find_stage(tmp_path / "runs", "landmarks").weights_path()
+    assert path == out / "checkpoints" / "last.pt"  # the landmark stage selects no best.pt
     model, config, mean = load_landmark_stage(path)
     assert config.feature_dim == 8 and config.window_len == 16 and config.feature_backend == "synthetic"
     ckpt = load_checkpoint(path)
     assert LandmarkConfig.from_dict(ckpt["config"]) == config  # config restored exactly
-    assert ckpt["dataset"]["root"] == str(root.resolve())
-    # The mean face is the training split's mean of aligned landmarks (unit coordinates).
-    clips = mdata.load_clips(DatasetStore(root), mdata.select_clips(DatasetStore(root), "seen")["train"])
+    assert ckpt["dataset"]["root"] == str(root.resolve()) and ckpt["dataset"]["protocol"] == "seen"
+    assert ckpt["dataset"]["info"]["corpus"] == "synthetic"
+    # The mean face is the training part's mean of aligned landmarks (unit coordinates).
+    dataset = Dataset.open(root)
+    clips = mdata.load_clips(dataset, mdata.training_parts(dataset, None, 0).train)
     frames = np.concatenate([c.landmarks[c.valid] for c in clips])
     np.testing.assert_allclose(mean, frames.mean(0), atol=1e-6)
     assert predict_landmarks(model, np.zeros((25, 16, 8), np.float32)).shape == (25, 68, 2)
     assert (tmp_path / "runs/lm/tensorboard").exists()
+
+
+def test_train_cli_protocols(tmp_path: Path) -> None:
+    """A protocol the dataset lacks: exit 2 with one sentence naming the protocols it holds, no
+    traceback, nothing trained. The deprecated --split still means the protocol, with a note."""
+    from talkface.cli import app
+
+    root = make_synthetic_store(tmp_path / "ds", n_clips=4, t=40, protocol="speaker-independent")
+    base = ["train", "landmarks", "--data", str(root), "--max-steps", "2", "--batch-size", "4",
+            "--window-len", "16", "--accelerator", "cpu"]
+    for flag in ("--protocol", "--split"):
+        out = tmp_path / f"lm{flag}"
+        result = CliRunner().invoke(app, [*base, "--out", str(out), flag, "seen"])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, ValueError)
+        text = " ".join(result.output.split())
+        assert "holds no split protocol 'seen' (it holds: speaker-independent)" in text, text
+        assert not (out / "checkpoints").exists()
+    out = tmp_path / "lm"
+    result = CliRunner().invoke(app, [*base, "--out", str(out), "--split", "speaker-independent"])
+    assert result.exit_code == 0, result.output
+    assert "--split is deprecated" in result.output
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["dataset"]["protocol"] == "speaker-independent"
 
 
 def test_learns_synthetic_mouth_from_features(tmp_path: Path) -> None:
@@ -140,19 +188,20 @@ def test_learns_synthetic_mouth_from_features(tmp_path: Path) -> None:
     root = make_synthetic_store(tmp_path / "ds", n_clips=8, t=40, splits=("train",) * 6 + ("val", "test"))
     cfg = LandmarkConfig(conv_channels=(16, 16), frame_embedding=32, rnn_hidden=32, window_len=16,
                          dropout=0.0)
-    stage = LandmarkStage(root, "seen", cfg)
+    stage = LandmarkStage(root, None, cfg)
     settings = TrainSettings(out_dir=tmp_path / "run", max_steps=150, batch_size=8, accelerator="cpu",
                              val_every=150, ckpt_every=150, lr=3e-3)
     result = run_training(stage, settings, quiet=True)
     val = result.last_validation
-    assert val["mouth_lmd"] < 0.7 * val["baseline_mouth_lmd"], val
+    assert val["point_error_mouth"] < 0.7 * val["baseline_point_error_mouth"], val
+    assert val["lmd_mouth_centroid_mean"] < 0.7 * val["baseline_lmd_mouth_centroid_mean"], val
 
 
 def test_overfits_a_real_batch(prepared_grid: Path) -> None:
     """Real GRID windows: 60 Adam steps on one batch of 4 windows cut the loss at least 5x."""
     torch.manual_seed(0)
-    store = DatasetStore(prepared_grid)
-    clips = mdata.load_clips(store, mdata.select_clips(store, "seen")["train"])
+    dataset = Dataset.open(prepared_grid)
+    clips = mdata.load_clips(dataset, mdata.training_parts(dataset, None, 0).train)
     ds = mdata.WindowDataset(clips, length=24, stride=24)
     batch = torch.utils.data.default_collate([ds[i] for i in range(0, 4 * 3, 3)])
     cfg = LandmarkConfig(feature_dim=clips[0].features.shape[2], dropout=0.0, conv_channels=(32, 32),
@@ -188,6 +237,40 @@ def test_learns_real_mouth_motion_on_grid_s1(prepared_grid_all: Path, tmp_path: 
                              image_every=10_000, lr=1e-3)
     result = run_training(LandmarkStage(prepared_grid_all, "seen", LandmarkConfig()), settings, quiet=True)
     val = result.last_validation
-    print(f"GRID s1 val mouth LMD {val['mouth_lmd']:.3f} px vs mean-face baseline "
-          f"{val['baseline_mouth_lmd']:.3f} px")
-    assert val["mouth_lmd"] < 0.85 * val["baseline_mouth_lmd"]
+    print(f"GRID s1 val mouth point error {val['point_error_mouth']:.3f} px vs mean-face baseline "
+          f"{val['baseline_point_error_mouth']:.3f} px; lmd_mouth:centroid-mean "
+          f"{val['lmd_mouth_centroid_mean']:.3f} vs {val['baseline_lmd_mouth_centroid_mean']:.3f} px")
+    assert val["point_error_mouth"] < 0.85 * val["baseline_point_error_mouth"]
+
+
+def test_prepare_then_train_on_the_stores_protocols(grid_root: Path, tmp_path: Path) -> None:
+    """The issue's path: `prepare grid X --out D` (default protocol speaker-independent: one speaker
+    gives no training clips) then `train landmarks --data D --max-steps 10` exits 2 with one sentence
+    naming what D holds, never a traceback; once `--protocol seen` is added to D it trains on it and the
+    checkpoint records that protocol."""
+    from talkface.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "D"
+    prepare = ["prepare", "grid", str(grid_root), "--out", str(data), "--speakers", "s1", "--limit", "4"]
+    assert runner.invoke(app, prepare).exit_code == 0
+    train = ["train", "landmarks", "--data", str(data), "--max-steps", "10", "--batch-size", "2",
+             "--window-len", "16", "--accelerator", "cpu"]
+    result = runner.invoke(app, [*train, "--out", str(tmp_path / "lm0")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), text  # no traceback
+    assert "protocol 'speaker-independent' has no usable 'train' clips" in text, text
+    assert "the only protocol the dataset holds" in text and "--protocol seen" in text, text
+    result = runner.invoke(app, [*train, "--protocol", "seen", "--out", str(tmp_path / "lm1")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no split protocol 'seen' (it holds: speaker-independent)" in text, text
+    assert runner.invoke(app, [*prepare, "--protocol", "seen"]).exit_code == 0
+    out = tmp_path / "lm2"
+    result = runner.invoke(app, [*train, "--protocol", "seen", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = find_stage(tmp_path, "landmarks")
+    assert run.out_dir == out and run.meta.protocol == "seen" and run.meta.step == 10
+    # Without --protocol the store's own (default) protocol is used: still speaker-independent.
+    result = runner.invoke(app, [*train, "--out", str(tmp_path / "lm3")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "train on another protocol it holds (--protocol seen)" in text, text

@@ -164,12 +164,12 @@ def test_config_round_trip():
 
 
 def test_crop_pairs_identity_is_never_the_target(prepared_grid):
-    from talkface.models.texture_train import CropPairDataset, select_clips
+    from talkface.models.texture import CropPairDataset
     from talkface.preprocess import media
-    from talkface.preprocess.store import DatasetStore
+    from talkface.store.dataset import Dataset
 
-    store = DatasetStore(prepared_grid)
-    ids = select_clips(store, "train")[:2]
+    store = Dataset.open(prepared_grid)
+    ids = store.parts(val_fallback_seed=0).train[:2]
     config = TextureConfig(**TINY)
     ds = CropPairDataset(prepared_grid, ids, config)
     assert len(ds) == sum(len(store.load_clip(c)["landmarks_aligned"]) for c in ids)
@@ -201,11 +201,11 @@ def test_texture_stage_overfits_a_tiny_batch_of_real_crops(prepared_grid, tmp_pa
     from lightning.fabric import Fabric
 
     from talkface.models.fabric_loop import TrainContext, TrainSettings
-    from talkface.models.texture_train import TextureStage
+    from talkface.models.texture import TextureStage
 
     torch.manual_seed(0)
     settings = TrainSettings(out_dir=tmp_path, batch_size=4, lr=2e-3, accelerator="cpu")
-    stage = TextureStage(prepared_grid, "seen", TextureConfig(**TINY))
+    stage = TextureStage(prepared_grid, None, TextureConfig(**TINY))
     stage.setup(settings, None)
     fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
     models = stage.build_models()
@@ -238,13 +238,14 @@ def test_instance_norm_equals_torch_instance_norm():
 
 def test_texture_training_resumes_to_the_same_weights(prepared_grid, tmp_path):
     """4 steps straight == 2 steps, then --resume to 4 (weights equal exactly on CPU, fixed seed)."""
-    from talkface.models.fabric_loop import TrainSettings, load_checkpoint, run_training
-    from talkface.models.texture_train import TextureStage
+    from talkface.models.fabric_loop import TrainSettings, run_training
+    from talkface.models.texture import TextureStage
+    from talkface.store.checkpoints import load_checkpoint
 
     def train(out, steps, resume=False):
         settings = TrainSettings(out_dir=out, max_steps=steps, batch_size=2, accelerator="cpu", seed=3,
                                  ckpt_every=2, val_every=1000, image_every=1000, resume=resume, lr=2e-4)
-        run_training(TextureStage(prepared_grid, "seen", TextureConfig(val_max_samples=2, **TINY)), settings,
+        run_training(TextureStage(prepared_grid, None, TextureConfig(val_max_samples=2, **TINY)), settings,
                      quiet=True)
         return load_checkpoint(out / "checkpoints" / "last.pt")
 

@@ -17,10 +17,9 @@ from talkface.models.fabric_loop import (
     StreamDataset,
     TrainContext,
     TrainSettings,
-    find_stage_checkpoint,
-    load_checkpoint,
     run_training,
 )
+from talkface.store.checkpoints import find_stage, load_checkpoint, read_meta
 
 torch.set_num_threads(1)
 
@@ -157,9 +156,16 @@ def test_checkpoint_round_trip_and_config_restore(tmp_path: Path) -> None:
     resumed = _ToyStage(_ToyConfig(hidden=99))
     run_training(resumed, _settings(tmp_path / "run", 6, resume=True), quiet=True)
     assert resumed.config.hidden == 5
-    assert find_stage_checkpoint(tmp_path, "toy") == ckpt_dir / "last.pt"
-    with pytest.raises(FileNotFoundError, match="no 'blinks' checkpoint"):
-        find_stage_checkpoint(tmp_path, "blinks")
+    assert find_stage(tmp_path, "toy").weights_path() == ckpt_dir / "last.pt"
+    with pytest.raises(FileNotFoundError, match="no 'blinks' run under"):
+        find_stage(tmp_path, "blinks")
+    # The sidecar: stage, step, seed, config, budget (wall time summed over the resumed runs), files.
+    meta = read_meta(ckpt_dir)
+    assert meta.stage == "toy" and meta.step == 6 and meta.seed == 7 and meta.config == {"hidden": 5,
+                                                                                         "dropout": 0.0}
+    assert meta.budget["max_steps"] == 6 and meta.budget["steps"] == 6 and meta.budget["train_seconds"] > 0
+    assert sorted(meta.files) == ["last.pt", "step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
+    assert meta.best is None and not meta.selects_best
     # A second run into the same folder without --resume is refused rather than overwriting.
     with pytest.raises(FileExistsError, match="--resume"):
         run_training(_ToyStage(), _settings(tmp_path / "run", 2), quiet=True)
@@ -174,6 +180,8 @@ class _ScoredToy(_ToyStage):
 
     def validate(self, ctx: TrainContext) -> dict[str, float]:
         return {"score": self.SCRIPT[ctx.step]}
+
+    selection_name = "the scripted score"
 
     def selection_score(self, metrics: dict[str, float]) -> float | None:
         return metrics["score"]
@@ -190,6 +198,28 @@ def test_best_checkpoint_follows_the_selection_score_across_resume(tmp_path: Pat
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     assert best["step"] == 15 and best["best_score"] == 0.3
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 18
+    # checkpoint.json says which file is best, by which score, at which step; generation loads it.
+    meta = read_meta(out / "checkpoints")
+    assert meta.selects_best and meta.best.step == 15 and meta.best.score == 0.3 and meta.step == 18
+    assert meta.best.score_name == "the scripted score"
+    run = find_stage(tmp_path, "toy")
+    assert run.weights_path() == out / "checkpoints" / "best.pt"
+    assert run.load().provenance()["step"] == 15
     # stages without a selection score write no best.pt
     run_training(_ToyStage(), _settings(tmp_path / "plain", 6), quiet=True)
     assert not (tmp_path / "plain" / "checkpoints" / "best.pt").exists()
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_keeps_the_clock(tmp_path: Path) -> None:
+    """max_seconds ends a run (validated and saved, stopped_by 'time'); the clock is summed over resumes,
+    so a resumed run whose time is spent does nothing."""
+    out = tmp_path / "run"
+    result = run_training(_ToyStage(), _settings(out, 50, max_seconds=0.0), quiet=True)
+    assert result.stopped_by == "time" and result.step == 1 and result.last_validation
+    meta = read_meta(out / "checkpoints")
+    assert meta.step == 1 and meta.budget["stopped_by"] == "time" and meta.budget["max_seconds"] == 0.0
+    again = run_training(_ToyStage(), _settings(out, 50, resume=True, max_seconds=0.0), quiet=True)
+    assert again.step == 1 and again.stopped_by == "time"
+    done = run_training(_ToyStage(), _settings(out, 3, resume=True), quiet=True)
+    assert done.step == 3 and done.stopped_by == "steps"
+    assert read_meta(out / "checkpoints").budget["train_seconds"] >= meta.budget["train_seconds"]

@@ -16,7 +16,7 @@ evaluation's own detector (``talkface.evaluate.metrics.blinks.detect_blinks``).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from talkface.models import data as mdata
-from talkface.models.fabric_loop import Stage, TrainContext, TrainSettings, load_checkpoint
+from talkface.models.fabric_loop import Stage, TrainContext, TrainSettings
+from talkface.models.train_options import config_from_dict
+from talkface.store import checkpoints
 
 log = logging.getLogger("talkface.models.blinks")
 
@@ -58,11 +60,7 @@ class BlinkConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BlinkConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
-        if "bandwidth_multipliers" in values:
-            values["bandwidth_multipliers"] = tuple(values["bandwidth_multipliers"])
-        return cls(**values)
+        return config_from_dict(cls, d)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -70,15 +68,19 @@ class BlinkConfig:
 
 
 def eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) or (T, 12, 2) eye points -> (T,) EAR averaged over both eyes."""
+    """(T, 68, 2) landmarks or (T, 12, 2) eye points 36..47 -> (T,) EAR averaged over both eyes.
+
+    The evaluation's function (:func:`talkface.evaluate.metrics.blinks.eye_aspect_ratio`), so the blink
+    model is measured exactly as generated videos are; eye-only sequences are placed at points 36..47.
+    """
+    from talkface.evaluate.metrics.blinks import eye_aspect_ratio as ear_of_landmarks
+
     pts = np.asarray(points, dtype=np.float64)
-    eyes = pts[:, EYES] if pts.shape[1] == 68 else pts
-
-    def one(e: np.ndarray) -> np.ndarray:
-        vertical = np.linalg.norm(e[:, 1] - e[:, 5], axis=-1) + np.linalg.norm(e[:, 2] - e[:, 4], axis=-1)
-        return vertical / (2.0 * np.maximum(np.linalg.norm(e[:, 0] - e[:, 3], axis=-1), 1e-9))
-
-    return (one(eyes[:, :6]) + one(eyes[:, 6:])) / 2.0
+    if pts.shape[1] == N_EYE:
+        full = np.full((len(pts), 68, 2), np.nan)
+        full[:, EYES] = pts
+        pts = full
+    return ear_of_landmarks(pts)
 
 
 def detect_blinks(ear: np.ndarray, threshold: float = 0.2, min_frames: int = 2) -> list[tuple[int, int]]:
@@ -223,30 +225,34 @@ class _Sequences(Dataset):
         return self.seqs[i]
 
 
+def build_stage(data: str | Path, protocol: str | None, seq_len: int = 40) -> BlinkStage:
+    """The stage ``talkface train blinks`` runs."""
+    return BlinkStage(data, protocol, BlinkConfig(seq_len=seq_len))
+
+
 class BlinkStage(Stage):
     """Training stage for :class:`BlinkGenerator` (MMD against real eye-motion sequences)."""
 
     name = "blinks"
 
-    def __init__(self, data_root: str | Path, split: str = "seen", config: BlinkConfig | None = None,
-                 n_val_samples: int = 256) -> None:
-        self.store = mdata.resolve_store(data_root)
-        self.split = split
+    def __init__(self, data: str | Path | mdata.PreparedDataset, protocol: str | None = None,
+                 config: BlinkConfig | None = None, n_val_samples: int = 256) -> None:
+        self.dataset = mdata.open_dataset(data)
+        self.protocol = protocol
         self.config = config or BlinkConfig()
         self.n_val_samples = n_val_samples
 
     def setup(self, settings: TrainSettings, resume_state: dict[str, Any] | None) -> None:
-        parts = mdata.select_clips(self.store, self.split, settings.seed)
-        # Blinks need no speech: every usable clip of the training part serves (val clips for checks).
-        self.train_clips = mdata.load_clips(self.store, parts["train"])
+        self.parts = mdata.training_parts(self.dataset, self.protocol, settings.seed, resume_state)
+        # Blinks need no speech: every usable clip of the training part serves.
+        self.train_clips = mdata.load_clips(self.dataset, self.parts.train)
         if resume_state is not None:
             self.config = BlinkConfig.from_dict(resume_state["config"])
         c = self.config
         self.real = eye_sequences(self.train_clips, c.seq_len, c.seq_stride)
         self.real_clip_eyes = [cl.landmarks[cl.valid][:, EYES] for cl in self.train_clips]
         if resume_state is None:
-            fps = self.store.read_manifest()["fps"].dropna()
-            c.fps = float(fps.iloc[0]) if len(fps) else 25.0
+            c.fps = self.dataset.fps
             c.scale = float(self.real.std())
             flat = torch.from_numpy(self.real / c.scale).reshape(len(self.real), -1)
             med_seq = median_distance(flat)
@@ -264,9 +270,8 @@ class BlinkStage(Stage):
         return asdict(self.config)
 
     def dataset_info(self) -> dict[str, Any]:
-        info = mdata.dataset_info(self.store, self.split)
-        info.update(n_train_clips=len(self.train_clips), n_sequences=int(len(self.real)))
-        return info
+        return mdata.dataset_info(self.dataset, self.parts, n_train_clips=len(self.train_clips),
+                                  n_sequences=int(len(self.real)))
 
     def build_models(self) -> dict[str, nn.Module]:
         return {"blinks": BlinkGenerator(self.config)}
@@ -315,6 +320,8 @@ class BlinkStage(Stage):
                 "real_blinks_per_min": self.real_stats["blinks_per_min"],
                 "real_mean_duration_frames": self.real_stats["mean_duration_frames"]}
 
+    selection_name = "max(|rate error|, |duration error|) of generated vs real blinks"
+
     def selection_score(self, metrics: dict[str, float]) -> float | None:
         """Worst relative error of the generated blink rate and mean duration against the real data's."""
         rate = metrics["gen_blinks_per_min"] / metrics["real_blinks_per_min"] - 1
@@ -344,16 +351,18 @@ def _plot(curve: np.ndarray, threshold: float, h: int = 48) -> np.ndarray:
     return img
 
 
-def load_blink_stage(path: str | Path, device: str | torch.device = "cpu") -> BlinkGenerator:
+def blink_model_from_state(state: dict[str, Any], device: str | torch.device = "cpu") -> BlinkGenerator:
+    """The generator (eval mode) of a loaded blinks checkpoint's state dict."""
+    model = BlinkGenerator(BlinkConfig.from_dict(state["config"]))
+    model.load_state_dict(state["models"]["blinks"])
+    return model.to(device).eval()
+
+
+def load_blink_stage(source: str | Path, device: str | torch.device = "cpu") -> BlinkGenerator:
     """The trained generator (eval mode); ``.sample(n_frames, fps, generator_seed)`` -> (T, 12, 2).
 
-    Given a run's ``last.pt``, the ``best.pt`` beside it is used when present: the validation whose
-    generated blink rate and duration were closest to the training data's (see ``selection_score``).
+    ``source``: a ``.pt`` file (exactly that one) or a folder holding a blinks run, where the store's
+    policy picks the file (``best.pt``: the validation whose generated blink rate and duration were
+    closest to the training data's, see ``selection_score``).
     """
-    best = Path(path).with_name("best.pt")
-    ckpt = load_checkpoint(best if Path(path).name == "last.pt" and best.exists() else path)
-    if ckpt["stage"] != "blinks":
-        raise ValueError(f"{path} is a '{ckpt['stage']}' checkpoint, not 'blinks'")
-    model = BlinkGenerator(BlinkConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["models"]["blinks"])
-    return model.to(device).eval()
+    return blink_model_from_state(checkpoints.load_stage(source, "blinks").state, device)

@@ -1,7 +1,12 @@
-"""Training data from a prepared store: clip selection by split, windows of consecutive frames.
+"""Training data from a prepared dataset: its parts, clip arrays, windows of consecutive frames.
+
+Which clips train and validate is the dataset contract's answer (:mod:`talkface.store.dataset`):
+``Dataset.parts(protocol)`` gives the usable clips of a protocol the store holds (its own by default),
+and a protocol without 'val' clips gets the contract's seeded hash split of the training clips. This
+module only turns those clips into arrays.
 
 Everything here is in the aligned crop frame: ``landmarks_aligned`` (T, 68, 2) crop pixels divided by
-the clip's crop size, so unit coordinates in [0, 1] and a 128 px and a 256 px dataset share a model.
+the dataset's crop size, so unit coordinates in [0, 1] and a 128 px and a 256 px dataset share a model.
 Frames without a face (``face_found`` False, or NaN points) are kept in the windows but masked out of
 losses, so windows stay contiguous in time.
 
@@ -11,7 +16,6 @@ loader free of file I/O; a corpus of tens of thousands of clips needs a few GB.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -19,16 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from talkface.preprocess.store import DatasetStore
+from talkface.store.dataset import Dataset as PreparedDataset
+from talkface.store.dataset import DatasetError, Parts
 
 log = logging.getLogger("talkface.models.data")
-
-USABLE_STATUS = ("ok", "partial")
-VAL_FALLBACK_FRACTION = 0.1
 
 
 @dataclass
@@ -43,53 +44,50 @@ class ClipArrays:
     crop_size: int
 
 
-def split_column(manifest: pd.DataFrame, split: str) -> str:
-    """The manifest column holding train/val/test for ``split``: ``split_<name>`` if the store has one
-    (several protocols in one store), else ``split`` (the protocol the store was prepared with)."""
-    named = "split_" + split.replace("-", "_")
-    return named if named in manifest.columns else "split"
+def open_dataset(data: str | os.PathLike | PreparedDataset) -> PreparedDataset:
+    """The prepared dataset at ``data`` (a ``DatasetError`` in one sentence when it is not one)."""
+    return data if isinstance(data, PreparedDataset) else PreparedDataset.open(data)
 
 
-def _hash_fraction(clip_id: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+def training_parts(dataset: PreparedDataset, protocol: str | None, seed: int,
+                   resume_state: dict[str, Any] | None = None) -> Parts:
+    """The train/val clips a stage uses: ``protocol`` (the store's own when None; on resume, the
+    protocol the run was trained on), 'val' from a seeded hash split of 'train' when it has none.
 
-
-def select_clips(store: DatasetStore, split: str = "seen", seed: int = 0) -> dict[str, list[str]]:
-    """Clip ids per part (train/val/test) of ``split``; only usable clips (status ok or partial).
-
-    A store with no 'val' clips gets a seeded per-clip hash split of its training clips
-    (``VAL_FALLBACK_FRACTION``, at least one clip), logged, so validation always has data.
+    ``DatasetError`` (one sentence) when the store lacks the protocol or it has no usable train clips.
     """
-    manifest = store.read_manifest()
-    if manifest.empty:
-        raise ValueError(f"{store.root} has no clips (manifest empty): run `talkface prepare` first")
-    usable = manifest[manifest["status"].isin(USABLE_STATUS)]
-    if usable.empty:
-        raise ValueError(f"{store.root}: no clip has status ok or partial")
-    col = split_column(usable, split)
-    parts = {p: sorted(usable.loc[usable[col] == p, "clip_id"].astype(str)) for p in ("train", "val", "test")}
-    if not parts["train"]:
-        raise ValueError(f"{store.root}: no 'train' clips in column '{col}' (split {split!r})")
-    if not parts["val"]:
-        train = parts["train"]
-        ranked = sorted(train, key=lambda c: _hash_fraction(c, seed))
-        n_val = max(1, int(round(VAL_FALLBACK_FRACTION * len(train)))) if len(train) > 1 else 0
-        val = set(ranked[:n_val])
-        parts["val"] = sorted(val)
-        parts["train"] = [c for c in train if c not in val]
-        log.warning("%s has no 'val' clips for split %r: using a seeded hash split (seed %d) of the "
-                    "training clips, %d for validation, %d for training", store.root, split, seed,
-                    len(parts["val"]), len(parts["train"]))
+    trained_on = ((resume_state or {}).get("dataset") or {}).get("protocol")
+    if trained_on and protocol and protocol != trained_on:
+        raise DatasetError(f"the run being resumed was trained on protocol {trained_on!r}, not {protocol!r}: "
+                           "resume without --protocol, or train into another --out")
+    parts = dataset.parts(protocol or trained_on, val_fallback_seed=seed)
+    if not parts.train:
+        others = [p for p in dataset.protocols() if p != parts.protocol]
+        corpus = dataset.corpus or "<corpus>"
+        hint = (f"; train on another protocol it holds (--protocol {' | '.join(others)})" if others else
+                ", and it is the only protocol the dataset holds: add one with training clips, e.g. "
+                f"`talkface prepare {corpus} <corpus folder> --protocol seen --out {dataset.root}`")
+        raise DatasetError(f"{dataset.root}: protocol {parts.protocol!r} has no usable 'train' clips "
+                           f"({_counts(parts)}){hint}")
     return parts
 
 
-def load_clip_arrays(store: DatasetStore, clip_id: str, crop_size: int | None = None) -> ClipArrays:
-    data = store.load_clip(clip_id)
-    if crop_size is None:
-        manifest = store.read_manifest()
-        row = manifest.loc[manifest["clip_id"] == clip_id]
-        crop_size = int(row["crop_size"].iloc[0]) if len(row) and pd.notna(row["crop_size"].iloc[0]) else 128
+def _counts(parts: Parts) -> str:
+    held = [f"{p} {n}" for p, n in parts.counts().items() if n]
+    return "usable clips: " + ", ".join(held) if held else "no usable clips"
+
+
+def dataset_info(dataset: PreparedDataset, parts: Parts, **counts: int) -> dict[str, Any]:
+    """What a checkpoint records about its data: root, protocol, the dataset's info, clip counts."""
+    return {"root": str(Path(dataset.root).resolve()), "protocol": parts.protocol,
+            "info": dataset.info.to_dict(), "settings": dataset.info.settings,
+            "n_train_clips": len(parts.train), "n_val_clips": len(parts.val),
+            "val_from_train": parts.val_from_train, **counts}
+
+
+def load_clip_arrays(dataset: PreparedDataset, clip_id: str) -> ClipArrays:
+    data = dataset.load_clip(clip_id)
+    crop_size = dataset.crop_size
     points = np.asarray(data["landmarks_aligned"], dtype=np.float32) / np.float32(crop_size)
     valid = np.isfinite(points).all(axis=(1, 2))
     if "face_found" in data:
@@ -98,29 +96,19 @@ def load_clip_arrays(store: DatasetStore, clip_id: str, crop_size: int | None = 
     feats = np.asarray(data["audio_features"], dtype=np.float32)
     if len(feats) != len(points):
         raise ValueError(f"clip {clip_id}: {len(feats)} feature frames but {len(points)} landmark frames")
-    return ClipArrays(clip_id=clip_id, speaker="", landmarks=points, valid=valid, features=feats,
-                      crop_size=int(crop_size))
+    return ClipArrays(clip_id=clip_id, speaker=dataset.record(clip_id).speaker, landmarks=points, valid=valid,
+                      features=feats, crop_size=crop_size)
 
 
-def load_clips(store: DatasetStore, clip_ids: list[str]) -> list[ClipArrays]:
+def load_clips(dataset: PreparedDataset, clip_ids: list[str]) -> list[ClipArrays]:
     """Load clips; a clip whose arrays cannot be read is skipped with a logged reason."""
-    manifest = store.read_manifest().set_index("clip_id")
     out = []
     for cid in clip_ids:
         try:
-            crop = manifest.at[cid, "crop_size"] if "crop_size" in manifest.columns else None
-            crop_size = int(crop) if crop is not None and pd.notna(crop) else 128
-            clip = load_clip_arrays(store, cid, crop_size)
-            clip.speaker = str(manifest.at[cid, "speaker"]) if "speaker" in manifest.columns else ""
-            out.append(clip)
+            out.append(load_clip_arrays(dataset, cid))
         except (OSError, ValueError, KeyError) as exc:
             log.warning("skipping clip %s: %s", cid, exc)
     return out
-
-
-def dataset_info(store: DatasetStore, split: str) -> dict[str, Any]:
-    """What a checkpoint records about its data: the root and the prepared dataset's settings."""
-    return {"root": str(Path(store.root).resolve()), "split": split, "settings": store.read_settings()}
 
 
 class WindowDataset(Dataset):
@@ -173,11 +161,3 @@ def feature_stats(clips: list[ClipArrays]) -> tuple[np.ndarray, np.ndarray]:
     mean = per_frame.mean(axis=0)
     std = per_frame.std(axis=0)
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
-
-
-def resolve_store(path: str | os.PathLike) -> DatasetStore:
-    root = Path(path)
-    if not (root / "manifest.parquet").exists() and not (root / "rows").exists():
-        raise FileNotFoundError(f"{root} is not a prepared dataset (no manifest.parquet): run `talkface "
-                                "prepare <corpus> ... --out <folder>` first")
-    return DatasetStore(root)

@@ -12,19 +12,20 @@ seen, without replaying the loader. Items that need randomness (a random identit
 from :meth:`Stage` dataset ``getitem_seeded(index, rng)`` with ``rng`` seeded by (seed, stream
 position), so they do not depend on worker processes either.
 
-Checkpoint layout (``<out>/checkpoints/last.pt`` and ``step_XXXXXXX.pt``), a plain dict readable with
-``torch.load`` and no Fabric::
+Checkpoints (``<out>/checkpoints/last.pt``, ``best.pt``, ``step_XXXXXXX.pt`` and ``checkpoint.json``)
+are written and read by the checkpoints contract, :mod:`talkface.store.checkpoints`; the ``.pt`` files
+are plain dicts readable with ``torch.load`` and no Fabric::
 
     {"stage", "config", "models": {name: state_dict}, "optimizers": {name: state_dict},
      "step", "seed", "talkface_version", "dataset": {...}, "extra": {...}, "rng": {...},
-     "settings": {...}, "provenance": {...}}
+     "best_score", "budget": {"max_steps", "steps", "train_seconds"}, "settings": {...},
+     "provenance": {...}}
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from abc import ABC, abstractmethod
@@ -38,27 +39,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from talkface import __version__
-from talkface.models.train_options import (  # noqa: F401 - re-exported for stages and CLIs
-    AcceleratorOpt,
-    BatchSizeOpt,
-    CkptEveryOpt,
-    DataOpt,
-    DevicesOpt,
-    LogEveryOpt,
-    LrOpt,
-    MaxStepsOpt,
-    NodesOpt,
-    OutOpt,
-    PrecisionOpt,
-    ResumeOpt,
-    SeedOpt,
-    SplitOpt,
-    TrainSettings,
-    ValEveryOpt,
-    WorkersOpt,
-    parse_devices,
-    settings_from_cli,
-)
+from talkface.models.train_options import TrainSettings, parse_devices  # noqa: F401 - re-exported
+from talkface.store import checkpoints
 from talkface.utils import atomic
 from talkface.utils.progress import console, make_progress
 from talkface.utils.provenance import provenance
@@ -77,6 +59,8 @@ class TrainContext:
     settings: TrainSettings
     step: int = 0
     best_score: float = math.inf  # lowest selection score seen at a validation (see Stage.selection_score)
+    train_seconds: float = 0.0  # wall time spent training, summed over resumed runs
+    stopped_by: str | None = None  # "steps" or "time" once the run has ended
 
 
 class Stage(ABC):
@@ -134,6 +118,9 @@ class Stage(ABC):
         the lowest score so far (its loaders prefer it). Stages whose last weights are best return None.
         """
         return None
+
+    #: what :meth:`selection_score` measures, in words (recorded in checkpoint.json beside ``best.pt``)
+    selection_name: str = ""
 
 
 # -------------------------------------------------------------------------------------------------
@@ -218,66 +205,38 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # checkpoints
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a talkface checkpoint (our own file: it holds RNG states, so not ``weights_only``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}: train the stage first (`talkface train ...`)")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(ckpt, dict) or "stage" not in ckpt:
-        raise ValueError(f"{path} is not a talkface checkpoint (no 'stage' key)")
-    return ckpt
-
-
-def find_stage_checkpoint(root: str | os.PathLike, stage: str) -> Path:
-    """The ``last.pt`` of ``stage`` under ``root`` (``root/*/checkpoints/last.pt`` or root itself).
-
-    ``--checkpoints runs/`` in ``generate`` is a folder holding one sub-folder per stage as ``train``
-    writes them; the stage is read from each checkpoint, not guessed from folder names. With several
-    runs of one stage, the most recently written wins.
-    """
-    root = Path(root)
-    candidates = [root / "checkpoints" / "last.pt", *sorted(root.glob("*/checkpoints/last.pt")),
-                  *sorted(root.glob("*/*/checkpoints/last.pt"))]
-    found = []
-    for path in candidates:
-        if path.exists():
-            ckpt_stage = torch.load(path, map_location="cpu", weights_only=False).get("stage")
-            if ckpt_stage == stage:
-                found.append(path)
-    if not found:
-        raise FileNotFoundError(
-            f"no '{stage}' checkpoint under {root} (looked for */checkpoints/last.pt): "
-            f"run `talkface train {stage} --out {root}/<name>` first"
-        )
-    return max(found, key=lambda p: p.stat().st_mtime_ns)
-
-
 def _save_checkpoint(fabric: Any, stage: Stage, ctx: TrainContext, settings: TrainSettings,
                      names: tuple[str, ...] | None = None) -> None:
-    """Write ``last.pt`` (+ ``step_XXXXXXX.pt``), or the given file names, from rank 0."""
-    state = {
-        "stage": stage.name,
-        "config": stage.config_dict(),
-        "models": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()}
-                   for k, m in ctx.models.items()},
-        "optimizers": {k: o.state_dict() for k, o in ctx.optimizers.items()},
-        "step": ctx.step,
-        "seed": settings.seed,
-        "talkface_version": __version__,
-        "dataset": stage.dataset_info(),
-        "extra": stage.extra_state(),
-        "rng": rng_state(),
-        "best_score": ctx.best_score,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "provenance": provenance(torch=torch.__version__, world_size=fabric.world_size),
-    }
+    """Write ``last.pt`` (+ ``step_XXXXXXX.pt``), or the given file names, and ``checkpoint.json``,
+    from rank 0."""
     if names is None:
         names = ("last.pt", f"step_{ctx.step:07d}.pt") if settings.keep_step_checkpoints else ("last.pt",)
     if fabric.is_global_zero:
-        for name in names:
-            with atomic.atomic_path(settings.checkpoint_dir / name) as tmp:
-                torch.save(state, tmp)
+        state = {
+            "stage": stage.name,
+            "config": stage.config_dict(),
+            "models": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()}
+                       for k, m in ctx.models.items()},
+            "optimizers": {k: o.state_dict() for k, o in ctx.optimizers.items()},
+            "step": ctx.step,
+            "seed": settings.seed,
+            "talkface_version": __version__,
+            "dataset": stage.dataset_info(),
+            "extra": stage.extra_state(),
+            "rng": rng_state(),
+            "best_score": ctx.best_score,
+            "budget": {"max_steps": settings.max_steps, "max_seconds": settings.max_seconds,
+                       "steps": ctx.step, "train_seconds": round(ctx.train_seconds, 3),
+                       "stopped_by": ctx.stopped_by},
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+            "provenance": provenance(torch=torch.__version__, world_size=fabric.world_size),
+        }
+        best = None
+        if checkpoints.BEST in names:
+            best = checkpoints.BestInfo(file=checkpoints.BEST, step=ctx.step, score=ctx.best_score,
+                                        score_name=stage.selection_name)
+        checkpoints.save_checkpoint(settings.checkpoint_dir, state, names, best=best,
+                                    selects_best=type(stage).selection_score is not Stage.selection_score)
     fabric.barrier()
 
 
@@ -292,6 +251,7 @@ class TrainResult:
     last_losses: dict[str, float] = field(default_factory=dict)
     last_validation: dict[str, float] = field(default_factory=dict)
     samples_per_s: float = float("nan")
+    stopped_by: str | None = None  # "steps" (max_steps reached) or "time" (max_seconds spent)
 
 
 def make_fabric(settings: TrainSettings) -> Any:
@@ -306,19 +266,20 @@ def make_fabric(settings: TrainSettings) -> Any:
 
 
 def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
-                 quiet: bool = False) -> TrainResult:
-    """Train ``stage`` up to ``settings.max_steps``; resume from ``last.pt`` when ``settings.resume``."""
+                 quiet: bool = False, progress: Any = None) -> TrainResult:
+    """Train ``stage`` up to ``settings.max_steps`` (or until ``settings.max_seconds`` of training time,
+    summed over resumed runs, are spent); resume from ``last.pt`` when ``settings.resume``.
+
+    ``progress``: a started rich Progress to add this stage's bar to (one view for several stages).
+    """
     fabric = fabric or make_fabric(settings)
     fabric.launch()
-    last_path = settings.checkpoint_dir / "last.pt"
+    last_path = settings.checkpoint_dir / checkpoints.LAST
     resume_state = None
     if settings.resume:
         if not last_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-        resume_state = load_checkpoint(last_path)
-        if resume_state["stage"] != stage.name:
-            raise ValueError(f"--resume: {last_path} is a '{resume_state['stage']}' checkpoint, "
-                             f"not '{stage.name}'")
+        resume_state = checkpoints.load(last_path, stage=stage.name).state
     elif last_path.exists():
         raise FileExistsError(f"{settings.out_dir} already holds a run ({last_path}): pass --resume to "
                               "continue it, or choose another --out")
@@ -346,6 +307,7 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
                        step=start_step)
     if resume_state is not None:
         ctx.best_score = float(resume_state.get("best_score", math.inf))
+        ctx.train_seconds = float((resume_state.get("budget") or {}).get("train_seconds", 0.0))
 
     dataset = StreamDataset(stage.train_dataset(), settings.seed)
     sampler = StreamBatchSampler(len(dataset), settings.batch_size, settings.seed, start_step,
@@ -375,26 +337,33 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
 
     result = TrainResult(out_dir=settings.out_dir, step=start_step)
     samples_per_step = settings.batch_size * fabric.world_size
-    show = fabric.is_global_zero and not quiet
-    progress = make_progress()
+    show = fabric.is_global_zero and not quiet and progress is None
+    progress = progress if progress is not None else make_progress()
     task = progress.add_task(stage.name, total=settings.max_steps, completed=start_step, info="")
     t0, steps_timed = time.perf_counter(), 0
+    seconds_before = ctx.train_seconds
     try:
         if show:
             progress.start()
-        while ctx.step < settings.max_steps:
+        # A resumed run may have nothing left to do; a fresh one always takes (and saves) a step.
+        ctx.stopped_by = _stop_reason(ctx, settings) if ctx.step > 0 else None
+        while ctx.stopped_by is None:
             batch = fabric.to_device(next(batches))
             losses = stage.training_step(ctx, batch)
             ctx.step += 1
             steps_timed += 1
             result.last_losses = {k: float(v) for k, v in losses.items()}
             elapsed = time.perf_counter() - t0
+            ctx.train_seconds = seconds_before + elapsed
             result.samples_per_s = steps_timed * samples_per_step / max(elapsed, 1e-9)
-            if writer is not None and (ctx.step % settings.log_every == 0 or ctx.step == settings.max_steps):
+            if writer is not None and (ctx.step % settings.log_every == 0 or ctx.step >= settings.max_steps):
                 for k, v in result.last_losses.items():
                     writer.add_scalar(f"train/{k}", v, ctx.step)
                 writer.add_scalar("train/samples_per_s", result.samples_per_s, ctx.step)
-            is_last = ctx.step == settings.max_steps
+            ctx.stopped_by = _stop_reason(ctx, settings)
+            if settings.max_seconds is not None and fabric.world_size > 1:  # every rank stops together
+                ctx.stopped_by = fabric.broadcast(ctx.stopped_by, src=0)
+            is_last = ctx.stopped_by is not None
             if ctx.step % settings.val_every == 0 or is_last:
                 result.last_validation = _validate(stage, ctx, writer, settings)
                 score = stage.selection_score(result.last_validation)
@@ -413,7 +382,16 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
         if writer is not None:
             writer.close()
     result.step = ctx.step
+    result.stopped_by = ctx.stopped_by
     return result
+
+
+def _stop_reason(ctx: TrainContext, settings: TrainSettings) -> str | None:
+    if ctx.step >= settings.max_steps:
+        return "steps"
+    if settings.max_seconds is not None and ctx.train_seconds >= settings.max_seconds:
+        return "time"
+    return None
 
 
 def _validate(stage: Stage, ctx: TrainContext, writer: Any, settings: TrainSettings) -> dict[str, float]:

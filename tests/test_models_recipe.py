@@ -1,0 +1,74 @@
+"""`talkface train pipeline`: budget and steps parsing, the resume plan, and a few-step run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from talkface.models import recipe
+from talkface.store import checkpoints as ck
+
+
+def test_parse_budget_and_steps() -> None:
+    assert recipe.parse_budget("45m") == 2700 and recipe.parse_budget("1h30m") == 5400
+    assert recipe.parse_budget("90s") == 90 and recipe.parse_budget("2") == 120  # bare number: minutes
+    for bad in ("", "45x", "m", "1h 2q"):
+        with pytest.raises(ValueError, match="--budget"):
+            recipe.parse_budget(bad)
+    assert recipe.parse_steps("lm=10,blink=2,tex=3") == {"landmarks": 10, "blinks": 2, "texture": 3}
+    assert recipe.parse_steps("texture=5") == {"texture": 5}
+    for bad in ("lm", "lm=0", "eyes=3", "lm=x"):
+        with pytest.raises(ValueError, match="--steps"):
+            recipe.parse_steps(bad)
+    assert abs(sum(r.time_share for r in recipe.RECIPE) - 1) < 1e-9
+
+
+def _fake_run(out: Path, stage: str, step: int, seconds: float) -> None:
+    """A run folder as training leaves it (weights and checkpoint.json, written by the store)."""
+    state = {"stage": stage, "step": step, "models": {}, "budget": {"steps": step, "train_seconds": seconds}}
+    ck.save_checkpoint(out / "checkpoints", state, ("last.pt",))
+
+
+def test_plan_skips_finished_stages_and_resumes_stopped_ones(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "lm", "landmarks", 1500, 100.0)
+    _fake_run(tmp_path / "blink", "blinks", 100, 10.0)
+    plans = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, None)}
+    assert plans["landmarks"].action == "skip" and plans["landmarks"].max_steps == 1500
+    assert plans["blinks"].action == "resume" and plans["blinks"].max_steps == 400
+    assert plans["texture"].action == "train" and plans["texture"].out_dir == tmp_path / "tex"
+    # More steps asked: the finished stage continues. A time budget: a stage whose share is spent is done.
+    assert {p.recipe.stage: p.action for p in recipe.plan(tmp_path, {"landmarks": 2000}, None)}[
+        "landmarks"] == "resume"
+    timed = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, 100.0)}  # blinks' share: 10 s
+    assert timed["blinks"].action == "skip" and timed["blinks"].max_seconds == pytest.approx(10.0)
+    assert timed["texture"].max_steps == 1000 * recipe.BUDGET_STEP_FACTOR
+    _fake_run(tmp_path / "tex", "landmarks", 1, 1.0)
+    with pytest.raises(ck.CheckpointError, match="holds a 'landmarks' run, not 'texture'"):
+        recipe.plan(tmp_path, {}, None)
+
+
+def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path) -> None:
+    from talkface.cli import app
+
+    out = tmp_path / "runs"
+    cmd = ["train", "pipeline", "--data", str(prepared_grid), "--out", str(out), "--accelerator", "cpu",
+           "--steps", "lm=2,blink=2,tex=1"]
+    result = CliRunner().invoke(app, cmd)
+    assert result.exit_code == 0, result.output
+    for stage, folder, step in (("landmarks", "lm", 2), ("blinks", "blink", 2), ("texture", "tex", 1)):
+        run = ck.find_stage(out, stage)
+        assert run.out_dir == out / folder and run.meta.step == step
+    assert "validation of the trained" in result.output
+    rows = {(r["stage"], r["label"]): r for r in recipe.summary_rows(out)}
+    lm = rows[("landmarks", "mouth point error, px")]
+    assert lm["baseline_name"] == "mean face" and lm["ours"] > 0 and lm["baseline"] > 0 and lm["step"] == 2
+    tex = rows[("texture", "L1 to the real frame")]
+    assert tex["baseline_name"] == "identity frame copied" and 0 < tex["baseline"] < tex["ours"]
+    assert rows[("blinks", "blinks per minute")]["baseline"] > 0  # the real clips' rate
+    again = CliRunner().invoke(app, cmd)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("skipped") == 3
+    bad = CliRunner().invoke(app, [*cmd[:-1], "lm=0"])
+    assert bad.exit_code == 2 and "--steps" in bad.output
