@@ -291,7 +291,8 @@ def test_2997_fps_clip_prepares_at_25_fps_in_sync(tmp_path: Path, grid_root: Pat
     opening, energy = _opening_energy(ds, "01M_sa1")
     ref_opening, ref_energy = _opening_energy(ref, "s1_bbaf2n")
     r, r_ref = _corr(opening, energy), _corr(ref_opening, ref_energy)
-    print(f"mouth opening vs energy: r = {r:.3f} at 29.97 fps, {r_ref:.3f} at 25 fps; "
+    print(f"{rec.n_frames} frames ({rec.duration_s:.3f} s) from {n_2997} at 29.97 fps, {ref_rec.n_frames} "
+          f"at 25 fps; mouth opening vs energy: r = {r:.3f} at 29.97 fps, {r_ref:.3f} at 25 fps; "
           f"opening curves r = {_corr(opening, ref_opening):.3f}")
     assert r > 0.3 and abs(r - r_ref) < 0.15
     # the two openings are the same motion, frame for frame (a lag would lower this sharply)
