@@ -184,7 +184,10 @@ def test_bad_input_is_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="PROMPTS.TXT"):
         _recipe().discover(root, prompts=str(bad))
     _touch(root / "volunteers" / "guest" / "straightcam" / "sa1.mp4")
-    assert any("guest: not a TCD-TIMIT speaker folder" in p for p in _recipe().discover(root).problems)
+    _touch(root / "volunteers" / "02M" / "Clips" / "straightcam.zip")  # downloaded, not unpacked
+    problems = _recipe().discover(root).problems
+    assert any("guest: not a TCD-TIMIT speaker folder" in p for p in problems)
+    assert any("02M: no straightcam folder" in p and "unzip straightcam.zip first" in p for p in problems)
 
 
 # 29.97 fps through the pipeline ---------------------------------------------------------------------

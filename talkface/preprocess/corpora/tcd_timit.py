@@ -327,8 +327,10 @@ class TcdTimitRecipe(CorpusRecipe):
                     problems.append(f"{speaker}: not one of TCD-TIMIT's 62 speakers (speakers.csv)")
                 cam_dir = _camera_dir(spk_dir, camera)
                 if cam_dir is None:
+                    zips = sorted(p.name for p in spk_dir.rglob("*") if p.suffix.lower() == ".zip")
+                    hint = f"; unzip {', '.join(zips)} first" if zips else ""
                     problems.append(f"{group}/{spk_dir.name}: no {camera} folder (expected {spk_dir.name}/"
-                                    f"Clips/{camera}/ or {spk_dir.name}/{camera}/)")
+                                    f"Clips/{camera}/ or {spk_dir.name}/{camera}/){hint}")
                     continue
                 videos = _videos(cam_dir)
                 if not videos:
