@@ -6,7 +6,13 @@ that the IQA-PyTorch project publishes for five TID2013 pairs, and the ``cpbd`` 
 here; it is a test dependency). The table is written to ``docs/calibration.md``; ``tests/
 test_calibration.py`` regenerates it and compares it with the committed file.
 
+With ``--floors N`` it instead measures every metric's noise floor: N prepared GRID s1 fixture clips'
+reference crops re-encoded by the writer ``talkface generate`` uses (``talkface.generation.pipeline.
+write_video``: H.264 yuv420p, crf 18, preset ultrafast, AAC) and scored against the originals with the
+evaluation runner (weight-free metrics, ``identity_dlib``, ``lpips:alex`` with the reference weights).
+
 Usage: python scripts/calibrate_metrics.py [--out docs/calibration.md] [--check]
+       python scripts/calibrate_metrics.py --floors 8 [--floors-out floors.json]
 """
 
 from __future__ import annotations
@@ -200,11 +206,92 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" + FOOTER
 
 
+FLOOR_METRICS = [
+    "psnr", "ssim", "ssim:wang-matlab", "cpbd", "lmd_mouth", "lmd_face", "blink_rate", "blink_duration",
+    "blink_duration:ear-adaptive0.75-min2-closed0.6", "blink_interval", "identity_dlib", "lpips:alex",
+]
+
+
+def floors(n_clips: int, work: Path) -> dict:
+    """Noise floor per metric: reference crops re-encoded by generate's writer vs the originals."""
+    import json
+
+    from talkface.evaluate.runner import EvaluateConfig, run_evaluate
+    from talkface.generation.pipeline import VIDEO_CODEC
+    from talkface.generation.pipeline import write_video as generate_writer
+    from talkface.preprocess.corpora import get_recipe
+    from talkface.preprocess.media import read_audio, read_video
+    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
+    from talkface.preprocess.store import DatasetStore
+    from talkface.utils.fixtures import fixtures_dir
+
+    grid = fixtures_dir() / "grid"
+    s1 = sorted(
+        (c for c in get_recipe("grid").discover(grid).clips if c.speaker == "s1"), key=lambda c: c.clip_id
+    )
+    chosen = s1[:: max(1, len(s1) // n_clips)][:n_clips]
+    store = DatasetStore(work / "prepared")
+    run_prepare(chosen, store, PrepareConfig(), workers=1)
+    manifest = store.read_manifest()
+    ids = list(manifest[manifest["status"] == "ok"]["clip_id"])
+    gen = work / "reencoded"
+    gen.mkdir(parents=True, exist_ok=True)
+    for cid in ids:
+        crop = store.crop_path(cid)
+        generate_writer(gen / f"{cid}.mp4", read_video(crop), read_audio(crop), 25.0)
+    ref = reference_dir() / "lpips"
+    cfg = EvaluateConfig(
+        gen, store.root, "reencoded", work / "results", metrics=FLOOR_METRICS,
+        metric_options={
+            "lpips_backbone": str(ref / "alexnet_features.pth"), "lpips_weights": str(ref / "alex.pth")
+        },
+    )
+    run_evaluate(cfg, echo=lambda *a: None)
+    from talkface.store.results import ResultsStore
+
+    rows = ResultsStore.open(work / "results").read("reencoded")
+    from talkface.evaluate.metrics.cpbd import cpbd
+
+    # what the re-encoded value is compared with: the metric's own reference counterpart
+    original_cpbd = {cid: float(np.mean([cpbd(f) for f in read_video(store.crop_path(cid))])) for cid in ids}
+    out = {"clips": ids, "codec": VIDEO_CODEC, "metrics": {}}
+    for (metric, variant), g in rows.groupby(["metric", "variant"]):
+        vals = g["value"].astype(float).to_numpy()
+        details = [json.loads(d) if isinstance(d, str) else (d or {}) for d in g["details"]]
+        if metric == "cpbd":
+            refs = np.array([original_cpbd[c] for c in g["clip_id"]])
+        elif metric.startswith("identity"):
+            refs = np.array([d.get("ref_vs_identity", np.nan) for d in details], dtype=float)
+        else:
+            refs = np.array([d.get("reference_value", np.nan) for d in details], dtype=float)
+        entry = {"mean": float(np.nanmean(vals)), "min": float(np.nanmin(vals)),
+                 "max": float(np.nanmax(vals)), "n": int(np.isfinite(vals).sum())}
+        if np.isfinite(refs).any():
+            diff = vals - refs
+            entry.update(original_mean=float(np.nanmean(refs)),
+                         mean_abs_difference=float(np.nanmean(np.abs(diff))),
+                         max_abs_difference=float(np.nanmax(np.abs(diff))))
+        out["metrics"][f"{metric}:{variant}"] = entry
+    print(json.dumps(out, indent=1, default=str))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "calibration.md")
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
+    parser.add_argument("--floors", type=int, default=0, help="measure noise floors on N GRID clips instead")
+    parser.add_argument("--floors-out", type=Path, default=None, help="write the floors as JSON here")
     args = parser.parse_args()
+    if args.floors:
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result = floors(args.floors, Path(tmp))
+        if args.floors_out:
+            args.floors_out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        return
     text = render(build_rows())
     if args.check:
         same = args.out.read_text() == text

@@ -7,6 +7,14 @@ threshold is adaptive: ``rel_threshold`` (0.75) x the clip's median EAR, because
 depends on the person and the detector; a fixed threshold (e.g. 0.2) can be given instead.
 Frames without landmarks (NaN) never count as closed and split runs.
 
+What the duration counts: by default every frame of the run below the detection threshold, which
+includes the frames where the lids are only partly lowered on the way down and up: on 24 GRID s1
+clips it is twice what a person marks as "substantially closed" (mean 4.9 vs 2.5 frames;
+data_manifests/annotations). ``closed_rel`` (variant ``...-closed0.6`` of ``blink_duration``) counts
+instead the frames of each detected blink whose EAR is below ``closed_rel`` x the clip median (0.6:
+mean 2.55 vs 2.47 frames, mean absolute error 1.1 frames per blink against the annotation, from which
+0.6 was chosen).
+
 :func:`detect_blinks` is the reusable part (the blink model uses it on generated eye landmarks).
 """
 
@@ -50,6 +58,7 @@ class BlinkStats:
     threshold: float
     n_frames: int
     fps: float
+    closed_lengths: np.ndarray | None = None  # per blink, frames under the "closed" level (closed_rel)
 
     @property
     def count(self) -> int:
@@ -68,6 +77,13 @@ class BlinkStats:
         return float(self.lengths.mean() / self.fps) if self.count else float("nan")
 
     @property
+    def mean_closed_duration_s(self) -> float:
+        """Mean frames per blink under the "substantially closed" level, in seconds."""
+        if self.closed_lengths is None:
+            raise ValueError("detect_blinks(..., closed_rel=...) was not given a closed level")
+        return float(self.closed_lengths.mean() / self.fps) if self.count else float("nan")
+
+    @property
     def mean_interval_s(self) -> float:
         return float(np.diff(self.starts).mean() / self.fps) if self.count > 1 else float("nan")
 
@@ -78,10 +94,13 @@ def detect_blinks(
     threshold: float | None = None,
     rel_threshold: float = DEFAULT_REL_THRESHOLD,
     min_frames: int = DEFAULT_MIN_FRAMES,
+    closed_rel: float | None = None,
 ) -> BlinkStats:
     """Blinks in an EAR trace: runs of >= ``min_frames`` frames below the threshold.
 
     ``threshold`` None means ``rel_threshold`` x median EAR of the trace (finite frames only).
+    ``closed_rel`` also counts, per blink, its frames below ``closed_rel`` x the median EAR
+    (``closed_lengths``: the "substantially closed" duration).
     """
     ear = np.asarray(ear, dtype=np.float64)
     finite = np.isfinite(ear)
@@ -94,7 +113,14 @@ def detect_blinks(
     ends = np.flatnonzero(edges == -1)
     lengths = ends - starts
     keep = lengths >= min_frames
-    return BlinkStats(starts[keep], lengths[keep], float(threshold), int(ear.size), float(fps))
+    starts, lengths = starts[keep], lengths[keep]
+    closed_lengths = None
+    if closed_rel is not None:
+        level = closed_rel * np.median(ear[finite]) if finite.any() else np.nan
+        shut = (finite & (ear < level)).astype(np.int64)
+        cum = np.concatenate([[0], np.cumsum(shut)])
+        closed_lengths = cum[starts + lengths] - cum[starts]
+    return BlinkStats(starts, lengths, float(threshold), int(ear.size), float(fps), closed_lengths)
 
 
 class _Blinks(Metric):
@@ -114,6 +140,8 @@ class _Blinks(Metric):
         self.threshold = self.options.get("threshold")
         self.rel_threshold = float(self.options.get("rel_threshold", DEFAULT_REL_THRESHOLD))
         self.min_frames = int(self.options.get("min_frames", DEFAULT_MIN_FRAMES))
+        closed = self.options.get("closed_rel")
+        self.closed_rel = None if closed is None else float(closed)
 
     @property
     def variant(self) -> str:
@@ -122,7 +150,8 @@ class _Blinks(Metric):
             if self.threshold is not None
             else f"adaptive{self.rel_threshold:g}"
         )
-        return f"ear-{rule}-min{self.min_frames}"
+        closed = "" if self.closed_rel is None else f"-closed{self.closed_rel:g}"
+        return f"ear-{rule}-min{self.min_frames}{closed}"
 
     def definition(self) -> dict[str, Any]:
         d = super().definition()
@@ -133,11 +162,25 @@ class _Blinks(Metric):
         )
         d["min_frames"] = self.min_frames
         d["units"] = self.unit
+        d["validation"] = (
+            "events against a human annotation of 55 blinks in 24 GRID s1 clips "
+            "(data_manifests/annotations/grid_blinks.csv): precision 0.96, recall 0.89, F1 0.93"
+        )
+        if self.name == "blink_duration":
+            d["duration_counts"] = (
+                "every frame of the blink below the detection threshold (partly lowered lids included; "
+                "about twice the frames a person marks as substantially closed)"
+                if self.closed_rel is None
+                else f"the blink's frames with EAR < {self.closed_rel} x clip median EAR "
+                "(substantially closed: matches the human annotation's mean duration)"
+            )
         return d
 
     def _stats(self, landmarks: np.ndarray, fps: float) -> BlinkStats:
         thr = None if self.threshold is None else float(self.threshold)
-        return detect_blinks(eye_aspect_ratio(landmarks), fps, thr, self.rel_threshold, self.min_frames)
+        return detect_blinks(
+            eye_aspect_ratio(landmarks), fps, thr, self.rel_threshold, self.min_frames, self.closed_rel
+        )
 
     def score(self, sample: ClipSample) -> MetricResult:
         ear = eye_aspect_ratio(sample.landmarks)
@@ -161,7 +204,20 @@ class BlinkDuration(_Blinks):
     name: ClassVar[str] = "blink_duration"
     stat: ClassVar[str] = "mean_duration_s"
     unit: ClassVar[str] = "seconds"
-    doc: ClassVar[str] = "Mean blink duration in seconds (NaN when the clip has no blink)."
+    doc: ClassVar[str] = (
+        "Mean blink duration in seconds: frames below the detection threshold (default) or, variant "
+        "closed0.6, frames substantially closed (NaN when the clip has no blink)."
+    )
+    accepted_options: ClassVar[frozenset[str]] = _Blinks.accepted_options | {"closed_rel"}
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        **_Blinks.variants,
+        "ear-adaptive0.75-min2-closed0.6": {"closed_rel": 0.6},
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.closed_rel is not None:
+            self.stat = "mean_closed_duration_s"
 
 
 @register_metric
