@@ -137,3 +137,28 @@ def test_voxceleb_bad_input(voxceleb_root: Path, tmp_path: Path) -> None:
     _link(voxceleb_root / "00015.mp4", root / "id00001" / "00001.mp4")
     with pytest.raises(CorpusError, match="hold no"):
         get_recipe("voxceleb").discover(root)
+
+
+def test_folder_recipe_on_a_voxceleb_tree_takes_identities_as_speakers(voxceleb_root: Path,
+                                                                       tmp_path: Path) -> None:
+    """``prepare folder`` on a VoxCeleb2 release used to make ``dev`` every clip's speaker."""
+    root = tmp_path / "vox2"
+    _voxceleb_tree(voxceleb_root, root / "dev" / "mp4")
+    _link(voxceleb_root / "00015.mp4", root / "test" / "mp4" / "id00017" / "01dfn2spqyE" / "00001.mp4")
+    found = get_recipe("folder").discover(root)
+    assert {c.clip_id: c.speaker for c in found.clips} == {
+        "dev__mp4__id00012__21Uxsk56VDQ__00001": "id00012",
+        "dev__mp4__id00012__21Uxsk56VDQ__00002": "id00012",
+        "dev__mp4__id10001__1zcIwhmdeo4__00001": "id10001",
+        "test__mp4__id00017__01dfn2spqyE__00001": "id00017",
+    }
+    flat = get_recipe("folder").discover(tmp_path / "vox2" / "dev" / "mp4")
+    assert {c.speaker for c in flat.clips} == {"id00012", "id10001"}
+
+
+def test_recipes_record_their_protocol(voxceleb_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "vox"
+    _voxceleb_tree(voxceleb_root, root)
+    assert {c.protocol for c in get_recipe("voxceleb").discover(root).clips} == {"speaker-hash"}
+    assert {c.protocol for c in get_recipe("voxceleb").discover(root, split="hash").clips} == {"hash"}
+    assert {c.protocol for c in get_recipe("folder").discover(root).clips} == {"hash"}

@@ -334,3 +334,21 @@ def test_speaker_with_unknown_alignment_folder_gets_a_hint(grid_root: Path, tmp_
     found = get_recipe("grid").discover(root)
     assert all(c.flags == ["no_alignment"] for c in found.clips)
     assert any(p.startswith("s20:") and "alignments/s21 matches 100%" in p for p in found.problems)
+
+
+def test_grid_clips_carry_protocol_and_expected_duration(grid_root: Path) -> None:
+    found = get_recipe("grid").discover(grid_root, split="seen").by_id()
+    bbaf2n = found["s1_bbaf2n"]
+    assert bbaf2n.protocol == "seen"
+    assert bbaf2n.expected_duration_s == 74500 / 25000  # the last entry (silence) ends at 74500
+    assert found["s23_priazn"].expected_duration_s is None  # no alignment, no claim
+    assert {c.protocol for c in get_recipe("grid").discover(grid_root).clips} == {"speaker-independent"}
+
+
+def test_recipes_are_registered_once_with_their_commands() -> None:
+    from talkface.preprocess.corpora import CORPORA, available_recipes
+    from talkface.preprocess.corpora.grid import GridRecipe
+
+    assert {"folder", "grid", "voxceleb"} <= set(available_recipes())
+    assert CORPORA.get("grid") is GridRecipe and GridRecipe.name == "grid"
+    assert [o.flag for o in GridRecipe.options] == ["--audio"]

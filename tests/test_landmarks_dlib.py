@@ -170,3 +170,60 @@ def test_cnn_detector_finds_the_same_face(backend: DlibBackend) -> None:
     assert np.linalg.norm(hog_pts - cnn_pts, axis=-1).mean() < 3.0
     digest = hashlib.sha256(dlib_model_path("cnn_detector").read_bytes()).hexdigest()
     assert cnn.settings()["cnn_sha256"] == digest
+
+
+# ---------------------------------------------------------------------------------------------
+# Implausible faces: rejected per frame like a missing face.
+
+
+@pytest.mark.parametrize("turn", ["vertical_flip", "rotate_180"])
+def test_upside_down_faces_are_not_found(backend: DlibBackend, grid_root: Path, turn: str) -> None:
+    """The predictor draws an upright face in whatever box it gets: on an upside-down clip it used to
+    put eyes and mouth on the forehead on 74 of 75 frames (HOG finds weak boxes there)."""
+    frames = read_video(grid_root / "s1" / "bbaf2n.mpg")
+    turned = frames[:, ::-1] if turn == "vertical_flip" else frames[:, ::-1, ::-1]
+    track = backend.track(np.ascontiguousarray(turned))
+    assert track.face_found.sum() <= 2 and track.rejected.get("upside_down", 0) > 0
+    assert backend.detect(np.ascontiguousarray(turned[40])) is None
+    unchecked = get_landmark_backend("dlib", check_orientation=False).track(np.ascontiguousarray(turned))
+    assert unchecked.face_found.mean() > 0.5  # the fault the check removes
+    assert backend.settings()["check_orientation"] is True
+
+
+def test_plausibility_checks_on_real_and_broken_landmarks(backend: DlibBackend, grid_root: Path,
+                                                          voxceleb_root: Path) -> None:
+    from talkface.preprocess.landmarks import implausible_frames, plausible_face
+
+    for clip in (grid_root / "s1" / "bbaf2n.mpg", voxceleb_root / "00015.mp4", voxceleb_root / "00098.mp4"):
+        track = backend.track(iter_frames(clip, fps=25))
+        reasons = implausible_frames(track.points, track.face_found)
+        assert not any(mask.any() for mask in reasons.values()), clip.name  # real faces all pass
+    pts = backend.track(read_video(grid_root / "s1" / "bbaf2n.mpg")).points
+    one = pts[20]
+    assert plausible_face(one)
+    flipped = one.copy()
+    flipped[:, 1] = 288 - flipped[:, 1]  # mouth above the eyes
+    mirrored = one.copy()
+    mirrored[:, 0] = 360 - mirrored[:, 0]  # left and right eye swapped: the face's y axis points up
+    rolled = _rotate(one, 90)
+    tiny = one.mean(0) + (one - one.mean(0)) * 0.02  # eyes 1.3 px apart
+    wide_mouth = one.copy()
+    wide_mouth[48:68, 0] = one[48:68, 0].mean() + (one[48:68, 0] - one[48:68, 0].mean()) * 3
+    for bad, reason in ((flipped, "order"), (mirrored, "order"), (rolled, "roll"), (tiny, "degenerate"),
+                        (wide_mouth, "proportions")):
+        assert not plausible_face(bad)
+        assert implausible_frames(bad[None])[reason][0], reason
+    assert plausible_face(_rotate(one, 30))  # a tilted head is a face
+    jumpy = pts.copy()
+    jumpy[50] = pts[50].mean(0) + (pts[50] - pts[50].mean(0)) * 1.5
+    assert np.flatnonzero(implausible_frames(jumpy)["jump"]).tolist() == [50]
+    cut = pts.copy()
+    cut[40:] = pts[40:].mean(1, keepdims=True) + (pts[40:] - pts[40:].mean(1, keepdims=True)) * 1.6
+    assert not implausible_frames(cut)["jump"].any()  # a cut to a closer shot is not a jump
+
+
+def _rotate(points: np.ndarray, degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    c = points.mean(0)
+    return ((points - c) @ rot.T + c).astype(np.float32)

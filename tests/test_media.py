@@ -47,7 +47,7 @@ def test_write_read_round_trip_keeps_frames_and_audio(tmp_path: Path) -> None:
     info = media.probe_video(path)
     assert (info.width, info.height, info.fps, info.has_audio) == (64, 48, 25.0, True)
     back = media.read_audio(path)
-    assert abs(len(back) - len(audio)) < 2048  # AAC frame padding
+    assert len(back) == len(audio)  # the AAC priming and last-frame padding are dropped
     spectrum = np.abs(np.fft.rfft(back[2048:14000]))
     assert abs(np.argmax(spectrum) * 16000 / len(back[2048:14000]) - 440) < 3
 
@@ -67,3 +67,44 @@ def test_unreadable_files_raise_media_error(tmp_path: Path) -> None:
         list(media.iter_frames(bad))
     with pytest.raises(media.MediaError, match="bad.mp4"):
         media.read_audio(bad)
+
+
+def _write_m4a(path: Path, audio: np.ndarray, sr: int) -> None:
+    """AAC in an .m4a (MP4) container, as phones and ``ffmpeg -c:a aac`` write speech."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=sr)
+        stream.layout = "mono"
+        pts = 0
+        for start in range(0, len(audio), 4096):
+            chunk = np.ascontiguousarray(audio[start : start + 4096].reshape(1, -1))
+            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            frame.sample_rate, frame.pts = sr, pts
+            pts += chunk.shape[1]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("sr", [16000, 44100, 48000])
+def test_m4a_decodes_to_its_own_duration(tmp_path: Path, grid_root: Path, sr: int) -> None:
+    """An .m4a of 2.978 s used to decode to 3.008 s or more (AAC padding counted as speech), so
+    ``generate --audio`` made frames for sound that is not there."""
+    from scipy.signal import resample_poly
+
+    speech = media.read_audio(grid_root / "s1" / "bbaf2n.mpg")  # 47,648 samples = 2.978 s
+    source = speech if sr == 16000 else resample_poly(speech, sr // 100, 160).astype(np.float32)
+    path = tmp_path / "speech.m4a"
+    _write_m4a(path, source, sr)
+    with av.open(str(path)) as container:  # the container's own statement of the duration
+        stream = container.streams.audio[0]
+        declared = float(stream.duration * stream.time_base)
+    assert abs(declared - len(source) / sr) < 1e-3
+    back = media.read_audio(path)
+    assert abs(len(back) - len(speech)) <= 1, (len(back), len(speech))
+    assert round(len(back) / media.AUDIO_RATE * 25) == round(2.978 * 25) == 74
+    # nothing shifted: the decoded speech lines up with the source at lag 0
+    n = min(len(back), len(speech))
+    lags = range(-1100, 1101, 50)
+    corr = [np.dot(back[max(0, k): n + min(0, k)], speech[max(0, -k): n - max(0, k)]) for k in lags]
+    assert list(lags)[int(np.argmax(corr))] == 0

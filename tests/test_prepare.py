@@ -301,7 +301,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path, grid_root: Path)
     n_done = len(list((killed / "rows").glob("*.json")))
     assert 2 <= n_done < 6, "the run should have been stopped part-way"
     second = subprocess.run(_cli(*args, "--out", str(killed)), check=True, capture_output=True, text=True)
-    assert f"skipped {n_done}" in second.stdout + second.stderr
+    assert f"skipped {n_done} already finished" in " ".join((second.stdout + second.stderr).split())
 
     df_full, arrays_full = _dataset_snapshot(full)
     df_killed, arrays_killed = _dataset_snapshot(killed)
@@ -311,7 +311,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path, grid_root: Path)
             np.testing.assert_array_equal(value, arrays_killed[cid][key], err_msg=f"{cid}/{key}")
     # a third run has nothing to do and says so
     third = subprocess.run(_cli(*args, "--out", str(killed)), check=True, capture_output=True, text=True)
-    assert "already finished" in third.stdout + third.stderr
+    assert "already finished" in " ".join((third.stdout + third.stderr).split())
 
 
 def test_other_settings_are_refused(tmp_path: Path) -> None:
@@ -349,7 +349,7 @@ def test_exit_status_nonzero_only_when_nothing_prepared(tmp_path: Path) -> None:
 
 def test_features_command_writes_windows(tmp_path: Path, grid_root: Path) -> None:
     out = tmp_path / "f.npy"
-    subprocess.run(_cli("features", str(grid_root / "s1" / "bbaf2n.mpg"), "--backend", "mfcc", "--out",
+    subprocess.run(_cli("features", str(grid_root / "s1" / "bbaf2n.mpg"), "--features", "mfcc", "--out",
                         str(out)), check=True, capture_output=True)
     feats = np.load(out)
     # 47,648 samples = 2.978 s of audio; x 25 fps = 74.45 -> 74 frames
@@ -370,8 +370,42 @@ def test_help_is_a_tour() -> None:
         assert command in result.stdout
 
 
-def test_rerun_with_another_split_protocol_relabels_without_redoing(tmp_path: Path, grid_root: Path) -> None:
+def test_rerun_with_another_protocol_adds_a_column_and_redoes_nothing(tmp_path: Path,
+                                                                      grid_root: Path) -> None:
+    """The issue's case: a rerun with another protocol used to move every clip's ``split`` silently."""
+    from talkface.store import Dataset
+
+    out = tmp_path / "ds"
+    base = ["prepare", "grid", str(grid_root), "--speakers", "s1,s2", "--limit", "3", "--out", str(out)]
+    subprocess.run(_cli(*base), check=True, capture_output=True)  # default: speaker-independent
+    rows_before = {p.name: p.stat().st_mtime_ns for p in (out / "rows").glob("*.json")}
+    first_protocol = (out / "splits" / "speaker-independent.json").read_bytes()
+    split_before = Dataset.open(out).manifest().set_index("clip_id")["split"].to_dict()
+    assert set(split_before.values()) == {"test"}  # LipNet's unseen speakers s1 and s2
+
+    again = subprocess.run(_cli(*base, "--split", "seen"), capture_output=True, text=True, check=True)
+    text = " ".join((again.stdout + again.stderr).split())
+    assert "--split is deprecated; use --protocol" in text
+    assert "added split protocol 'seen'" in text and "no clip was redone" in text
+    assert "all 3 clips were already finished" in text
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "rows").glob("*.json")} == rows_before
+    assert (out / "splits" / "speaker-independent.json").read_bytes() == first_protocol
+    ds = Dataset.open(out)
+    m = ds.manifest().set_index("clip_id")
+    assert m["split"].to_dict() == split_before  # the default protocol's column is unchanged
+    assert m["split_speaker-independent"].to_dict() == split_before
+    from talkface.preprocess.corpora.grid import load_seen_split
+
+    rule = load_seen_split()
+    assert m["split_seen"].to_dict() == {c: rule.assign(c) for c in m.index}
+    assert ds.protocols() == ["speaker-independent", "seen"]
+    assert ds.info.protocols["seen"] == {p: sum(rule.assign(c) == p for c in m.index)
+                                         for p in ("train", "val", "test")}
+
+
+def test_run_prepare_records_the_discovered_protocol(tmp_path: Path, grid_root: Path) -> None:
     from talkface.preprocess.corpora import get_recipe
+    from talkface.store import Dataset
 
     recipe = get_recipe("grid")
     wanted = {"s1_bbaf2n", "s2_swwp2s"}
@@ -381,7 +415,184 @@ def test_rerun_with_another_split_protocol_relabels_without_redoing(tmp_path: Pa
     independent = [c for c in recipe.discover(grid_root, split="speaker-independent").clips
                    if c.clip_id in wanted]
     summary = run_prepare(independent, store, PrepareConfig())
-    assert summary.prepared == 0 and summary.skipped == 2
-    # LipNet's unseen speakers s1 and s2 are test speakers in the speaker-independent protocol
-    splits = store.read_manifest().set_index("clip_id").split.to_dict()
-    assert splits == {"s1_bbaf2n": "test", "s2_swwp2s": "test"}
+    assert summary.prepared == 0 and summary.skipped == 2 and summary.protocol.added
+    ds = Dataset.open(store.root)
+    assert ds.info.default_protocol == "seen" and ds.protocols() == ["seen", "speaker-independent"]
+    assert ds.parts("speaker-independent").test == sorted(wanted)
+    splits = ds.manifest().set_index("clip_id").split.to_dict()
+    assert splits == {c.clip_id: c.split for c in seen}
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults from the contracts issue: each reproduced first.
+
+
+def test_grid_clip_cut_to_72_percent_is_partial_video_truncated(tmp_path: Path, grid_root: Path,
+                                                                tools: ClipTools) -> None:
+    """Used to prepare ``ok`` with 55 frames and only an audio_padded_ms flag."""
+    from talkface.preprocess.corpora import get_recipe
+
+    src = get_recipe("grid").discover(grid_root).by_id()["s1_bbaf2n"]
+    data = src.source_video.read_bytes()
+    cut = tmp_path / "bbaf2n.mpg"
+    cut.write_bytes(data[: int(len(data) * 0.72)])
+    source = ClipSource(clip_id="cut72", corpus="grid", speaker="s1", split="train", source_video=cut,
+                        words=src.words, expected_duration_s=src.expected_duration_s)
+    store = DatasetStore(tmp_path / "ds")
+    row = prepare_clip(source, store, tools)
+    assert row["status"] == "partial", row
+    flag = [f for f in row["flags"].split(";") if f.startswith("video_truncated=")]
+    # the alignment ends at 74500 / 25000 = 2.98 s
+    assert flag == [f"video_truncated={row['n_frames'] / 25:.2f}/2.98s"]
+    assert 50 <= row["n_frames"] <= 58
+    assert store.load_clip("cut72")["audio_features"].shape[0] == row["n_frames"]
+
+
+def test_video_ending_well_before_its_audio_is_partial(tmp_path: Path, grid_root: Path,
+                                                       tools: ClipTools) -> None:
+    frames = media.read_video(grid_root / "s1" / "bbaf2n.mpg")[:50]  # 2.0 s of picture
+    video = tmp_path / "short_video.mp4"
+    media.write_video(video, frames, 25.0, media.read_audio(grid_root / "s1" / "bbaf2n.mpg"))  # 2.978 s
+    row, store = _prepare_one(tmp_path, tools, video)
+    assert row["status"] == "partial" and "video_truncated=2.00/2.98s" in row["flags"]
+    # a video that covers less than half of its audio fails
+    video = tmp_path / "tiny_video.mp4"
+    media.write_video(video, frames[:30], 25.0, media.read_audio(grid_root / "s1" / "bbaf2n.mpg"))
+    row, _ = _prepare_one(tmp_path, tools, video)
+    assert row["status"] == "failed" and "video truncated" in row["error"]
+
+
+def test_upside_down_clip_is_not_prepared_with_landmarks_on_the_forehead(tmp_path: Path, grid_root: Path,
+                                                                         tools: ClipTools) -> None:
+    """Used to prepare with face_ratio 0.67 and the mouth points on the forehead."""
+    video = _rewrite(grid_root / "s1" / "bbaf2n.mpg", tmp_path / "flipped.mp4", lambda f: f[:, ::-1].copy())
+    row, store = _prepare_one(tmp_path, tools, video)
+    assert row["status"] == "failed", row
+    assert "not a plausible face" in row["error"] and "upside down" in row["error"]
+    assert "rejected_faces=" in row["flags"] and not store.clip_path("flipped").exists()
+
+
+def test_implausible_landmark_frames_are_rejected_like_missing_faces(tmp_path: Path, grid_root: Path) -> None:
+    """A backend that returns a face-shaped set with the mouth above the eyes on some frames, or a jump
+    in scale on one: those frames count as no face (here: gaps short enough to be interpolated)."""
+    from talkface.preprocess.landmarks import get_landmark_backend
+
+    real = get_landmark_backend("dlib")
+
+    class Faulty:
+        name = "faulty"
+
+        def track(self, frames):
+            track = real.track(frames)
+            pts = track.points.copy()
+            centre = pts[10:12].mean(axis=1, keepdims=True)
+            pts[10:12, :, 1] = 2 * centre[..., 1] - pts[10:12, :, 1]  # mouth above the eyes
+            pts[40] = (pts[40] - pts[40].mean(0)) * 1.8 + pts[40].mean(0)  # eye distance jumps
+            track.points = pts
+            return track
+
+        def settings(self):
+            return {"backend": "faulty"}
+
+    tools = ClipTools(PrepareConfig())
+    tools.landmarks = Faulty()
+    row = prepare_clip(_source(grid_root / "s1" / "bbaf2n.mpg", "faulty"), DatasetStore(tmp_path), tools)
+    assert row["status"] == "ok" and row["face_ratio"] == pytest.approx(72 / 75)
+    assert "rejected_faces=jump:1,order:2" in row["flags"] and "interpolated_frames=3" in row["flags"]
+    clip = DatasetStore(tmp_path).load_clip("faulty")
+    assert not clip["face_found"][[10, 11, 40]].any() and clip["face_found"][:10].all()
+
+
+def test_fixture_clips_keep_their_faces(prepared_grid_all: Path) -> None:
+    """The plausibility checks reject no frame of a real clip (face ratios as before the checks)."""
+    df = DatasetStore(prepared_grid_all).read_manifest()
+    assert not df["flags"].fillna("").str.contains("rejected_faces").any()
+    ok = df[df.clip_id != "s1_lgbf8n"]
+    assert (ok.face_ratio == 1.0).all()
+    assert df.set_index("clip_id").at["s1_lgbf8n", "face_ratio"] == pytest.approx(63 / 75)
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_file_modes_follow_the_umask(tmp_path: Path, grid_root: Path, umask: int, mode: int) -> None:
+    """Every file used to be 0600 (mkstemp's mode kept by the rename)."""
+    store = DatasetStore(tmp_path / "ds")
+    old = os.umask(umask)
+    try:
+        run_prepare([_source(grid_root / "s2" / "swwp2s.mpg", "s2_swwp2s")], store, PrepareConfig())
+    finally:
+        os.umask(old)
+    for path in (store.manifest_path, store.clip_path("s2_swwp2s"), store.crop_path("s2_swwp2s"),
+                 store.row_path("s2_swwp2s"), store.info_path, store.protocol_path("custom")):
+        assert path.stat().st_mode & 0o777 == mode, path
+    assert {p.stat().st_mode & 0o777 for p in _files(store.root)} == {mode}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_cleanly_and_says_how_to_continue(tmp_path: Path, grid_root: Path, workers: int) -> None:
+    out = tmp_path / "ds"
+    args = ["prepare", "grid", str(grid_root), "--speakers", "s1", "--limit", "6", "-j", str(workers),
+            "--out", str(out)]
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list((out / "rows").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    output, _ = proc.communicate(timeout=120)
+    text = " ".join(output.split())
+    rows = sorted(p.stem for p in (out / "rows").glob("*.json"))
+    assert proc.returncode == 130, text
+    assert f"interrupted: {len(rows)} clips finished, run the same command to continue" in text
+    assert "Traceback" not in text and 2 <= len(rows) < 6
+    assert not [p for p in _files(out) if ".tmp" in p.name]  # nothing half-written
+    assert not (out / ".talkface.lock").exists()
+    df = DatasetStore(out).read_manifest()
+    assert sorted(df.clip_id) == rows and (df.status == "ok").all()
+    for cid in rows:
+        assert DatasetStore(out).clip_path(cid).exists() and DatasetStore(out).crop_path(cid).exists()
+    again = subprocess.run(_cli(*args), capture_output=True, text=True)
+    assert again.returncode == 0
+    assert f"skipped {len(rows)} already finished" in " ".join((again.stdout + again.stderr).split())
+    assert len(DatasetStore(out).read_manifest()) == 6
+
+
+def test_prepare_voxceleb_command_exists_and_prepares(tmp_path: Path, voxceleb_root: Path) -> None:
+    root = tmp_path / "vox"
+    for spk, vid in (("id00012", "21Uxsk56VDQ"), ("id10001", "1zcIwhmdeo4")):
+        (root / spk / vid).mkdir(parents=True)
+        os.symlink(voxceleb_root / "00015.mp4", root / spk / vid / "00001.mp4")
+    out = tmp_path / "ds"
+    result = subprocess.run(_cli("prepare", "voxceleb", str(root), "--out", str(out), "--protocol", "hash"),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    from talkface.store import Dataset
+
+    ds = Dataset.open(out)
+    assert ds.corpus == "voxceleb" and ds.protocols() == ["hash"]
+    assert [r.speaker for r in ds.records()] == ["id00012", "id10001"]
+    assert all(r.status == "ok" and r.n_frames == 174 for r in ds.records())
+
+
+def test_prepare_commands_come_from_the_corpus_registry() -> None:
+    from talkface.preprocess.corpora import available_recipes
+
+    result = subprocess.run(_cli("prepare", "--help"), capture_output=True, text=True, check=True)
+    for name in available_recipes():
+        assert name in result.stdout
+    for name in available_recipes():
+        helptext = subprocess.run(_cli("prepare", name, "--help"), capture_output=True, text=True, check=True)
+        flat = " ".join(helptext.stdout.split())
+        for flag in ("--out", "--protocol", "--workers", "--features", "--deepspeech-model", "--limit"):
+            assert flag in flat, (name, flag)
+
+
+def test_features_command_old_flag_names_still_work(tmp_path: Path, grid_root: Path) -> None:
+    out = tmp_path / "f.npy"
+    result = subprocess.run(_cli("features", str(grid_root / "s1" / "bbaf2n.mpg"), "--backend", "mfcc",
+                                 "--out", str(out)), capture_output=True, text=True, check=True)
+    assert "--backend is deprecated; use --features" in " ".join(result.stderr.split())
+    assert np.load(out).shape[-1] == 13

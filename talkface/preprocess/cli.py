@@ -1,46 +1,121 @@
 """CLI: ``talkface prepare <corpus>``, ``talkface inspect``, ``talkface features``, ``talkface demo``.
 
 Thin wrappers: corpus recipes live in :mod:`talkface.preprocess.corpora`, the per-clip work in
-:mod:`talkface.preprocess.pipeline`.
+:mod:`talkface.preprocess.pipeline`. One ``prepare <corpus>`` command is generated for every recipe in
+the corpus registry, with the shared options declared once (``_shared_prepare_options``) and the
+recipe's own options (``CorpusRecipe.options``) after them.
 """
 
 from __future__ import annotations
 
+import inspect as _inspect
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 prepare_app = typer.Typer(
     help=(
         "Prepare a corpus into a dataset folder: aligned 68-point landmarks, aligned face crops (mp4 with "
-        "audio), speech features at the video frame rate, manifest.parquet with splits. Resumable: run "
-        "the same command again to continue; finished clips are skipped."
+        "audio), speech features at the video frame rate, manifest.parquet with split protocols. "
+        "Resumable: run the same command again to continue; finished clips are skipped. Ctrl-C stops "
+        "with every finished clip kept. One prepare runs into a folder at a time (a lock file)."
     ),
     no_args_is_help=True,
 )
 
-_OUT = typer.Option(..., "--out", "-o", help="Dataset folder to create or resume.")
-_WORKERS = typer.Option(1, "--workers", "-j", min=1, help="Worker processes (one clip each at a time).")
-_FPS = typer.Option(25.0, "--fps", help="Target frame rate; sources at other rates are resampled.")
-_CROP = typer.Option(128, "--crop-size", help="Aligned crop size in pixels (128 or 256).")
-_FEATURES = typer.Option(
-    "logmel",
-    "--features",
-    help="Speech features: logmel (40-d), mfcc (13-d), deepspeech (29-d, needs --deepspeech-model).",
-)
-_DS_MODEL = typer.Option(
-    None, "--deepspeech-model", help="DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech)."
-)
-_DETECTOR = typer.Option("hog", "--detector", help="dlib face detector: hog (fast) or cnn (robust, slower).")
-_OVERWRITE = typer.Option(False, "--overwrite", help="Redo every clip, replacing earlier results.")
-_LIMIT = typer.Option(None, "--limit", min=1, help="Prepare only the first N clips (a quick trial).")
+
+def deprecated(old: str, new: str, meaning: str = "") -> None:
+    """One line on stderr: ``old`` still works, ``new`` is its name now."""
+    from talkface.utils.progress import console
+
+    what = f" ({meaning})" if meaning else ""
+    console.print(f"[yellow]note:[/yellow] {old} is deprecated; use {new}{what}. {old} still works.")
+
+
+def _option(name: str, annotation: Any, default: Any) -> _inspect.Parameter:
+    return _inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
+    """The options of every ``prepare <corpus>`` command, declared once (help names the protocols)."""
+    protocols = ", ".join(recipe.splits)
+    return [
+        _option("out", Path, typer.Option(
+            ..., "--out", "-o", help="Dataset folder to create, resume, or add a split protocol to.")),
+        _option("protocol", str | None, typer.Option(
+            None, "--protocol",
+            help=f"Split protocol: {protocols} (default {recipe.splits[0]}). Preparing again into the same "
+                 "--out with another protocol adds it (manifest column split_<protocol>) and redoes no "
+                 "clip.")),
+        _option("split", str | None, typer.Option(
+            None, "--split", hidden=True, help="Deprecated name of --protocol.")),
+        _option("speakers", str | None, typer.Option(
+            None, "--speakers", help="Comma-separated speakers to keep, e.g. s1,s2.")),
+        _option("workers", int, typer.Option(
+            1, "--workers", "-j", min=1, help="Worker processes (one clip each at a time).")),
+        _option("fps", float, typer.Option(
+            25.0, "--fps", help="Target frame rate; sources at other rates are resampled.")),
+        _option("crop_size", int, typer.Option(
+            128, "--crop-size", help="Aligned crop size in pixels (128 or 256).")),
+        _option("features", str, typer.Option(
+            "logmel", "--features",
+            help="Speech features: logmel (40-d), mfcc (13-d), deepspeech (29-d, needs "
+                 "--deepspeech-model).")),
+        _option("deepspeech_model", Path | None, typer.Option(
+            None, "--deepspeech-model",
+            help="DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech).")),
+        _option("detector", str, typer.Option(
+            "hog", "--detector", help="dlib face detector: hog (fast) or cnn (robust, slower).")),
+        _option("overwrite", bool, typer.Option(
+            False, "--overwrite", help="Redo every clip, replacing earlier results.")),
+        _option("limit", int | None, typer.Option(
+            None, "--limit", min=1, help="Prepare only the first N clips (a quick trial).")),
+    ]
+
+
+def _recipe_options(recipe: type) -> list[_inspect.Parameter]:
+    params = []
+    for option in recipe.options:
+        help_text = option.help + (f" One of: {', '.join(option.choices)}." if option.choices else "")
+        params.append(_option(option.param, type(option.default),
+                              typer.Option(option.default, option.flag, help=help_text)))
+    return params
+
+
+def _make_prepare_command(name: str, recipe: type) -> Callable[..., None]:
+    """``prepare <name>``: the recipe's root argument, the shared options, then the recipe's own."""
+    recipe_params = {o.param for o in recipe.options}
+
+    def command(**kwargs: Any) -> None:
+        corpus_options = {k: kwargs.pop(k) for k in list(kwargs) if k in recipe_params}
+        _run_prepare(name, corpus_options=corpus_options, **kwargs)
+
+    root = _inspect.Parameter("root", _inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
+                              default=typer.Argument(..., help=recipe.root_help))
+    command.__signature__ = _inspect.Signature(  # type: ignore[attr-defined]
+        [root, *_shared_prepare_options(recipe), *_recipe_options(recipe)])
+    command.__doc__ = (recipe.__doc__ or f"Prepare the {name} corpus.").strip().splitlines()[0]
+    command.__name__ = f"prepare_{name.replace('-', '_')}"
+    return command
+
+
+def _register_prepare_commands() -> None:
+    from talkface.preprocess.corpora import CORPORA, available_recipes
+
+    for name in available_recipes():
+        prepare_app.command(name)(_make_prepare_command(name, CORPORA.get(name)))
 
 
 def _run_prepare(
     recipe_name: str,
     root: Path,
     out: Path,
+    protocol: str | None,
     split: str | None,
+    speakers: str | None,
     workers: int,
     fps: float,
     crop_size: int,
@@ -49,15 +124,17 @@ def _run_prepare(
     detector: str,
     overwrite: bool,
     limit: int | None,
-    speakers: str | None = None,
+    corpus_options: dict[str, Any],
 ) -> None:
-    from rich.table import Table
-
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.pipeline import ClipTools, PrepareConfig, run_prepare
-    from talkface.preprocess.store import DatasetStore, SettingsMismatch
+    from talkface.preprocess.corpora import CorpusError, get_recipe
+    from talkface.preprocess.pipeline import ClipTools, PrepareConfig, PrepareInterrupted, run_prepare
+    from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
+    from talkface.utils.lock import FolderLocked
     from talkface.utils.progress import console, make_progress
 
+    if split is not None:
+        deprecated("--split", "--protocol", "in prepare it names a split protocol")
+        protocol = protocol or split
     if crop_size not in (128, 256):
         raise typer.BadParameter("crop size must be 128 or 256", param_hint="--crop-size")
     feature_options: dict = {}
@@ -74,10 +151,15 @@ def _run_prepare(
         landmark_options={"detector": detector},
         feature_backend=features,
         feature_options=feature_options,
+        corpus_options=dict(corpus_options),
     )
     recipe = get_recipe(recipe_name)
-    kwargs = {"split": split} if split else {}
-    discovery = recipe.discover(root, **kwargs)
+    try:
+        discovery = recipe.discover(root, split=protocol, **corpus_options)
+    except CorpusError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    protocol = protocol or recipe.splits[0]
     sources = discovery.clips
     if speakers:
         wanted = {s.strip() for s in speakers.split(",") if s.strip()}
@@ -96,28 +178,38 @@ def _run_prepare(
     except (FileNotFoundError, ValueError, KeyError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    settings = {"corpus": recipe_name, **tools.settings()}
-    try:
-        store.claim(settings, overwrite=overwrite)
-    except SettingsMismatch as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
 
     done_before = sum(store.is_done(s.clip_id) for s in sources) if not overwrite else 0
-    with make_progress() as progress:
-        task = progress.add_task(f"prepare {recipe_name}", total=len(sources), completed=done_before, info="")
-        counts = {"failed": 0, "done": 0}
-        import time
+    try:
+        with make_progress() as progress:
+            task = progress.add_task(f"prepare {recipe_name}", total=len(sources), completed=done_before,
+                                     info="")
+            counts = {"failed": 0, "done": 0}
+            t0 = time.perf_counter()
 
-        t0 = time.perf_counter()
+            def on_clip(row: dict) -> None:
+                counts["done"] += 1
+                counts["failed"] += row["status"] == "failed"
+                rate = counts["done"] / max(time.perf_counter() - t0, 1e-9)
+                progress.update(task, advance=1, info=f"{rate:.2f} clips/s, {counts['failed']} failed")
 
-        def on_clip(row: dict) -> None:
-            counts["done"] += 1
-            counts["failed"] += row["status"] == "failed"
-            rate = counts["done"] / max(time.perf_counter() - t0, 1e-9)
-            progress.update(task, advance=1, info=f"{rate:.2f} clips/s, {counts['failed']} failed")
+            summary = run_prepare(sources, store, config, workers=workers, overwrite=overwrite,
+                                  on_clip=on_clip, protocol=protocol, tools=tools, corpus=recipe_name)
+    except (SettingsMismatch, FolderLocked) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    except PrepareInterrupted as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(130) from None
+    _report(store, sources, summary, out)
 
-        summary = run_prepare(sources, store, config, workers=workers, overwrite=overwrite, on_clip=on_clip)
+
+def _report(store: Any, sources: list, summary: Any, out: Path) -> None:
+    """The end-of-run summary: statuses, protocol (added or not), failures, flags."""
+    from rich.table import Table
+
+    from talkface.store.dataset import PARTS, Dataset, split_column
+    from talkface.utils.progress import console
 
     manifest = store.read_manifest()
     in_run = manifest[manifest.clip_id.isin({s.clip_id for s in sources})]
@@ -134,6 +226,25 @@ def _run_prepare(
         )
     else:
         console.print(f"all {summary.skipped} clips were already finished")
+    change = summary.protocol
+    info = Dataset.open(store.root).info
+    counts = info.protocols.get(change.protocol, {})
+    parts = ", ".join(f"{p} {counts[p]}" for p in sorted(counts, key=lambda p: (p not in PARTS, PARTS.index(p)
+                                                                                if p in PARTS else 0, p)))
+    others = [p for p in info.protocols if p != change.protocol]
+    if change.added and others:
+        console.print(
+            f"added split protocol {change.protocol!r} (column {split_column(change.protocol)}; usable "
+            f"clips: {parts}) beside {', '.join(repr(p) for p in others)}, whose columns are unchanged; "
+            f"the default protocol (column split) stays {info.default_protocol!r}; no clip was redone for it"
+        )
+    else:
+        default = ", the default" if change.protocol == info.default_protocol else ""
+        console.print(f"split protocol {change.protocol!r} (column {split_column(change.protocol)}"
+                      f"{default}); usable clips: {parts}")
+    if change.moved:
+        console.print(f"[yellow]{change.moved} clips changed part within protocol "
+                      f"{change.protocol!r}[/yellow]")
     failed = in_run[in_run.status == "failed"]
     if len(failed):
         console.print(
@@ -148,46 +259,6 @@ def _run_prepare(
     console.print(f"manifest: {store.manifest_path}")
     if len(in_run) and (in_run.status != "failed").sum() == 0:
         raise typer.Exit(1)
-
-
-@prepare_app.command("grid")
-def prepare_grid(
-    root: Path = typer.Argument(..., help="GRID root: Zenodo layout (s1/*.mpg, alignments/s1/*.align) "
-                                "or the original site layout (s1/video/mpg_6000/*.mpg, s1/align/*.align)."),
-    out: Path = _OUT,
-    split: str = typer.Option("speaker-independent", "--split",
-                              help="Split protocol for the manifest: speaker-independent or seen."),
-    speakers: str = typer.Option(None, "--speakers", help="Comma-separated speakers to keep, e.g. s1,s2."),
-    workers: int = _WORKERS,
-    fps: float = _FPS,
-    crop_size: int = _CROP,
-    features: str = _FEATURES,
-    deepspeech_model: Path = _DS_MODEL,
-    detector: str = _DETECTOR,
-    overwrite: bool = _OVERWRITE,
-    limit: int = _LIMIT,
-) -> None:
-    """Prepare the GRID audio-visual corpus (Cooke et al. 2006)."""
-    _run_prepare("grid", root, out, split, workers, fps, crop_size, features, deepspeech_model, detector,
-                 overwrite, limit, speakers)
-
-
-@prepare_app.command("folder")
-def prepare_folder(
-    root: Path = typer.Argument(..., help="A folder of talking-face videos (searched recursively)."),
-    out: Path = _OUT,
-    workers: int = _WORKERS,
-    fps: float = _FPS,
-    crop_size: int = _CROP,
-    features: str = _FEATURES,
-    deepspeech_model: Path = _DS_MODEL,
-    detector: str = _DETECTOR,
-    overwrite: bool = _OVERWRITE,
-    limit: int = _LIMIT,
-) -> None:
-    """Prepare any folder of talking-face videos (VoxCeleb-style crops, your own recordings)."""
-    _run_prepare("folder", root, out, None, workers, fps, crop_size, features, deepspeech_model, detector,
-                 overwrite, limit)
 
 
 def inspect(
@@ -210,8 +281,11 @@ def inspect(
 
 def features(
     wav: Path = typer.Argument(..., help="Audio (or video) file; any sample rate, resampled to 16 kHz mono."),
-    backend: str = typer.Option("logmel", "--backend", help="logmel, mfcc or deepspeech."),
-    model: Path = typer.Option(None, "--model", help="Model file for backends that need one (deepspeech)."),
+    features: str = typer.Option(None, "--features", help="logmel (default), mfcc or deepspeech."),
+    deepspeech_model: Path = typer.Option(
+        None, "--deepspeech-model", help="DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech)."),
+    backend: str = typer.Option(None, "--backend", hidden=True, help="Deprecated name of --features."),
+    model: Path = typer.Option(None, "--model", hidden=True, help="Deprecated name of --deepspeech-model."),
     fps: float = typer.Option(25.0, "--fps", help="Video frame rate the features are aligned to."),
     n_frames: int = typer.Option(None, "--n-frames", help="Frame count T (default: round(duration x fps))."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy of shape (T, 16, D) float32."),
@@ -225,9 +299,16 @@ def features(
     from talkface.utils.progress import console
     from talkface.utils.provenance import provenance
 
-    options = {"model_path": str(model)} if model else {}
+    if backend is not None:
+        deprecated("--backend", "--features", "as in prepare")
+        features = features or backend
+    if model is not None:
+        deprecated("--model", "--deepspeech-model", "as in prepare and generate")
+        deepspeech_model = deepspeech_model or model
+    features = features or "logmel"
+    options = {"model_path": str(deepspeech_model)} if deepspeech_model else {}
     try:
-        fb = get_feature_backend(backend, **options)
+        fb = get_feature_backend(features, **options)
         audio = media.read_audio(wav, media.AUDIO_RATE)
     except (FileNotFoundError, KeyError, ValueError, TypeError, media.MediaError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -249,6 +330,9 @@ def demo(
     from talkface.preprocess.demo import run_demo
 
     run_demo(out)
+
+
+_register_prepare_commands()
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,8 @@ def run_demo(out: Path) -> None:
     from talkface.preprocess.corpora import get_recipe
     from talkface.preprocess.inspect import render_inspection
     from talkface.preprocess.pipeline import PrepareConfig, run_prepare
-    from talkface.preprocess.store import DatasetStore
+    from talkface.store.dataset import Dataset
+    from talkface.store.dataset_writer import DatasetStore
     from talkface.utils.progress import console
 
     out = Path(out)
@@ -60,8 +61,7 @@ def run_demo(out: Path) -> None:
     sources = get_recipe("folder").discover(out / "videos").clips
     store = DatasetStore(out / "prepared")
     summary = run_prepare(sources, store, PrepareConfig(), workers=1)
-    manifest = store.read_manifest()
-    row = manifest.iloc[0]
+    row = Dataset.open(store.root).records()[0]
     console.print(f"prepared {summary.prepared} clip(s): status {row.status}, {row.n_frames} frames")
     if row.status == "failed":
         console.print(f"[red]demo failed: {row.error}[/red]")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from talkface.preprocess import media
-from talkface.preprocess.store import DatasetStore
+from talkface.store.dataset import Dataset
 from talkface.utils.atomic import atomic_path
 
 # Point groups of the 68-point (iBUG) scheme, drawn in different colours so a swapped group shows.
@@ -42,21 +42,17 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, radius: int = 2) -> np
 
 
 def render_inspection(data: str | Path, clip_id: str, frame: int | None, out: str | Path) -> Path:
-    store = DatasetStore(Path(data))
-    manifest = store.read_manifest()
-    rows = manifest[manifest.clip_id == clip_id]
-    if rows.empty:
-        raise KeyError(f"clip {clip_id!r} is not in {store.manifest_path}")
-    row = rows.iloc[0]
-    if row.status == "failed":
-        raise ValueError(f"clip {clip_id} failed to prepare: {row.error}")
-    arrays = store.load_clip(clip_id)
+    ds = Dataset.open(data)
+    rec = ds.record(clip_id)
+    if rec.status == "failed":
+        raise ValueError(f"clip {clip_id} failed to prepare: {rec.error}")
+    arrays = ds.load_clip(clip_id)
     n = len(arrays["landmarks"])
     index = n // 2 if frame is None else frame
     if not 0 <= index < n:
         raise IndexError(f"frame {index} is outside 0..{n - 1}")
-    source = nth_frame(row.source_video, index, float(row.fps))
-    crop = nth_frame(store.crop_path(clip_id), index)
+    source = nth_frame(rec.source_video, index, ds.fps)
+    crop = nth_frame(ds.crop_path(clip_id), index)
     left = draw_landmarks(source, arrays["landmarks"][index], radius=2)
     scale = source.shape[0] / crop.shape[0]
     crop_big = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
@@ -64,7 +60,7 @@ def render_inspection(data: str | Path, clip_id: str, frame: int | None, out: st
     gap = np.full((source.shape[0], 8, 3), 255, np.uint8)
     body = np.concatenate([left, gap, right], axis=1)
     header = np.full((36, body.shape[1], 3), 255, np.uint8)
-    text = f"{clip_id}  frame {index}/{n - 1}  status {row.status}  crop {crop.shape[0]}px"
+    text = f"{clip_id}  frame {index}/{n - 1}  status {rec.status}  crop {ds.crop_size}px"
     cv2.putText(header, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     image = np.concatenate([header, body], axis=0)
     out = Path(out)

@@ -140,25 +140,62 @@ def read_video(path: str | os.PathLike, fps: float | None = None) -> np.ndarray:
 def read_audio(path: str | os.PathLike, sr: int = AUDIO_RATE) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at ``sr``, from an audio file or a video's audio track.
 
-    Raises :class:`MediaError` when there is no audio stream or it cannot be decoded.
+    Only the stream's own samples are returned: the codec's priming samples before the stream's start
+    and the padding of its last frame after the duration its container declares are dropped (see
+    :func:`_codec_trim`). Raises :class:`MediaError` when there is no audio stream or it cannot be
+    decoded.
     """
     container = _open(path, "audio")
     with container:
         if not container.streams.audio:
             raise MediaError(f"{path}: no audio stream")
+        stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
         chunks: list[np.ndarray] = []
+        first_pts: int | None = None
         try:
-            for frame in container.decode(container.streams.audio[0]):
+            for frame in container.decode(stream):
+                if first_pts is None and frame.pts is not None:
+                    first_pts = int(frame.pts)
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except (av.error.FFmpegError, ValueError) as exc:
             raise MediaError(f"{path}: audio decoding failed ({exc})") from exc
-    if not chunks:
-        raise MediaError(f"{path}: audio stream has no samples")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+        if not chunks:
+            raise MediaError(f"{path}: audio stream has no samples")
+        audio = np.concatenate(chunks).astype(np.float32, copy=False)
+        lead, keep = _codec_trim(container, stream, first_pts, sr)
+    audio = audio[lead:]
+    return audio[:keep] if keep is not None and keep < len(audio) else audio
+
+
+#: Containers whose declared stream duration is exact (an edit list), so samples decoded past it are
+#: the encoder's padding. Elsewhere (MPEG-PS, AVI, ...) a duration is an estimate and is not trusted.
+_EXACT_DURATION_FORMATS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "ogg")
+
+
+def _codec_trim(container, stream, first_pts: int | None, sr: int) -> tuple[int, int | None]:
+    """(samples to drop at the start, samples to keep) at rate ``sr`` for one decoded audio stream.
+
+    AAC (and other MDCT codecs) start with priming samples and end with the padding of the last
+    1024-sample frame: an .m4a holding 2.978 s of speech decodes to 3.008 s (16 kHz; more with other
+    encoders). FFmpeg's decoder already skips the priming the container marks; what remains is removed
+    with the stream's start time and duration: decoded samples before ``start_time`` (frames with
+    earlier timestamps) and after ``start_time + duration``.
+    """
+    tb = stream.time_base
+    if tb is None:
+        return 0, None
+    start = stream.start_time if stream.start_time is not None else first_pts
+    lead = 0
+    if start is not None and first_pts is not None and first_pts < start:
+        lead = int(round(float((start - first_pts) * tb) * sr))
+    names = set((container.format.name or "").split(","))
+    if stream.duration is None or not names & set(_EXACT_DURATION_FORMATS):
+        return lead, None
+    return lead, int(round(float(stream.duration * tb) * sr))
 
 
 def fit_audio_length(audio: np.ndarray, n_samples: int) -> tuple[np.ndarray, int]:

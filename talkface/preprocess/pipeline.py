@@ -1,16 +1,22 @@
 """The per-clip preparation pipeline and the parallel, resumable run over a corpus.
 
-One clip: decode (streaming) -> landmarks (detect + track) -> gap filling and zero-phase smoothing ->
-similarity alignment to the template -> audio (16 kHz mono) -> speech features at the frame rate ->
-aligned crops (second streaming decode) written as mp4 with the audio -> ``clips/<id>.npz`` -> the
-manifest row (written last: its existence marks the clip finished).
+One clip: decode (streaming) -> landmarks (detect + track; implausible faces rejected per frame) ->
+gap filling and zero-phase smoothing -> similarity alignment to the template -> audio (16 kHz mono,
+codec padding dropped) -> speech features at the frame rate -> aligned crops (second streaming decode)
+written as mp4 with the audio -> ``clips/<id>.npz`` -> the manifest row (written last: its existence
+marks the clip finished).
 
-Any failure of one clip becomes a ``failed`` row with its reason; the run goes on.
+Any failure of one clip becomes a ``failed`` row with its reason; the run goes on. The run over a
+corpus (:func:`run_prepare`) holds the folder's writer lock, claims the settings, records the split
+protocol, and on Ctrl-C stops with every finished clip kept (:class:`PrepareInterrupted`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -24,8 +30,16 @@ import numpy as np
 from talkface import __version__
 from talkface.preprocess import media
 from talkface.preprocess.corpora.base import ClipSource
-from talkface.preprocess.store import DatasetStore, words_array
+from talkface.store.dataset_writer import DatasetStore, ProtocolChange, words_array
 from talkface.utils.atomic import atomic_path
+from talkface.utils.lock import WriterLock
+
+log = logging.getLogger("talkface.prepare")
+
+#: A video that ends more than this before its audio or its word alignment is truncated.
+TRUNCATION_TOLERANCE_S = 0.2
+#: Set when the run is asked to stop (Ctrl-C in the parent, SIGTERM in a worker).
+STOP = threading.Event()
 
 
 @dataclass
@@ -43,6 +57,7 @@ class PrepareConfig:
     min_audio_ratio: float = 0.5  # audio covering less than this share of the video fails the clip
     crop_crf: int = 18
     keep_frames_max: int = 250  # frames kept between the passes (10 s at 25 fps); longer clips decode twice
+    corpus_options: dict[str, Any] = field(default_factory=dict)  # the recipe's discovery options
 
 
 @dataclass
@@ -110,6 +125,10 @@ def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> d
     except Exception as exc:  # an unexpected bug must not stop the whole run: record it loudly
         row["error"] = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
         store.remove_clip(source.clip_id)
+    if STOP.is_set():
+        # Ctrl-C or SIGTERM arrived while decoding: the decoder may have turned it into an error, so
+        # this clip's outcome is unknown. No row: the clip is redone when the run resumes.
+        raise KeyboardInterrupt
     row["flags"] = ";".join(dict.fromkeys(flags))
     store.write_row(row)
     return row
@@ -119,6 +138,7 @@ def _prepare(
     source: ClipSource, store: DatasetStore, tools: ClipTools, row: dict[str, Any], flags: list[str]
 ) -> str:
     from talkface.preprocess.alignment import align_landmarks, warp_crop
+    from talkface.preprocess.landmarks import implausible_frames
     from talkface.preprocess.landmarks.temporal import fill_gaps, smooth_landmarks
 
     cfg = tools.config
@@ -134,26 +154,42 @@ def _prepare(
     row["duration_s"] = n / cfg.fps
     if n == 0:
         raise ClipFailure("no video frames")
-    if source.words:
-        # A word alignment that runs past the decoded video means the file was cut short (a
-        # truncated MPEG-PS decodes cleanly to a shorter clip, so this is the only evidence).
-        last_end = max(end for _, end, _ in source.words)
-        if last_end > n / cfg.fps + 0.1:
-            raise ClipFailure(
-                f"video truncated: {n} frames ({n / cfg.fps:.2f} s) decoded, but its alignment runs to "
-                f"{last_end:.2f} s"
-            )
-    found = np.asarray(track.face_found, dtype=bool)
+
+    # Audio: the corpus' separate file when given, else the video's own track.
+    audio_path = source.source_audio or source.source_video
+    try:
+        audio = media.read_audio(audio_path, media.AUDIO_RATE)
+    except media.MediaError as exc:
+        raise ClipFailure(f"no usable audio: {exc}") from exc
+    truncated = _check_truncation(source, n, cfg, len(audio) / media.AUDIO_RATE)
+    if truncated:
+        flags.append(truncated)
+
+    found = np.asarray(track.face_found, dtype=bool).copy()
+    rejected = implausible_frames(track.points, found)
+    for mask in rejected.values():
+        found &= ~mask
+    n_rejected = dict(track.rejected)
+    for reason, mask in rejected.items():
+        if mask.any():
+            n_rejected[reason] = n_rejected.get(reason, 0) + int(mask.sum())
+    if n_rejected:
+        flags.append("rejected_faces=" + ",".join(f"{k}:{v}" for k, v in sorted(n_rejected.items())))
     face_ratio = float(found.mean())
     row["face_ratio"] = face_ratio
     if face_ratio < cfg.min_face_ratio:
+        why = ""
+        if n_rejected:
+            why = " (not a plausible face: " + ", ".join(f"{v} {k.replace('_', ' ')}"
+                                                         for k, v in sorted(n_rejected.items())) + ")"
         raise ClipFailure(
-            f"face found on {found.sum()} of {n} frames ({face_ratio:.0%} < {cfg.min_face_ratio:.0%})"
+            f"face found on {found.sum()} of {n} frames ({face_ratio:.0%} < {cfg.min_face_ratio:.0%}){why}"
         )
-    points = fill_gaps(track.points, found, cfg.max_gap_frames)
+    points = np.where(found[:, None, None], track.points, np.nan).astype(np.float32)
+    points = fill_gaps(points, found, cfg.max_gap_frames)
     points = smooth_landmarks(points)
     has_face = ~np.isnan(points).any(axis=(1, 2))
-    status = "ok" if has_face.all() else "partial"
+    status = "ok" if has_face.all() and not truncated else "partial"
     if not has_face.all():
         flags.append(f"no_face_frames={int((~has_face).sum())}")
         blank = np.asarray(contrast) < BLANK_FRAME_STD
@@ -163,12 +199,6 @@ def _prepare(
         flags.append(f"interpolated_frames={int((~found).sum())}")
     transforms, aligned = align_landmarks(points, cfg.crop_size)
 
-    # Audio: the corpus' separate file when given, else the video's own track.
-    audio_path = source.source_audio or source.source_video
-    try:
-        audio = media.read_audio(audio_path, media.AUDIO_RATE)
-    except media.MediaError as exc:
-        raise ClipFailure(f"no usable audio: {exc}") from exc
     n_samples = int(round(n / cfg.fps * media.AUDIO_RATE))
     if len(audio) < cfg.min_audio_ratio * n_samples:
         raise ClipFailure(
@@ -204,6 +234,26 @@ def _prepare(
 
 
 BLANK_FRAME_STD = 15.0  # grey-level standard deviation under which a frame shows no picture
+
+
+def _check_truncation(source: ClipSource, n: int, cfg: PrepareConfig, audio_s: float) -> str | None:
+    """A ``video_truncated`` flag when the video ends well before its audio or word alignment.
+
+    A cut MPEG file decodes cleanly to a shorter clip, so the other tracks are the only evidence. A
+    video covering less than ``min_audio_ratio`` of what it should fails the clip.
+    """
+    video_s = n / cfg.fps
+    expected, what = audio_s, "its audio"
+    ends = [end for _, end, _ in source.words] + ([source.expected_duration_s]
+                                                  if source.expected_duration_s else [])
+    if ends and max(ends) > expected:
+        expected, what = max(ends), "its alignment"
+    if expected - video_s <= TRUNCATION_TOLERANCE_S:
+        return None
+    message = f"video truncated: {n} frames ({video_s:.2f} s) decoded, but {what} runs to {expected:.2f} s"
+    if video_s < cfg.min_audio_ratio * expected:
+        raise ClipFailure(message)
+    return f"video_truncated={video_s:.2f}/{expected:.2f}s"
 
 
 def _measure_contrast(frames: Iterator[np.ndarray], out: list[float]) -> Iterator[np.ndarray]:
@@ -246,8 +296,22 @@ _WORKER_TOOLS: ClipTools | None = None
 _WORKER_STORE: DatasetStore | None = None
 
 
+def _stop_on_terminate(signum: int, frame: Any) -> None:
+    STOP.set()
+    raise SystemExit(143)  # unwinds through the atomic writers, which remove their temporary files
+
+
+def _stop_on_interrupt(signum: int, frame: Any) -> None:
+    STOP.set()
+    raise KeyboardInterrupt
+
+
 def _init_worker(config: PrepareConfig, root: str) -> None:
     global _WORKER_TOOLS, _WORKER_STORE
+    # Ctrl-C reaches the whole process group: the parent decides what happens, workers ignore it and
+    # are stopped with SIGTERM, which unwinds cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_on_terminate)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import torch
@@ -273,6 +337,27 @@ class RunSummary:
     failures: list[tuple[str, str]]
     seconds: float
     frames: int
+    protocol: ProtocolChange | None = None
+
+
+class PrepareInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_prepare`: ``finished`` of ``total`` clips are done and kept."""
+
+    def __init__(self, finished: int, total: int, in_run: int) -> None:
+        super().__init__(finished, total)
+        self.finished, self.total, self.in_run = finished, total, in_run
+
+    def __str__(self) -> str:
+        return (f"interrupted: {self.finished} clips finished, run the same command to continue "
+                f"({self.total - self.finished} of {self.total} left)")
+
+
+def sources_protocol(sources: Sequence[ClipSource]) -> str:
+    """The split protocol the sources were discovered with (``custom`` when they do not say)."""
+    names = {s.protocol for s in sources if s.protocol}
+    if len(names) > 1:
+        raise ValueError(f"clips of several split protocols in one run: {sorted(names)}")
+    return names.pop() if names else "custom"
 
 
 def run_prepare(
@@ -282,8 +367,41 @@ def run_prepare(
     workers: int = 1,
     overwrite: bool = False,
     on_clip: Callable[[dict[str, Any]], None] | None = None,
+    protocol: str | None = None,
+    tools: ClipTools | None = None,
+    corpus: str | None = None,
 ) -> RunSummary:
-    """Prepare every clip not already finished; rebuild the manifest; return counts and failures."""
+    """Prepare every clip not already finished; rebuild the manifest; return counts and failures.
+
+    Holds ``store``'s writer lock for the whole run (:class:`talkface.utils.lock.FolderLocked` when
+    another live process holds it), checks the settings (:class:`SettingsMismatch`), and records the
+    sources' parts under ``protocol`` (default: the protocol the recipe discovered them with), never
+    touching another protocol. Ctrl-C raises :class:`PrepareInterrupted` after the manifest is
+    rebuilt from the finished clips.
+    """
+    protocol = protocol or sources_protocol(sources)
+    tools = tools or ClipTools(config)
+    corpora = {s.corpus for s in sources}
+    corpus = corpus or (corpora.pop() if len(corpora) == 1 else "mixed")
+    with WriterLock(store.root, "prepare"):
+        store.claim({"corpus": corpus, **tools.settings()}, overwrite=overwrite)
+        removed = store.remove_temporary_files()
+        if removed:
+            log.info("removed %d temporary files left by a stopped run", removed)
+        change = store.add_protocol(protocol, {s.clip_id: s.split for s in sources})
+        return _run_clips(sources, store, config, tools, workers, overwrite, on_clip, change)
+
+
+def _run_clips(
+    sources: Sequence[ClipSource],
+    store: DatasetStore,
+    config: PrepareConfig,
+    tools: ClipTools,
+    workers: int,
+    overwrite: bool,
+    on_clip: Callable[[dict[str, Any]], None] | None,
+    change: ProtocolChange,
+) -> RunSummary:
     todo = []
     for src in sources:
         if overwrite:
@@ -293,10 +411,12 @@ def run_prepare(
     statuses: dict[str, int] = {}
     failures: list[tuple[str, str]] = []
     frames = 0
+    done_in_run = 0
     t0 = time.perf_counter()
 
     def record(row: dict[str, Any]) -> None:
-        nonlocal frames
+        nonlocal frames, done_in_run
+        done_in_run += 1
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
         if row["status"] == "failed":
             failures.append((row["clip_id"], str(row["error"]).splitlines()[0]))
@@ -304,27 +424,26 @@ def run_prepare(
         if on_clip:
             on_clip(row)
 
-    if todo and workers <= 1:
-        tools = ClipTools(config)
-        for src in todo:
-            record(prepare_clip(src, store, tools))
-    elif todo:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(config, str(store.root))
-        ) as pool:
-            pending = set()
-            queue = list(todo)
-            # Keep a bounded number of clips in flight so a stop loses little and memory stays flat.
-            while queue or pending:
-                while queue and len(pending) < 2 * workers:
-                    pending.add(pool.submit(_run_in_worker, queue.pop(0)))
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    record(fut.result())
-    store.write_manifest(split_of={s.clip_id: s.split for s in sources})
+    STOP.clear()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _stop_on_interrupt) if in_main else None
+    try:
+        if todo and workers <= 1:
+            for src in todo:
+                record(prepare_clip(src, store, tools))
+        elif todo:
+            _run_pool(todo, store, config, workers, record)
+    except KeyboardInterrupt:
+        if in_main:  # a second Ctrl-C waits for the manifest below
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        store.write_manifest()
+        finished = sum(store.is_done(s.clip_id) for s in sources)
+        raise PrepareInterrupted(finished, len(sources), done_in_run) from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        STOP.clear()
+    store.write_manifest()
     return RunSummary(
         total=len(sources),
         skipped=len(sources) - len(todo),
@@ -333,4 +452,33 @@ def run_prepare(
         failures=failures,
         seconds=time.perf_counter() - t0,
         frames=frames,
+        protocol=change,
     )
+
+
+def _run_pool(todo: list[ClipSource], store: DatasetStore, config: PrepareConfig, workers: int,
+              record: Callable[[dict[str, Any]], None]) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(config, str(store.root)))
+    try:
+        pending: set = set()
+        queue = list(todo)
+        # Keep a bounded number of clips in flight so a stop loses little and memory stays flat.
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                pending.add(pool.submit(_run_in_worker, queue.pop(0)))
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                record(fut.result())
+    except BaseException:
+        # Stop now: queued clips are dropped, clips in progress are abandoned (their atomic writes
+        # leave no partial file: SIGTERM unwinds the writers in each worker).
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

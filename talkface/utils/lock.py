@@ -20,6 +20,7 @@ from types import TracebackType
 log = logging.getLogger("talkface.lock")
 
 LOCK_NAME = ".talkface.lock"
+UNREADABLE_GRACE_S = 2.0  # a lock file may be empty for a moment between its creation and its record
 
 
 class FolderLocked(RuntimeError):
@@ -59,7 +60,7 @@ class WriterLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
-                holder = self.holder()
+                holder = self._read_holder()
                 if holder is None or self._stale(holder):
                     log.warning("taking over a stale lock %s (%s)", self.path, holder)
                     self.path.unlink(missing_ok=True)
@@ -74,6 +75,24 @@ class WriterLock:
             self._held = True
             return
         raise FolderLocked(f"could not take the lock {self.path}")
+
+    def _read_holder(self) -> dict | None:
+        """The holder's record; a file still being written by its creator gets a moment to fill.
+
+        None when it stays unreadable for ``UNREADABLE_GRACE_S`` after it was created (a writer killed
+        between creating and filling it), which counts as stale.
+        """
+        while True:
+            holder = self.holder()
+            if holder is not None:
+                return holder
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return None
+            if age > UNREADABLE_GRACE_S:
+                return None
+            time.sleep(0.05)
 
     @staticmethod
     def _stale(holder: dict) -> bool:

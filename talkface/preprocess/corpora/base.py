@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from talkface.registry import Registry, UnknownName
+
 Word = tuple[float, float, str]
 
 
@@ -36,19 +38,10 @@ class ClipSource:
     transcript: str = ""
     words: list[Word] = field(default_factory=list)  # (start_s, end_s, word); empty if unknown
     flags: list[str] = field(default_factory=list)  # e.g. "no_alignment", "alignment_mismatch"
-
-    def manifest_fields(self) -> dict[str, Any]:
-        """The manifest columns this clip fills (DatasetStore.MANIFEST_COLUMNS names)."""
-        return {
-            "clip_id": self.clip_id,
-            "corpus": self.corpus,
-            "speaker": self.speaker,
-            "split": self.split,
-            "source_video": str(self.source_video),
-            "source_audio": None if self.source_audio is None else str(self.source_audio),
-            "transcript": self.transcript,
-            "flags": ";".join(self.flags),
-        }
+    protocol: str = ""  # the split protocol ``split`` belongs to (e.g. "seen")
+    #: how long the clip should be, when the corpus says (GRID: the end of its alignment, silence
+    #: included); a video that ends well before it is truncated
+    expected_duration_s: float | None = None
 
 
 @dataclass
@@ -68,11 +61,32 @@ class Discovery:
         return [c for c in self.clips if c.split == split]
 
 
+@dataclass(frozen=True)
+class RecipeOption:
+    """A discovery option of one recipe, offered as ``--<flag>`` by its ``prepare`` command.
+
+    ``param`` is the keyword of ``discover``; the chosen value is part of the dataset's settings, so a
+    resumed run with another value is refused like any other changed setting.
+    """
+
+    flag: str
+    param: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
 class CorpusRecipe(ABC):
-    """A corpus layout: ``discover(root, split)`` lists its clips without decoding any media."""
+    """A corpus layout: ``discover(root, split)`` lists its clips without decoding any media.
+
+    Registered with ``@register_recipe(name)``; ``talkface prepare <name>`` is generated from the
+    registry: ``root_help`` documents its argument, ``options`` adds recipe-specific flags.
+    """
 
     name: str = ""
-    splits: tuple[str, ...] = ()  # split schemes this recipe accepts; the first is the default
+    splits: tuple[str, ...] = ()  # split protocols this recipe offers; the first is the default
+    root_help: str = "Corpus folder."
+    options: tuple[RecipeOption, ...] = ()
 
     @abstractmethod
     def discover(self, root: str | os.PathLike, split: str | None = None, **opts: Any) -> Discovery:
@@ -81,36 +95,68 @@ class CorpusRecipe(ABC):
     def _check_split(self, split: str | None) -> str:
         split = split or self.splits[0]
         if split not in self.splits:
-            raise CorpusError(f"{self.name}: unknown split {split!r}; choose one of {', '.join(self.splits)}")
+            raise CorpusError(f"{self.name}: unknown split protocol {split!r}; choose one of "
+                              f"{', '.join(self.splits)}")
         return split
 
+    def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
+        """Which of this recipe's protocols gave ``(clip_id, speaker, part)`` rows, if it can tell
+        (used to name the protocol of a dataset written before protocols were recorded)."""
+        return None
 
-_RECIPES: dict[str, Callable[[], CorpusRecipe]] = {}
+
+class HashSplitRecipe(CorpusRecipe):
+    """A recipe whose split protocols are seeded hashes: ``seed`` and ``fractions`` (train, val, test)."""
+
+    def discover(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        *,
+        seed: int = 0,
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        **opts: Any,
+    ) -> Discovery:
+        """List the clips under ``root``; ``fractions`` are (train, val, test) of the hash splits."""
+        if opts:
+            raise CorpusError(f"{self.name}: unknown options {sorted(opts)}")
+        split = self._check_split(split)
+        rule = rule_from_fractions(fractions, seed)
+        return self._discover(check_root(root, self.name), split, rule)
+
+    @abstractmethod
+    def _discover(self, root: Path, protocol: str, rule: HashSplitRule) -> Discovery:
+        """The clips under an existing ``root``, parts assigned by ``rule`` under ``protocol``."""
+
+
+CORPORA: Registry[type[CorpusRecipe]] = Registry("corpus recipe")
 
 
 def register_recipe(name: str) -> Callable[[type[CorpusRecipe]], type[CorpusRecipe]]:
-    """Class decorator: make a recipe available as ``get_recipe(name)``."""
+    """Class decorator: make a recipe available as ``get_recipe(name)`` and ``talkface prepare name``."""
 
     def wrap(cls: type[CorpusRecipe]) -> type[CorpusRecipe]:
         cls.name = name
-        _RECIPES[name] = cls
-        return cls
+        return CORPORA.register(name)(cls)
 
     return wrap
 
 
 def available_recipes() -> list[str]:
-    return sorted(_RECIPES)
+    import talkface.preprocess.corpora  # noqa: F401  (registers the built-in recipes)
+
+    return CORPORA.names()
 
 
 def get_recipe(name: str) -> CorpusRecipe:
     """The recipe registered under ``name`` (``grid``, ``folder``, ``voxceleb``)."""
-    # Importing the package registers the built-in recipes.
-    import talkface.preprocess.corpora  # noqa: F401
+    import talkface.preprocess.corpora  # noqa: F401  (registers the built-in recipes)
 
-    if name not in _RECIPES:
-        raise CorpusError(f"unknown corpus recipe {name!r}; available: {', '.join(available_recipes())}")
-    return _RECIPES[name]()
+    try:
+        return CORPORA.get(name)()
+    except UnknownName:
+        known = ", ".join(available_recipes())
+        raise CorpusError(f"unknown corpus recipe {name!r}; available: {known}") from None
 
 
 def check_root(root: str | os.PathLike, corpus: str) -> Path:
@@ -144,7 +190,9 @@ def natural_key(text: str) -> tuple[Any, ...]:
 
 
 def hash_fraction(clip_id: str, seed: int | str) -> float:
-    """A uniform number in [0, 1) fixed by (seed, clip_id) alone.
+    """A uniform number in [0, 1) fixed by (seed, clip_id) alone: the one hash behind every seeded
+    split in talkface (corpus split rules, and the validation fallback of
+    :meth:`talkface.store.dataset.Dataset.parts`).
 
     Depending on nothing else is what makes a hash split stable: adding or removing clips never moves
     an existing clip to another split (unlike a shuffled list cut at fixed positions).

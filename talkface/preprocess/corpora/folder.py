@@ -2,91 +2,57 @@
 
 Every video under ``root`` (recursively) is a clip. Its id is the path relative to ``root`` without
 the suffix, separators replaced by ``__`` (``spk1/a/x.mp4`` -> ``spk1__a__x``), so ids are unique and
-readable. The speaker is the first folder level (``unknown`` for videos directly in ``root``). A
-sidecar ``<name>.wav`` replaces the video's audio track; a sidecar ``<name>.txt`` is the transcript.
-Splits come from a seeded hash of the clip id, so adding videos never moves existing ones.
+readable. The speaker is the first folder level (``unknown`` for videos directly in ``root``), except
+where a folder level is a VoxCeleb identity (``id00012``): a VoxCeleb tree given to this recipe
+(``dev/mp4/id00012/<video>/00001.mp4``) gets its identities as speakers, not ``dev``. A sidecar
+``<name>.wav`` replaces the video's audio track; a sidecar ``<name>.txt`` is the transcript. Splits
+come from a seeded hash of the clip id, so adding videos never moves existing ones.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from talkface.preprocess.corpora.base import (
     ClipSource,
     CorpusError,
-    CorpusRecipe,
     Discovery,
+    HashSplitRecipe,
     HashSplitRule,
-    check_root,
-    natural_key,
     register_recipe,
-    rule_from_fractions,
 )
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm"})
-ID_SEPARATOR = "__"
-
-
-def clip_id_for(root: Path, video: Path) -> str:
-    """``a/b/c.mp4`` under ``root`` -> ``a__b__c``."""
-    rel = video.relative_to(root).with_suffix("")
-    return ID_SEPARATOR.join(rel.parts)
+from talkface.preprocess.corpora.videos import (  # noqa: F401  (re-exported: the names lived here)
+    ID_SEPARATOR,
+    VIDEO_SUFFIXES,
+    clip_id_for,
+    find_videos,
+    read_transcript,
+)
+from talkface.preprocess.corpora.voxceleb import speaker_in_path
 
 
 def speaker_for(root: Path, video: Path) -> str:
-    parts = video.relative_to(root).parts
-    return parts[0] if len(parts) > 1 else "unknown"
-
-
-def find_videos(root: Path) -> list[Path]:
-    """Every video file under ``root``, hidden folders skipped, in natural order."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for fname in filenames:
-            if not fname.startswith(".") and Path(fname).suffix.lower() in VIDEO_SUFFIXES:
-                found.append(Path(dirpath) / fname)
-    return sorted(found, key=lambda p: natural_key(str(p.relative_to(root))))
-
-
-def read_transcript(path: Path) -> str:
-    """A sidecar transcript as one line of single-spaced text."""
-    return " ".join(path.read_text(encoding="utf-8", errors="replace").split())
+    """The VoxCeleb identity folder on the path if there is one, else the first folder level."""
+    parts = video.relative_to(root).parts[:-1]
+    return speaker_in_path(parts) or (parts[0] if parts else "unknown")
 
 
 @register_recipe("folder")
-class FolderRecipe(CorpusRecipe):
+class FolderRecipe(HashSplitRecipe):
     """Any folder of videos (mp4, avi, mov, mkv, mpg, webm), recursively, split by a seeded hash."""
 
     splits = ("hash",)
+    root_help = ("A folder of talking-face videos (searched recursively); the first folder level (or a "
+                 "VoxCeleb idXXXXX level) is the speaker.")
 
-    def discover(
-        self,
-        root: str | os.PathLike,
-        split: str | None = None,
-        *,
-        seed: int = 0,
-        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        corpus: str = "folder",
-        **opts: Any,
-    ) -> Discovery:
-        """List every video under ``root``; ``fractions`` are (train, val, test) of the hash split."""
-        if opts:
-            raise CorpusError(f"folder: unknown options {sorted(opts)}")
-        self._check_split(split)
-        rule = rule_from_fractions(fractions, seed)
-        root = check_root(root, corpus)
+    def _discover(self, root: Path, protocol: str, rule: HashSplitRule) -> Discovery:
         videos = find_videos(root)
         if not videos:
             raise CorpusError(
-                f"{corpus}: no videos under {root} (looked for {', '.join(sorted(VIDEO_SUFFIXES))}, "
+                f"folder: no videos under {root} (looked for {', '.join(sorted(VIDEO_SUFFIXES))}, "
                 "recursively)"
             )
-        return self._discover_videos(root, videos, rule, corpus)
-
-    def _discover_videos(self, root: Path, videos: list[Path], rule: HashSplitRule, corpus: str) -> Discovery:
         problems: list[str] = []
         clips: list[ClipSource] = []
         seen: dict[str, Path] = {}
@@ -101,12 +67,13 @@ class FolderRecipe(CorpusRecipe):
             clips.append(
                 ClipSource(
                     clip_id=clip_id,
-                    corpus=corpus,
+                    corpus=self.name,
                     speaker=speaker_for(root, video),
                     split=rule.assign(clip_id),
                     source_video=video,
                     source_audio=wav if wav.is_file() else None,
                     transcript=read_transcript(txt) if txt.is_file() else "",
+                    protocol=protocol,
                 )
             )
         holding = {parent for v in seen.values() for parent in v.parents}
@@ -117,4 +84,3 @@ class FolderRecipe(CorpusRecipe):
                 problems.append(f"{folder.relative_to(root)}: folder holds no videos")
                 dirnames[:] = []
         return Discovery(clips=clips, problems=problems)
-

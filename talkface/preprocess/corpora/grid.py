@@ -27,6 +27,7 @@ from talkface.preprocess.corpora.base import (
     CorpusRecipe,
     Discovery,
     HashSplitRule,
+    RecipeOption,
     Word,
     check_root,
     data_manifests_dir,
@@ -180,6 +181,25 @@ class GridRecipe(CorpusRecipe):
     """GRID in the Zenodo or the original-site layout, with checked alignments and committed splits."""
 
     splits = SPLITS
+    root_help = ("GRID root: Zenodo layout (s1/*.mpg, alignments/s1/*.align) or the original site layout "
+                 "(s1/video/mpg_6000/*.mpg, s1/align/*.align).")
+    options = (
+        RecipeOption("--audio", "audio", "auto",
+                     "auto: the audio_25k wavs where present, else the video's track; video: always the "
+                     "video's own track.", ("auto", "video")),
+    )
+
+    def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
+        """``seen`` or ``speaker-independent`` when every row's part follows that protocol's rule."""
+        if not rows:
+            return None
+        seen = load_seen_split()
+        if all(part == seen.assign(clip_id) for clip_id, _, part in rows):
+            return "seen"
+        by_speaker = load_speaker_split()
+        if all(part == by_speaker.get(speaker, "unassigned") for _, speaker, part in rows):
+            return "speaker-independent"
+        return None
 
     def discover(
         self,
@@ -224,7 +244,7 @@ class GridRecipe(CorpusRecipe):
                 used_align_dirs.add(folders.align_dir.resolve())
             clips.extend(
                 self._speaker_clips(root, folders, audio, min_alignment_coverage, problems,
-                                    speaker_split, seen_rule)
+                                    speaker_split, seen_rule, split)
             )
         if SPEAKER_WITHOUT_VIDEO not in speakers and len(speakers) > len(SPEAKERS) // 2:
             problems.append("s21: not present (expected: GRID publishes no video for s21)")
@@ -249,6 +269,7 @@ class GridRecipe(CorpusRecipe):
         problems: list[str],
         speaker_split: dict[str, str],
         seen_rule: HashSplitRule | None,
+        protocol: str,
     ) -> list[ClipSource]:
         speaker = folders.speaker
         align_dir = folders.align_dir
@@ -284,21 +305,25 @@ class GridRecipe(CorpusRecipe):
             clip_id = f"{speaker}_{name}"
             flags: list[str] = []
             words: list[Word] = []
+            expected_s: float | None = None
             if folder_mismatch:
                 flags.append("alignment_mismatch")
             elif name not in align_files:
                 flags.append("no_alignment")
             else:
                 try:
-                    words = spoken_words(parse_align(align_files[name]))
+                    entries = parse_align(align_files[name])
                 except AlignmentError as err:
                     flags.append("alignment_malformed")
                     malformed.append(str(err))
                 else:
+                    words = spoken_words(entries)
                     if encode_sentence([w for _, _, w in words]) != name.lower():
                         flags.append("alignment_mismatch")
                         mismatched.append(name)
                         words = []
+                    else:  # the alignment covers the whole recording, trailing silence included
+                        expected_s = max(end for _, end, _ in entries)
             if seen_rule is not None:
                 split = seen_rule.assign(clip_id)
             else:
@@ -314,6 +339,8 @@ class GridRecipe(CorpusRecipe):
                     transcript=" ".join(w for _, _, w in words),
                     words=words,
                     flags=flags,
+                    protocol=protocol,
+                    expected_duration_s=expected_s,
                 )
             )
         if malformed:

@@ -10,27 +10,30 @@ own protocol is speaker-disjoint); ``official`` uses the release's dev/test fold
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from talkface.preprocess.corpora.base import (
     ClipSource,
     CorpusError,
-    CorpusRecipe,
     Discovery,
+    HashSplitRecipe,
     HashSplitRule,
-    check_root,
     natural_key,
     register_recipe,
-    rule_from_fractions,
 )
-from talkface.preprocess.corpora.folder import find_videos
+from talkface.preprocess.corpora.videos import ID_SEPARATOR, find_videos
 
 SPEAKER_RE = re.compile(r"^id\d{5}$")
 OFFICIAL_PARTS = {"dev": "train", "test": "test"}
 SPLITS = ("speaker-hash", "official", "hash")
+
+
+def speaker_in_path(parts: Sequence[str]) -> str | None:
+    """The VoxCeleb identity (``idXXXXX``) among folder names, the last one when several."""
+    found = [p for p in parts if SPEAKER_RE.match(p)]
+    return found[-1] if found else None
 
 
 def _holds_speakers(folder: Path) -> bool:
@@ -51,26 +54,14 @@ def _speaker_roots(root: Path) -> list[tuple[Path, str | None]]:
 
 
 @register_recipe("voxceleb")
-class VoxCelebRecipe(CorpusRecipe):
+class VoxCelebRecipe(HashSplitRecipe):
     """VoxCeleb1/2 mp4 face tracks, speaker-disjoint splits by default."""
 
     splits = SPLITS
+    root_help = ("VoxCeleb root: <root>/id00012/<video>/00001.mp4, or the VoxCeleb2 release folder with "
+                 "dev/mp4 and test/mp4.")
 
-    def discover(
-        self,
-        root: str | os.PathLike,
-        split: str | None = None,
-        *,
-        seed: int = 0,
-        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        **opts: Any,
-    ) -> Discovery:
-        """List every ``idXXXXX/<video>/<n>.mp4``; ``fractions`` are (train, val, test) for hash splits."""
-        if opts:
-            raise CorpusError(f"voxceleb: unknown options {sorted(opts)}")
-        split = self._check_split(split)
-        root = check_root(root, "voxceleb")
-        rule: HashSplitRule = rule_from_fractions(fractions, seed)
+    def _discover(self, root: Path, split: str, rule: HashSplitRule) -> Discovery:
         speaker_roots = _speaker_roots(root)
         if not speaker_roots:
             raise CorpusError(
@@ -97,7 +88,7 @@ class VoxCelebRecipe(CorpusRecipe):
                     if len(rel.parts) != 2:
                         problems.append(f"{video}: not <speaker>/<video_id>/<n>.mp4; skipped")
                         continue
-                    clip_id = "__".join((spk_dir.name, *rel.parts))
+                    clip_id = ID_SEPARATOR.join((spk_dir.name, *rel.parts))
                     if split == "official":
                         clip_split = official or "unassigned"
                     elif split == "speaker-hash":
@@ -105,7 +96,7 @@ class VoxCelebRecipe(CorpusRecipe):
                     else:
                         clip_split = rule.assign(clip_id)
                     clips.append(ClipSource(clip_id=clip_id, corpus="voxceleb", speaker=spk_dir.name,
-                                            split=clip_split, source_video=video))
+                                            split=clip_split, source_video=video, protocol=split))
         if not clips:
             raise CorpusError(f"voxceleb: speaker folders under {root} hold no <video_id>/<n>.mp4 clips")
         return Discovery(clips=clips, problems=problems)

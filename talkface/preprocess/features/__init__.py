@@ -9,6 +9,7 @@ The ``deepspeech`` backend registers itself from :mod:`talkface.preprocess.featu
 """
 
 from talkface.preprocess.features.base import (
+    FEATURE_BACKENDS,
     FeatureBackend,
     available_feature_backends,
     get_feature_backend,
@@ -17,6 +18,7 @@ from talkface.preprocess.features.base import (
 from talkface.preprocess.features.windowing import interpolate_to_frames, window_frames
 
 __all__ = [
+    "FEATURE_BACKENDS",
     "FeatureBackend",
     "available_feature_backends",
     "get_feature_backend",

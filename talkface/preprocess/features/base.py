@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from talkface.preprocess.features.windowing import interpolate_to_frames, window_frames
+from talkface.registry import Registry
 
 
 class FeatureBackend(ABC):
@@ -39,34 +40,27 @@ class FeatureBackend(ABC):
         return [self.compute(a, n, f) for a, n, f in zip(audios, n_frames, fps, strict=True)]
 
 
-_REGISTRY: dict[str, Callable[..., FeatureBackend]] = {}
-_LAZY = {"deepspeech": "talkface.preprocess.features.deepspeech"}
-
-
 Factory = Callable[..., FeatureBackend]
+
+FEATURE_BACKENDS: Registry[Factory] = Registry("feature backend")
+FEATURE_BACKENDS.register_lazy("deepspeech", "talkface.preprocess.features.deepspeech")
 
 
 def register_feature_backend(name: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    """Decorator: make a backend available as ``get_feature_backend(name)``."""
+    return FEATURE_BACKENDS.register(name)
 
 
 def available_feature_backends() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_LAZY))
+    return FEATURE_BACKENDS.names()
 
 
 def get_feature_backend(name: str, **options: Any) -> FeatureBackend:
-    """Instantiate a backend by name; options are backend-specific (e.g. ``model_path``)."""
-    if name not in _REGISTRY and name in _LAZY:
-        import importlib
+    """Instantiate a backend by name; options are backend-specific (e.g. ``model_path``).
 
-        importlib.import_module(_LAZY[name])
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown feature backend {name!r}; choose from {available_feature_backends()}")
-    return _REGISTRY[name](**options)
+    An unknown name raises ``UnknownName`` (a KeyError) listing the known ones.
+    """
+    return FEATURE_BACKENDS.get(name)(**options)
 
 
 # Built-in weight-free backends register on import.

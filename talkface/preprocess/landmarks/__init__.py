@@ -5,19 +5,25 @@
 """
 
 from talkface.preprocess.landmarks.base import (
+    LANDMARK_BACKENDS,
     LandmarkBackend,
     LandmarkTrack,
     NoFaceError,
     available_landmark_backends,
     get_landmark_backend,
+    implausible_frames,
+    plausible_face,
     register_landmark_backend,
 )
 
 __all__ = [
+    "LANDMARK_BACKENDS",
     "LandmarkBackend",
     "LandmarkTrack",
     "NoFaceError",
     "available_landmark_backends",
     "get_landmark_backend",
+    "implausible_frames",
+    "plausible_face",
     "register_landmark_backend",
 ]

@@ -32,6 +32,15 @@ from talkface.utils.provenance import sha256_file
 # are replaced by the clip's own averages as soon as a frame is detected.
 _PRIOR_BOX = (0.0, -0.22, 3.1)
 _PATCH = 24  # side of the grey patch compared between frames to notice a lost face
+#: A detection is upside down when the region turned over scores this much more than as it is.
+ORIENTATION_MARGIN = 0.5
+
+
+@dataclass
+class _Detection:
+    rect: dlib.rectangle
+    score: float
+    upsample: int
 
 
 @dataclass
@@ -71,6 +80,8 @@ class DlibBackend(LandmarkBackend):
     while tracking (1 = detect every frame, the naive loop). ``max_jump``: re-detect when tracked
     landmarks move more than this fraction of the face radius between frames. ``min_patch_corr``:
     re-detect when the face patch's correlation with the last detected one falls below this.
+    ``check_orientation``: refuse a detection whose region scores higher turned upside down (see
+    ``_upside_down``); such frames count as no face and are reported in ``LandmarkTrack.rejected``.
     """
 
     name = "dlib"
@@ -85,6 +96,7 @@ class DlibBackend(LandmarkBackend):
         roi_margin: float = 1.6,
         predictor_path: str | None = None,
         cnn_path: str | None = None,
+        check_orientation: bool = True,
     ) -> None:
         if detector not in ("hog", "cnn"):
             raise ValueError(f"detector must be 'hog' or 'cnn', not {detector!r}")
@@ -96,6 +108,7 @@ class DlibBackend(LandmarkBackend):
         self.max_jump = float(max_jump)
         self.min_patch_corr = float(min_patch_corr)
         self.roi_margin = float(roi_margin)
+        self.check_orientation = bool(check_orientation)
         self.predictor_path = str(predictor_path or dlib_model_path("shape_68"))
         self._predictor = dlib.shape_predictor(self.predictor_path)
         self.cnn_path: str | None = None
@@ -115,6 +128,7 @@ class DlibBackend(LandmarkBackend):
             "max_jump": self.max_jump,
             "min_patch_corr": self.min_patch_corr,
             "roi_margin": self.roi_margin,
+            "check_orientation": self.check_orientation,
             "predictor_model": MODEL_FILES["shape_68"],
             "predictor_sha256": sha256_file(self.predictor_path),
             "dlib_version": dlib.__version__,
@@ -130,33 +144,61 @@ class DlibBackend(LandmarkBackend):
         if self.detector_name == "cnn":
             dets = self._cnn(image, upsample)
             if len(dets) == 0:
-                return None, 0.0
+                return None, float("-inf")
             best = max(dets, key=lambda d: d.confidence)
             return best.rect, float(best.confidence)
         boxes, scores, _ = self._hog.run(image, upsample, 0)
         if len(boxes) == 0:
-            return None, 0.0
+            return None, float("-inf")
         i = int(np.argmax(scores))
         return boxes[i], float(scores[i])
 
-    def _detect_full(self, image: np.ndarray, retry_upsample: bool = True) -> dlib.rectangle | None:
-        box, _ = self._detect_boxes(image, self.upsample)
-        if box is None and retry_upsample and self.upsample == 0:
-            box, _ = self._detect_boxes(image, 1)
-        return box
+    def _detect_full(self, image: np.ndarray, retry_upsample: bool = True) -> _Detection | None:
+        box, score = self._detect_boxes(image, self.upsample)
+        if box is not None:
+            return _Detection(box, score, self.upsample)
+        if retry_upsample and self.upsample == 0:
+            box, score = self._detect_boxes(image, 1)
+            if box is not None:
+                return _Detection(box, score, 1)
+        return None
 
-    def _detect_near(self, image: np.ndarray, near: _Box) -> dlib.rectangle | None:
-        """Search only a square region around the last face: a few ms instead of the whole frame."""
+    def _roi(self, image: np.ndarray, near: _Box) -> tuple[int, int, np.ndarray] | None:
+        """The square region ``roi_margin`` times the box around ``near`` (None when under 80 px)."""
         h = near.size * self.roi_margin / 2
         H, W = image.shape[:2]
         x0, y0 = max(int(near.cx - h), 0), max(int(near.cy - h), 0)
         x1, y1 = min(int(near.cx + h), W), min(int(near.cy + h), H)
         if x1 - x0 < 80 or y1 - y0 < 80:
             return None
-        box, _ = self._detect_boxes(np.ascontiguousarray(image[y0:y1, x0:x1]), 0)
+        return x0, y0, np.ascontiguousarray(image[y0:y1, x0:x1])
+
+    def _detect_near(self, image: np.ndarray, near: _Box) -> _Detection | None:
+        """Search only a square region around the last face: a few ms instead of the whole frame."""
+        roi = self._roi(image, near)
+        if roi is None:
+            return None
+        x0, y0, patch = roi
+        box, score = self._detect_boxes(patch, 0)
         if box is None:
             return None
-        return dlib.rectangle(box.left() + x0, box.top() + y0, box.right() + x0, box.bottom() + y0)
+        rect = dlib.rectangle(box.left() + x0, box.top() + y0, box.right() + x0, box.bottom() + y0)
+        return _Detection(rect, score, 0)
+
+    def _upside_down(self, image: np.ndarray, det: _Detection) -> bool:
+        """True when the detector scores the region turned upside down higher than as it is.
+
+        The 68-point predictor always draws an upright face inside the box it is given, so an
+        upside-down face (whose box the detector may still find, with a low score) would get eyes and
+        a mouth on its forehead with a face-like geometry that no geometric check can refuse. Upright
+        faces score 1.5-2.8 as they are and at most 0.3 turned over (GRID and VoxCeleb-style
+        fixtures); an upside-down GRID face scores 0.0-0.3 as it is and 2.0-2.7 turned over.
+        """
+        roi = self._roi(image, _Box.from_rect(det.rect))
+        if roi is None:
+            return False
+        _, flipped_score = self._detect_boxes(np.ascontiguousarray(roi[2][::-1]), det.upsample)
+        return flipped_score > det.score + ORIENTATION_MARGIN
 
     def _predict(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
         shape = self._predictor(image, rect)
@@ -184,8 +226,10 @@ class DlibBackend(LandmarkBackend):
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """(68, 2) landmarks of the best-scoring face in an RGB (or grey) uint8 image, or None."""
         image = np.ascontiguousarray(image)
-        rect = self._detect_full(image)
-        return None if rect is None else self._predict(image, rect)
+        det = self._detect_full(image)
+        if det is None or (self.check_orientation and self._upside_down(image, det)):
+            return None
+        return self._predict(image, det.rect)
 
     def track(self, frames: Iterable[np.ndarray]) -> LandmarkTrack:
         """Landmarks of a frame stream: detect on some frames, track with the predictor in between."""
@@ -200,6 +244,7 @@ class DlibBackend(LandmarkBackend):
         ref_patch: np.ndarray | None = None
         since_detect = 0
         misses = 0
+        rejected: dict[str, int] = {}
 
         for frame in frames:
             image = np.ascontiguousarray(frame)
@@ -209,13 +254,16 @@ class DlibBackend(LandmarkBackend):
                 pts = self._track_one(image, last_pts, ratio_sums / max(n_ratio, 1), ref_patch)
             if pts is None:
                 did_detect = True
-                rect = self._detect_near(image, last_box) if last_box is not None else None
-                if rect is None:
+                det = self._detect_near(image, last_box) if last_box is not None else None
+                if det is None:
                     # In a no-face stretch, the costly upsampled retry runs only every detect_interval.
-                    rect = self._detect_full(image, retry_upsample=misses % self.detect_interval == 0)
-                if rect is not None:
-                    pts = self._predict(image, rect)
-                    box = _Box.from_rect(rect)
+                    det = self._detect_full(image, retry_upsample=misses % self.detect_interval == 0)
+                if det is not None and self.check_orientation and self._upside_down(image, det):
+                    rejected["upside_down"] = rejected.get("upside_down", 0) + 1
+                    det = None
+                if det is not None:
+                    pts = self._predict(image, det.rect)
+                    box = _Box.from_rect(det.rect)
                     mx, my, r = _stats(pts)
                     ratio_sums += ((box.cx - mx) / r, (box.cy - my) / r, box.size / r)
                     n_ratio += 1
@@ -238,7 +286,8 @@ class DlibBackend(LandmarkBackend):
         n = len(pts_out)
         points = np.stack(pts_out) if n else np.zeros((0, 68, 2), np.float32)
         return LandmarkTrack(
-            points=points, face_found=np.array(found, bool), detected=np.array(detected, bool)
+            points=points, face_found=np.array(found, bool), detected=np.array(detected, bool),
+            rejected=rejected,
         )
 
     def _track_one(
