@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import talkface.preprocess.corpora.lrs as lrs  # noqa: F401  (registers the recipe)
+import talkface.preprocess.corpora.lrs as lrs
 from talkface.preprocess.corpora import CorpusError, get_recipe
 
 LRS2_MAIN = {  # id/utt -> transcript first line
@@ -160,9 +160,7 @@ def test_bad_input_is_one_sentence(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> list[str]:
-    code = ("import sys, talkface.preprocess.corpora.lrs; from talkface.cli import main; "
-            "sys.argv = ['talkface', *sys.argv[1:]]; main()")
-    return [sys.executable, "-c", code, *args]
+    return [sys.executable, "-m", "talkface.cli", *args]
 
 
 def test_cli_prepares_an_lrs3_test_clip(tmp_path: Path, grid_root: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import talkface.preprocess.corpora.tcd_timit as tcd  # noqa: F401  (registers the recipe)
+import talkface.preprocess.corpora.tcd_timit as tcd
 from talkface.preprocess.corpora import CorpusError, get_recipe
 from talkface.preprocess.corpora.base import data_manifests_dir
 
@@ -242,10 +242,7 @@ def _reencode_2997(src: Path, dst: Path) -> int:
 
 
 def _cli(*args: str) -> list[str]:
-    """The talkface CLI with this recipe imported first (until the corpora package imports it)."""
-    code = ("import sys, talkface.preprocess.corpora.tcd_timit; from talkface.cli import main; "
-            "sys.argv = ['talkface', *sys.argv[1:]]; main()")
-    return [sys.executable, "-c", code, *args]
+    return [sys.executable, "-m", "talkface.cli", *args]
 
 
 def _opening_energy(ds, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
