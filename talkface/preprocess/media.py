@@ -1,14 +1,17 @@
 """Video and audio I/O with PyAV (bundled FFmpeg: no system ffmpeg needed).
 
 Video is decoded as a stream of frames, never held whole in memory, and resampled to a target frame
-rate by nearest source frame in time. Audio comes out as mono float32 at a requested rate.
+rate by nearest source frame in time. Frames come out upright: a display matrix (phone and in-the-wild
+video: the side data FFmpeg reads from an mp4/mov ``tkhd`` matrix, or an old ``rotate`` tag) is
+applied as ``ffmpeg``'s autorotate applies it (see :func:`display_transform`). Audio comes out as mono
+float32 at a requested rate.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +35,9 @@ class VideoInfo:
     n_frames: int | None  # from the container header; may be missing or wrong
     duration_s: float | None
     has_audio: bool
+    #: the display rotation applied on decode, degrees counterclockwise (0, 90, 180, 270); width and
+    #: height above are the upright frame's
+    rotation: int = 0
 
 
 def _open(path: str | os.PathLike, what: str) -> av.container.InputContainer:
@@ -54,13 +60,18 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                 duration = float(vs.duration * vs.time_base)
             elif container.duration is not None:
                 duration = container.duration / av.time_base
+            width, height = vs.codec_context.width, vs.codec_context.height
+            rotation = _first_frame_orientation(container, vs)
+            if rotation.transposes:
+                width, height = height, width
             return VideoInfo(
-                width=vs.codec_context.width,
-                height=vs.codec_context.height,
+                width=width,
+                height=height,
                 fps=float(rate),
                 n_frames=vs.frames or None,
                 duration_s=duration,
                 has_audio=bool(container.streams.audio),
+                rotation=rotation.degrees,
             )
     except MediaError:
         raise
@@ -68,10 +79,12 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise MediaError(f"{path}: cannot open video ({exc})") from exc
 
 
-def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, fps: float | None = None, upright: bool = True) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3). With ``fps``, resample to that rate by nearest frame in time.
 
-    A file that breaks part-way raises :class:`MediaError` after the frames that decoded.
+    ``upright``: apply the stream's display matrix (rotation / flip) as a player would; False gives
+    the frames as stored. A file that breaks part-way raises :class:`MediaError` after the frames
+    that decoded.
     """
     container = _open(path, "video")
     with container:
@@ -80,23 +93,150 @@ def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[n
         vs = container.streams.video[0]
         vs.thread_type = "SLICE"
         src_fps = float(vs.average_rate or vs.guessed_rate or 25)
-        frames = _decode(container, vs, path)
+        frames = _decode(container, vs, path, upright)
         if fps is None or math.isclose(fps, src_fps, rel_tol=1e-3):
             yield from frames
         else:
             yield from _resample(frames, src_fps, fps)
 
 
-def _decode(container: av.container.InputContainer, vs, path) -> Iterator[np.ndarray]:
+def _decode(container: av.container.InputContainer, vs, path, upright: bool = True) -> Iterator[np.ndarray]:
     n = 0
+    tag = _rotate_tag(vs)
     try:
         for frame in container.decode(vs):
             n += 1
-            yield _to_rgb(frame)
+            rgb = _to_rgb(frame)
+            if upright:
+                orient = _frame_orientation(frame, tag)
+                if not orient.identity:
+                    rgb = orient.apply(rgb)
+            yield rgb
     except (av.error.FFmpegError, ValueError) as exc:
         raise MediaError(f"{path}: decoding failed after {n} frames ({exc})") from exc
     if n == 0:
         raise MediaError(f"{path}: no decodable video frames")
+
+
+# --------------------------------------------------------------------------------------------------
+# Display orientation.
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a stored frame is turned to be shown upright: a counterclockwise turn, then a flip.
+
+    ``turns``: quarter turns counterclockwise (0-3, as ``np.rot90`` counts them on an image whose y
+    axis points down); ``flip``: then mirror top-bottom (``vflip``) or left-right (``hflip``).
+    """
+
+    turns: int = 0
+    flip: str | None = None  # None, "v" or "h"
+
+    @property
+    def identity(self) -> bool:
+        return self.turns % 4 == 0 and self.flip is None
+
+    @property
+    def transposes(self) -> bool:
+        return self.turns % 2 == 1
+
+    @property
+    def degrees(self) -> int:
+        return (90 * self.turns) % 360
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        out = np.rot90(image, self.turns) if self.turns % 4 else image
+        if self.flip == "v":
+            out = out[::-1]
+        elif self.flip == "h":
+            out = out[:, ::-1]
+        return np.ascontiguousarray(out)
+
+
+UPRIGHT = Orientation()
+
+
+def display_transform(matrix: Sequence[int]) -> Orientation:
+    """The :class:`Orientation` FFmpeg's autorotate applies for a 3x3 display matrix (16.16 fixed point).
+
+    As ``fftools/ffmpeg_filter.c``: theta = -round(rotation of the matrix), normalised to [0, 360);
+    90 -> ``transpose=clock`` (``cclock_flip`` when matrix[3] > 0), 180 -> ``hflip`` when matrix[0] <
+    0 then ``vflip`` when matrix[4] < 0, 270 -> ``transpose=cclock`` (``clock_flip`` when matrix[3] <
+    0), 0 -> ``vflip`` when matrix[4] < 0. Other angles raise :class:`MediaError` (FFmpeg rotates by
+    them with a crop; talking-face corpora never carry them).
+    """
+    m = [float(v) / 65536.0 for v in matrix[:9]]
+    sx, sy = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if sx == 0.0 or sy == 0.0:
+        return UPRIGHT  # a degenerate matrix: FFmpeg ignores it too
+    rotation = -math.degrees(math.atan2(m[1] / sy, m[0] / sx))  # av_display_rotation_get
+    theta = -round(rotation)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    a, d, c = matrix[0], matrix[4], matrix[3]
+    if abs(theta - 90) < 1.0:  # clockwise quarter turn (np.rot90 k=-1 = 3); cclock_flip = transpose
+        return Orientation(1, "v") if c > 0 else Orientation(3)
+    if abs(theta - 180) < 1.0:
+        if a < 0 and d < 0:
+            return Orientation(2)
+        return Orientation(0, "h") if a < 0 else Orientation(0, "v") if d < 0 else UPRIGHT
+    if abs(theta - 270) < 1.0:  # counterclockwise quarter turn; clock_flip = clockwise then vflip
+        return Orientation(3, "v") if c < 0 else Orientation(1)
+    if abs(theta) < 1.0 or abs(theta - 360) < 1.0:
+        return Orientation(0, "v") if d < 0 else UPRIGHT
+    raise MediaError(f"display rotation of {theta:.0f} degrees is not a multiple of 90; not supported")
+
+
+def _rotate_tag(vs) -> Orientation | None:
+    """The stream's old-style ``rotate`` tag (degrees clockwise), for demuxers that keep it as a tag."""
+    value = (vs.metadata or {}).get("rotate")
+    if value is None:
+        return None
+    try:
+        clockwise = int(round(float(value)))
+    except ValueError:
+        return None
+    if clockwise % 90:
+        raise MediaError(f"rotate tag of {clockwise} degrees is not a multiple of 90; not supported")
+    return Orientation((-clockwise // 90) % 4)
+
+
+def _frame_orientation(frame: av.VideoFrame, tag: Orientation | None = None) -> Orientation:
+    """The orientation of one decoded frame: its display-matrix side data, else the stream's tag."""
+    matrix = frame.side_data.get("DISPLAYMATRIX") if frame.side_data else None
+    if matrix is not None:
+        return _matrix_orientation(bytes(matrix))
+    return tag or UPRIGHT
+
+
+_ORIENTATION_CACHE: dict[bytes, Orientation] = {}
+
+
+def _matrix_orientation(raw: bytes) -> Orientation:
+    found = _ORIENTATION_CACHE.get(raw)
+    if found is None:
+        found = display_transform(np.frombuffer(raw[:36], dtype="<i4").tolist())
+        _ORIENTATION_CACHE[raw] = found
+    return found
+
+
+def _first_frame_orientation(container: av.container.InputContainer, vs) -> Orientation:
+    """Orientation from the first decoded frame (FFmpeg attaches the stream's matrix to each frame)."""
+    tag = _rotate_tag(vs)
+    try:
+        for frame in container.decode(vs):
+            return _frame_orientation(frame, tag)
+    except (av.error.FFmpegError, ValueError):
+        pass
+    return tag or UPRIGHT
+
+
+def video_orientation(path: str | os.PathLike) -> Orientation:
+    """How ``path``'s frames are turned upright on decode (:data:`UPRIGHT` for most files)."""
+    with _open(path, "video") as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        return _first_frame_orientation(container, container.streams.video[0])
 
 
 # BT.601 limited-range YUV 4:2:0 (what FFmpeg assumes for untagged SD and most web video) converts
@@ -132,9 +272,9 @@ def _resample(frames: Iterable[np.ndarray], src_fps: float, dst_fps: float) -> I
         return
 
 
-def read_video(path: str | os.PathLike, fps: float | None = None) -> np.ndarray:
+def read_video(path: str | os.PathLike, fps: float | None = None, upright: bool = True) -> np.ndarray:
     """All frames as one (T, H, W, 3) array: for short clips and tests only."""
-    return np.stack(list(iter_frames(path, fps)))
+    return np.stack(list(iter_frames(path, fps, upright=upright)))
 
 
 def read_audio(path: str | os.PathLike, sr: int = AUDIO_RATE) -> np.ndarray:

@@ -142,6 +142,11 @@ def _prepare(
     from talkface.preprocess.landmarks.temporal import fill_gaps, smooth_landmarks
 
     cfg = tools.config
+    # Frames are decoded upright (the display matrix of phone / in-the-wild video is applied);
+    # landmarks are in the upright frame's pixels. The turn is recorded on the clip.
+    orientation = media.video_orientation(source.source_video)
+    if not orientation.identity:
+        flags.append(f"rotated={orientation.degrees}" + (f"_{orientation.flip}flip" if orientation.flip else ""))
     # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
     # file would otherwise give a silently shorter clip).
     contrast: list[float] = []
