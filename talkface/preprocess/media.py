@@ -79,7 +79,9 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise MediaError(f"{path}: cannot open video ({exc})") from exc
 
 
-def iter_frames(path: str | os.PathLike, fps: float | None = None, upright: bool = True) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | os.PathLike, fps: float | None = None, upright: bool = True
+) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3). With ``fps``, resample to that rate by nearest frame in time.
 
     ``upright``: apply the stream's display matrix (rotation / flip) as a player would; False gives

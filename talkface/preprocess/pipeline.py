@@ -146,7 +146,8 @@ def _prepare(
     # landmarks are in the upright frame's pixels. The turn is recorded on the clip.
     orientation = media.video_orientation(source.source_video)
     if not orientation.identity:
-        flags.append(f"rotated={orientation.degrees}" + (f"_{orientation.flip}flip" if orientation.flip else ""))
+        flip = f"_{orientation.flip}flip" if orientation.flip else ""
+        flags.append(f"rotated={orientation.degrees}{flip}")
     # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
     # file would otherwise give a silently shorter clip).
     contrast: list[float] = []
