@@ -116,23 +116,27 @@ def sobel_vertical_edges(gray: np.ndarray) -> np.ndarray:
 def _walk_lengths(ok: np.ndarray, start: np.ndarray, step: int) -> np.ndarray:
     """Steps a walk takes from flat positions ``start`` while ``ok`` allows the next step, at most
     ``MAX_WALK``. ``ok[q]`` (rightward, ``step`` +1) or ``ok[q - 1]`` (leftward, ``step`` -1) says
-    whether q -> q + step continues the monotone run. All walks advance together; the loop runs for the
-    longest walk's steps (at most 100), never over pixels."""
+    whether q -> q + step continues the monotone run. All walks advance together (a loop over steps,
+    never over pixels); the last few long walks finish one by one on a slice of ``ok``."""
     taken = np.zeros(start.size, dtype=np.int64)
     active = np.arange(start.size)
     pos = start.copy()
     look = 0 if step > 0 else -1
     for _ in range(MAX_WALK):
+        if active.size <= 8:
+            break
         go = ok[pos[active] + look]
         active = active[go]
-        if active.size == 0:
-            break
         taken[active] += 1
         pos[active] += step
+    for k in active:  # at most 8 walks left: find where each run ends
+        p, rem = int(pos[k]), MAX_WALK - int(taken[k])
+        seg = ok[p : p + rem] if step > 0 else ok[max(p - rem, 0) : p][::-1]
+        taken[k] += int(np.argmin(seg)) if not seg.all() else seg.size
     return taken
 
 
-def _side_widths(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, rising: np.ndarray) -> np.ndarray:
+def _side_widths(img: np.ndarray, idx: np.ndarray, rising: np.ndarray) -> np.ndarray:
     """Marziliano width at each edge pixel: 1 + steps left (from c-1) + 1 + steps right (from c+1),
     each walk at most 100 steps, strictly monotone; a rising edge walks down to the left and up to the
     right, a falling edge the reverse."""
@@ -141,7 +145,7 @@ def _side_widths(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, rising: np
     np.greater(img[:, 1:], img[:, :-1], out=ok[0, :, :-1])
     np.less(img[:, 1:], img[:, :-1], out=ok[1, :, :-1])
     ok = ok.ravel()  # the last column of each row stays False: no walk crosses a row end
-    flat = rows * w + cols + np.where(rising, 0, h * w)  # pick the rising or the falling map
+    flat = idx + np.where(rising, 0, h * w)  # pick the rising or the falling map
     left = _walk_lengths(ok, flat - 1, -1)
     right = _walk_lengths(ok, flat + 1, +1)
     return (left + 1 + right + 1).astype(np.float64)
@@ -155,20 +159,21 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"CPBD variant must be one of {VARIANTS}, not {variant!r}")
 
 
-def _measure(img: np.ndarray, edges: np.ndarray, grad_x: np.ndarray, grad_y: np.ndarray, rnd):
-    """Rows, columns and Marziliano widths of the interior edge pixels at 0 or 180 degrees."""
-    edges = edges.copy()
-    edges[[0, -1], :] = False
-    edges[:, [0, -1]] = False
-    rows, cols = np.nonzero(edges)
-    gx, gy = grad_x(rows, cols), grad_y(rows, cols)
+def _measure(img: np.ndarray, idx: np.ndarray, grad_at, rnd):
+    """Rows, columns and Marziliano widths of the interior edge pixels (flat indices ``idx``) whose
+    quantised gradient angle is 0 or 180 degrees; ``grad_at(idx)`` gives (gx, gy) there."""
+    h, w = img.shape
+    r, c = np.divmod(idx, w)
+    idx = idx[(r > 0) & (r < h - 1) & (c > 0) & (c < w - 1)]
+    gx, gy = grad_at(idx)
     with np.errstate(invalid="ignore", divide="ignore"):
         angle = np.where(gx != 0, np.arctan2(gy, gx) * (180 / np.pi), 0.0)
     quant = 45 * rnd(angle / 45)
     rising = quant == 0  # intensity increases left to right
     keep = rising | (np.abs(quant) == 180)
-    rows, cols, rising = rows[keep], cols[keep], rising[keep]
-    return rows, cols, _side_widths(img, rows, cols, rising)
+    idx, rising = idx[keep], rising[keep]
+    rows, cols = np.divmod(idx, w)
+    return rows, cols, _side_widths(img, idx, rising)
 
 
 def _exact_u8(gray: np.ndarray) -> np.ndarray:
@@ -194,17 +199,18 @@ def measured_edges(gray: np.ndarray, variant: str = "matlab") -> tuple[np.ndarra
         # The port measures nothing when atan2(gy, gx) (0 where gx == 0) is zero everywhere.
         if not np.any((grad_x < 0) | ((grad_x > 0) & (grad_y != 0))):
             return empty, empty, np.zeros(0)
+        gxf, gyf = grad_x.ravel(), grad_y.ravel()
         return _measure(
-            img, sobel_vertical_edges(img), lambda r, c: grad_x[r, c], lambda r, c: grad_y[r, c], np.round
+            img, np.flatnonzero(sobel_vertical_edges(img)), lambda i: (gxf[i], gyf[i]), np.round
         )
     # MATLAB: gradient() central differences at interior pixels (the only ones measured).
-    return _measure(
-        img,
-        matlab_edge.sobel_edges(_exact_u8(gray), MATLAB_SOBEL_THRESHOLD),
-        lambda r, c: (img[r, c + 1] - img[r, c - 1]) / 2,
-        lambda r, c: (img[r + 1, c] - img[r - 1, c]) / 2,
-        matlab_edge.matlab_round,
-    )
+    flat = img.ravel()
+
+    def central(i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (flat[i + 1] - flat[i - 1]) / 2, (flat[i + w] - flat[i - w]) / 2
+
+    idx = matlab_edge.sobel_edge_indices(_exact_u8(gray), MATLAB_SOBEL_THRESHOLD)
+    return _measure(img, idx, central, matlab_edge.matlab_round)
 
 
 def edge_widths(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
@@ -238,10 +244,14 @@ def pblur_values(gray: np.ndarray, variant: str = "matlab") -> np.ndarray:
     rows, cols, wid = rows[inside], cols[inside], wid[inside]
     if rows.size == 0:
         return np.zeros(0)
-    canny_count = block_edges(img, variant)[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3))
-    is_edge_block = canny_count > BLOCK * BLOCK * EDGE_BLOCK_SHARE
-    blocks = img[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK)
-    contrast = (blocks.max(axis=(1, 3)) - blocks.min(axis=(1, 3))).astype(np.int64)
+    er, ec = np.divmod(np.flatnonzero(block_edges(img, variant)), w)
+    inner = (er < hh) & (ec < ww)
+    canny_count = np.bincount((er[inner] // BLOCK) * nbx + ec[inner] // BLOCK, minlength=nby * nbx)
+    is_edge_block = (canny_count > BLOCK * BLOCK * EDGE_BLOCK_SHARE).reshape(nby, nbx)
+    src = np.asarray(gray)
+    blocks = (src if src.dtype == np.uint8 else img)[:hh, :ww].reshape(nby, BLOCK, nbx, BLOCK)
+    # int(max - min), as both references index w_JNB with it
+    contrast = (blocks.max(axis=(1, 3)).astype(np.float64) - blocks.min(axis=(1, 3))).astype(np.int64)
     w_jnb = np.where(contrast <= CONTRAST_SPLIT, 5.0, 3.0)
     by, bx = rows // BLOCK, cols // BLOCK
     sel = is_edge_block[by, bx]

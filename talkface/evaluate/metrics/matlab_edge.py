@@ -95,8 +95,8 @@ def _convolve_1d(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- Sobel
 
 
-def sobel_edges(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical") -> np.ndarray:
-    """MATLAB ``edge(I, 'sobel', thresh, 'vertical')`` on a 2-D image (bool map); see the module doc."""
+def sobel_edge_indices(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical") -> np.ndarray:
+    """Flat (row-major) indices of MATLAB ``edge(I, 'sobel', thresh, 'vertical')`` edge pixels."""
     if direction != "vertical":
         raise ValueError("only direction='vertical' (what CPBD uses) is implemented")
     img = np.asarray(gray)
@@ -112,10 +112,9 @@ def sobel_edges(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertica
         limit = thresh * thresh
     b = np.square(bx, dtype=np.int32) if bx.dtype == np.int16 else bx * bx
     h, w = b.shape
-    out = np.zeros(h * w, dtype=bool)
     idx = np.flatnonzero(b > limit)  # only strong pixels can be edges: compare those with neighbours
     if idx.size == 0:
-        return out.reshape(h, w)
+        return idx
     r, c = np.divmod(idx, w)
     pad = np.pad(b, 1).ravel()  # neighbours outside the image count as 0
     pw = w + 2
@@ -124,8 +123,15 @@ def sobel_edges(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertica
     along_col = (pad[p - pw] <= v) & (v > pad[p + pw])
     along_row = (pad[p - 1] <= v) & (v > pad[p + 1])
     along_row &= np.abs(bx.ravel()[idx]) >= np.abs(by.ravel()[idx])
-    out[idx[along_col | along_row]] = True
-    return out.reshape(h, w)
+    return idx[along_col | along_row]
+
+
+def sobel_edges(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical") -> np.ndarray:
+    """MATLAB ``edge(I, 'sobel', thresh, 'vertical')`` on a 2-D image (bool map); see the module doc."""
+    shape = np.shape(gray)
+    out = np.zeros(shape[0] * shape[1], dtype=bool)
+    out[sobel_edge_indices(gray, thresh, direction)] = True
+    return out.reshape(shape)
 
 
 # --------------------------------------------------------------------------------------------- Canny
@@ -182,36 +188,36 @@ def canny_thresholds(mag: np.ndarray) -> tuple[float, float]:
 
 
 def _suppress(dx: np.ndarray, dy: np.ndarray, mag: np.ndarray, low: float) -> np.ndarray:
-    """Non-maximum suppression of the pixels above ``low`` (interior pixels only); bool map.
+    """Non-maximum suppression of the candidates above ``low`` (interior pixels only); bool map.
 
     MATLAB's four direction sectors, in closed form: a gradient more horizontal than vertical (or
     diagonal with dx, dy of the same sign) is compared along the row, otherwise along the column; the
     interpolation weight is d = min(|dx|, |dy|) / max(|dx|, |dy|) (= |dy/dx| or |dx/dy| as MATLAB
     writes it) and the diagonal partner lies on the side the gradient points to: on each side the
     magnitude is m[straight] (1 - d) + m[diagonal] d, and the pixel is kept when its magnitude is >=
-    both sides. Whole-image arrays (faster here than gathering the candidates).
+    both sides.
     """
     h, w = mag.shape
-    p = np.pad(mag, 1)
-
-    def at(r: int, c: int) -> np.ndarray:
-        return p[1 + r : 1 + r + h, 1 + c : 1 + c + w]
-
-    ax, ay = np.abs(dx), np.abs(dy)
-    same = (dx * dy) > 0
+    keep = np.zeros(h * w, dtype=bool)
+    cand = mag > low  # low > 0, so every candidate has a non-zero gradient
+    cand[[0, -1], :] = False
+    cand[:, [0, -1]] = False
+    idx = np.flatnonzero(cand)
+    if idx.size == 0:
+        return keep.reshape(h, w)
+    flat = mag.ravel()
+    ix, iy, m = dx.ravel()[idx], dy.ravel()[idx], flat[idx]
+    ax, ay = np.abs(ix), np.abs(iy)
+    same = (ix * iy) > 0
     along_row = (ax > ay) | ((ax == ay) & same)
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 only where mag = 0 <= low
-        d = np.minimum(ax, ay) / np.maximum(ax, ay)
+    d = np.minimum(ax, ay) / np.maximum(ax, ay)
+    straight = np.where(along_row, 1, -w)  # (0, +1) or (-1, 0); the other side is its negative
+    diagonal = np.where(along_row, np.where(same, w + 1, 1 - w), np.where(same, -w - 1, 1 - w))
     e = 1 - d
-    up_right, down_left = at(-1, 1), at(1, -1)
-    diag_one = np.where(same, np.where(along_row, at(1, 1), at(-1, -1)), up_right)
-    diag_two = np.where(same, np.where(along_row, at(-1, -1), at(1, 1)), down_left)
-    one = np.where(along_row, at(0, 1), at(-1, 0)) * e + diag_one * d
-    two = np.where(along_row, at(0, -1), at(1, 0)) * e + diag_two * d
-    keep = (mag > low) & (mag >= one) & (mag >= two)
-    keep[[0, -1], :] = False
-    keep[:, [0, -1]] = False
-    return keep
+    one = flat[idx + straight] * e + flat[idx + diagonal] * d
+    two = flat[idx - straight] * e + flat[idx - diagonal] * d
+    keep[idx[(m >= one) & (m >= two)]] = True
+    return keep.reshape(h, w)
 
 
 def canny_edges(gray: np.ndarray, sigma: float = CANNY_SIGMA, legacy: bool = False) -> np.ndarray:
