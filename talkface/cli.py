@@ -5,10 +5,13 @@ from __future__ import annotations
 import typer
 
 from talkface import __version__
+from talkface.demo import cli as demo_cli
 from talkface.evaluate import cli as evaluate_cli
 from talkface.generation import cli as generation_cli
+from talkface.leaderboard import cli as leaderboard_cli
 from talkface.models import cli as models_cli
 from talkface.preprocess import cli as preprocess_cli
+from talkface.study import cli as study_cli
 
 app = typer.Typer(
     name="talkface",
@@ -45,6 +48,9 @@ preprocess_cli.register(app)
 models_cli.register(app)
 generation_cli.register(app)
 evaluate_cli.register(app)
+leaderboard_cli.register(app)
+study_cli.register(app)
+demo_cli.register(app)  # after preprocess_cli: replaces its old `demo` while that is still registered
 
 
 def main() -> None:
