@@ -91,10 +91,10 @@ class ClipFailure(RuntimeError):
     """A clip that cannot be prepared; the message is recorded in the manifest."""
 
 
-def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> dict[str, Any]:
-    """Prepare one clip into ``store`` and return its manifest row (never raises for bad input)."""
+def _initial_row(source: ClipSource, tools: ClipTools) -> dict[str, Any]:
+    """A clip's manifest row before any work: ``failed`` until the clip is prepared."""
     cfg = tools.config
-    row: dict[str, Any] = {
+    return {
         "clip_id": source.clip_id,
         "corpus": source.corpus,
         "speaker": source.speaker,
@@ -115,6 +115,20 @@ def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> d
         "crop_size": cfg.crop_size,
         "talkface_version": __version__,
     }
+
+
+def failure_row(source: ClipSource, store: DatasetStore, tools: ClipTools, error: str) -> dict[str, Any]:
+    """Record ``source`` as ``failed`` with ``error`` (a worker that died: the clip's files are removed)."""
+    row = _initial_row(source, tools)
+    row["error"] = error
+    store.remove_clip(source.clip_id)
+    store.write_row(row)
+    return row
+
+
+def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> dict[str, Any]:
+    """Prepare one clip into ``store`` and return its manifest row (never raises for bad input)."""
+    row = _initial_row(source, tools)
     flags = list(source.flags)
     try:
         status = _prepare(source, store, tools, row, flags)
@@ -179,6 +193,14 @@ def _prepare(
     for reason, mask in rejected.items():
         if mask.any():
             n_rejected[reason] = n_rejected.get(reason, 0) + int(mask.sum())
+    info = getattr(track, "info", None) or {}
+    if info.get("multiple_faces"):  # the backend chose one face (the largest or the most confident)
+        select = tools.landmarks.settings().get("select", "score")
+        flags.append(f"multiple_faces={info['multiple_faces']}:{select}")
+    by = {k[len("detected_by_"):]: v for k, v in info.items() if k.startswith("detected_by_")}
+    first = (getattr(tools.landmarks, "detectors", None) or ("",))[0]
+    if any(name != first for name in by):  # a detector chain's fallback found faces the first missed
+        flags.append("detected_by=" + ",".join(f"{k}:{v}" for k, v in by.items()))
     if n_rejected:
         flags.append("rejected_faces=" + ",".join(f"{k}:{v}" for k, v in sorted(n_rejected.items())))
     face_ratio = float(found.mean())
@@ -376,6 +398,8 @@ def run_prepare(
     protocol: str | None = None,
     tools: ClipTools | None = None,
     corpus: str | None = None,
+    executor: str = "process",
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Prepare every clip not already finished; rebuild the manifest; return counts and failures.
 
@@ -384,7 +408,15 @@ def run_prepare(
     sources' parts under ``protocol`` (default: the protocol the recipe discovered them with), never
     touching another protocol. Ctrl-C raises :class:`PrepareInterrupted` after the manifest is
     rebuilt from the finished clips.
+
+    ``executor``: ``process`` (this process when ``workers`` is 1, else a pool of ``workers``
+    processes) or ``ray`` (Ray tasks, on the cluster at ``ray_address`` or a local instance with
+    ``workers`` CPUs; see :mod:`talkface.preprocess.executors`). The datasets they write are identical.
     """
+    from talkface.preprocess.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     protocol = protocol or sources_protocol(sources)
     tools = tools or ClipTools(config)
     corpora = {s.corpus for s in sources}
@@ -395,7 +427,8 @@ def run_prepare(
         if removed:
             log.info("removed %d temporary files left by a stopped run", removed)
         change = store.add_protocol(protocol, {s.clip_id: s.split for s in sources})
-        return _run_clips(sources, store, config, tools, workers, overwrite, on_clip, change)
+        return _run_clips(sources, store, config, tools, workers, overwrite, on_clip, change,
+                          executor, ray_address)
 
 
 def _run_clips(
@@ -407,6 +440,8 @@ def _run_clips(
     overwrite: bool,
     on_clip: Callable[[dict[str, Any]], None] | None,
     change: ProtocolChange,
+    executor: str = "process",
+    ray_address: str | None = None,
 ) -> RunSummary:
     todo = []
     for src in sources:
@@ -434,7 +469,13 @@ def _run_clips(
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt) if in_main else None
     try:
-        if todo and workers <= 1:
+        if todo and executor == "ray":
+            from talkface.preprocess.executors import run_ray
+
+            run_ray(todo, str(store.root), config, record,
+                    lambda src, error: failure_row(src, store, tools, error),
+                    address=ray_address, num_cpus=workers)
+        elif todo and workers <= 1:
             for src in todo:
                 record(prepare_clip(src, store, tools))
         elif todo:

@@ -30,6 +30,9 @@ class LandmarkTrack:
     detected: np.ndarray
     #: frames whose face the backend saw but rejected, by reason (e.g. ``upside_down``)
     rejected: dict[str, int] = field(default_factory=dict)
+    #: counts the backend reports about the frames, e.g. ``multiple_faces`` (frames where the detector
+    #: saw more than one face and chose one), ``detected_by_cnn`` (frames a detector chain's fallback found)
+    info: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.points)
