@@ -68,7 +68,21 @@ def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
             None, "--deepspeech-model",
             help="DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech).")),
         _option("detector", str, typer.Option(
-            "hog", "--detector", help="dlib face detector: hog (fast) or cnn (robust, slower).")),
+            "hog", "--detector",
+            help="dlib face detector: hog (fast), cnn (alias mmod: finds faces in low light and near "
+                 "profile, ~20x slower), or hog,cnn (cnn only on the frames hog misses).")),
+        _option("face", str | None, typer.Option(
+            None, "--face",
+            help="With several faces in a frame, track the largest or the most confident (score) one "
+                 f"(default {getattr(recipe, 'face_selection', 'score')}).")),
+        _option("executor", str, typer.Option(
+            "process", "--executor",
+            help="process (this machine: --workers processes) or ray (Ray tasks; needs the ray extra; "
+                 "the dataset folder must be on storage every node sees).")),
+        _option("ray_address", str | None, typer.Option(
+            None, "--ray-address",
+            help="Ray cluster to join with --executor ray: auto, or host:port of 'ray start --head' "
+                 "(default: start Ray on this machine with --workers CPUs).")),
         _option("overwrite", bool, typer.Option(
             False, "--overwrite", help="Redo every clip, replacing earlier results.")),
         _option("limit", int | None, typer.Option(
@@ -125,8 +139,12 @@ def _run_prepare(
     overwrite: bool,
     limit: int | None,
     corpus_options: dict[str, Any],
+    face: str | None = None,
+    executor: str = "process",
+    ray_address: str | None = None,
 ) -> None:
     from talkface.preprocess.corpora import CorpusError, get_recipe
+    from talkface.preprocess.executors import ExecutorError
     from talkface.preprocess.pipeline import ClipTools, PrepareConfig, PrepareInterrupted, run_prepare
     from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
     from talkface.utils.lock import FolderLocked
@@ -145,10 +163,28 @@ def _run_prepare(
                 param_hint="--deepspeech-model",
             )
         feature_options["model_path"] = str(deepspeech_model)
+    from talkface.preprocess.corpora import CORPORA
+    from talkface.preprocess.executors import EXECUTORS
+    from talkface.preprocess.landmarks.dlib_backend import SELECTIONS, parse_detectors
+
+    try:
+        detector = ",".join(parse_detectors(detector))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--detector") from exc
+    face = face or getattr(CORPORA.get(recipe_name), "face_selection", "score")
+    if face not in SELECTIONS:
+        raise typer.BadParameter(f"choose one of {', '.join(SELECTIONS)}", param_hint="--face")
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"choose one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    if ray_address and executor != "ray":
+        raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+    landmark_options: dict[str, Any] = {"detector": detector}
+    if face != "score":  # the default is left out so datasets prepared before the option still match
+        landmark_options["select"] = face
     config = PrepareConfig(
         fps=fps,
         crop_size=crop_size,
-        landmark_options={"detector": detector},
+        landmark_options=landmark_options,
         feature_backend=features,
         feature_options=feature_options,
         corpus_options=dict(corpus_options),
@@ -194,8 +230,9 @@ def _run_prepare(
                 progress.update(task, advance=1, info=f"{rate:.2f} clips/s, {counts['failed']} failed")
 
             summary = run_prepare(sources, store, config, workers=workers, overwrite=overwrite,
-                                  on_clip=on_clip, protocol=protocol, tools=tools, corpus=recipe_name)
-    except (SettingsMismatch, FolderLocked) as exc:
+                                  on_clip=on_clip, protocol=protocol, tools=tools, corpus=recipe_name,
+                                  executor=executor, ray_address=ray_address)
+    except (SettingsMismatch, FolderLocked, ExecutorError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     except PrepareInterrupted as exc:
