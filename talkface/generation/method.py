@@ -42,8 +42,8 @@ class TrainedPipeline(Method):
 
     name = "pipeline"
     definition = ("the trained pipeline: speech features -> landmark stage -> blink stage (eye points "
-                  "replaced, seeded by --seed) -> retargeting to the identity frame (the clip's first frame "
-                  "with landmarks) -> texture stage")
+                  "replaced, seeded by --seed) -> retargeting to the identity frame (the clip's frame with "
+                  "a closed, neutral mouth and open eyes) -> texture stage (its weight average when kept)")
     stages = ("landmarks", "blinks", "texture")
     blinks = True
 

@@ -11,7 +11,8 @@ Two forms, one writer:
   covers the whole utterance;
 - every usable clip of a prepared dataset's part (``generate --data D --part test``): one
   ``<clip_id>.mp4`` per clip with exactly the reference crop's frame count and the clip's own audio,
-  identity = the clip's first frame with landmarks. :func:`generate_part` runs any :class:`Method`
+  identity = the clip's frame with a closed, neutral mouth and open eyes
+  (:func:`choose_identity_frame`). :func:`generate_part` runs any :class:`Method`
   this way, which is how the built-in baselines (:mod:`talkface.generation.baselines`) write videos
   that differ from the trained pipeline's only in what the method computes.
 
@@ -155,8 +156,10 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
 
             from talkface.models.texture import texture_generator_from_state
 
-            texture, gen.texture_config, _ = texture_generator_from_state(ckpt.state, dev)
+            texture, gen.texture_config, header = texture_generator_from_state(ckpt.state, dev)
             gen.texture = texture.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+            # the weight average (generator_ema) when the checkpoint holds one, else the raw generator
+            loaded[stage]["weights"] = header["weights"]
     gen.provenance = {"talkface_version": __version__, "checkpoints": loaded}
     if gen.features is not None:
         gen.provenance["feature_backend"] = gen.features.settings()
@@ -391,7 +394,7 @@ class ClipInputs:
     n_frames: int  # the reference crop's frame count: every method's video has exactly this many
     fps: float
     audio: np.ndarray  # 16 kHz mono, fitted to n_frames / fps seconds
-    identity_index: int  # the clip's first frame with landmarks
+    identity_index: int  # choose_identity_frame: closed, neutral mouth, eyes open
     identity_crop: np.ndarray  # (S, S, 3) uint8, S = crop size
     identity_px: np.ndarray  # (68, 2) its landmarks in crop pixels
     reference_landmarks: np.ndarray  # (T, 68, 2) aligned landmarks in crop pixels, NaN where none
@@ -417,23 +420,63 @@ def resize_crop(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
+# The identity frame of a prepared clip, in words (generation.json records it; every method uses it).
+IDENTITY_RULE = ("the clip's frame with the most closed, neutral mouth among its frames with both eyes open "
+                 "(inner-lip gap plus mouth-width change, relative to mouth width; EAR at least the clip's "
+                 "median), from its aligned crops")
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) -> (T,) inner-lip gap (mean of the three vertical inner-lip distances 61-67, 62-66,
+    63-65) divided by the mouth width (corners 48-54); NaN where points are missing."""
+    pts = np.asarray(landmarks, np.float64)
+    gap = np.mean([np.linalg.norm(pts[:, a] - pts[:, b], axis=-1) for a, b in ((61, 67), (62, 66), (63, 65))],
+                  axis=0)
+    width = np.linalg.norm(pts[:, 48] - pts[:, 54], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return gap / width
+
+
+def choose_identity_frame(landmarks: np.ndarray) -> int:
+    """The identity frame of a clip (:data:`IDENTITY_RULE`): among frames with all landmarks and eyes
+    open (EAR, the evaluation's, at least the median over those frames), the one minimising the mouth's
+    opening plus its width's relative change from the clip's median width, so a closed mouth at rest,
+    not a spread or pursed one; the earliest such frame on ties. ``NoFaceError`` without any landmarks.
+
+    Why: the texture stage copies what it does not change from the identity frame; an open mouth or
+    shut eyes there show through in every generated frame (docs/models.md).
+    """
+    from talkface.evaluate.metrics.blinks import eye_aspect_ratio
+
+    pts = np.asarray(landmarks, np.float64)
+    valid = np.flatnonzero(np.isfinite(pts).all(axis=(1, 2)))
+    if not len(valid):
+        raise NoFaceError("no frame with landmarks to take the identity from")
+    ear = eye_aspect_ratio(pts[valid])
+    open_eyes = valid[ear >= np.median(ear)]
+    width = np.linalg.norm(pts[open_eyes, 48] - pts[open_eyes, 54], axis=-1)
+    score = mouth_opening(pts[open_eyes]) + np.abs(width / np.median(width) - 1.0)
+    return int(open_eyes[int(np.argmin(score))])
+
+
 def clip_inputs(ds: Any, clip_id: str) -> ClipInputs:
     """A prepared clip's inputs (``ds``: a :class:`talkface.store.dataset.Dataset`).
 
-    Identity: the clip's first frame with landmarks, from its aligned crops (already aligned the way
-    the models expect, so no detection is needed). Audio: the corpus' source file when it is still
+    Identity: :func:`choose_identity_frame` of the clip's landmarks (a closed, neutral mouth, eyes
+    open), from its aligned crops (already aligned the way the models expect, so no detection is
+    needed); every method and baseline gets this one. Audio: the corpus' source file when it is still
     there, else the crop's track, fitted to the crop's frame count exactly as ``prepare`` fitted it.
     """
     arrays = ds.load_clip(clip_id)
     lm = np.asarray(arrays["landmarks_aligned"], np.float32)
-    valid = np.flatnonzero(np.isfinite(lm).all(axis=(1, 2)))
-    if not len(valid):
-        raise NoFaceError(f"{clip_id}: no frame with landmarks to take the identity from")
-    first = int(valid[0])
+    try:
+        chosen = choose_identity_frame(lm)
+    except NoFaceError as exc:
+        raise NoFaceError(f"{clip_id}: {exc}") from None
     crop_path = Path(ds.crop_path(clip_id))
-    frame = next((f for i, f in enumerate(media.iter_frames(crop_path)) if i == first), None)
+    frame = next((f for i, f in enumerate(media.iter_frames(crop_path)) if i == chosen), None)
     if frame is None:
-        raise media.MediaError(f"{clip_id}: crops video has fewer than {first + 1} frames")
+        raise media.MediaError(f"{clip_id}: crops video has fewer than {chosen + 1} frames")
     fps = ds.fps
     record = ds.record(clip_id)
     n = int(record.n_frames or len(lm))
@@ -443,8 +486,8 @@ def clip_inputs(ds: Any, clip_id: str) -> ClipInputs:
                   None)
     audio = read_speech(source or crop_path)
     audio, _ = media.fit_audio_length(audio, int(round(n / fps * SAMPLE_RATE)))
-    return ClipInputs(clip_id=clip_id, n_frames=n, fps=fps, audio=audio, identity_index=first,
-                      identity_crop=frame, identity_px=lm[first].copy(), reference_landmarks=lm,
+    return ClipInputs(clip_id=clip_id, n_frames=n, fps=fps, audio=audio, identity_index=chosen,
+                      identity_crop=frame, identity_px=lm[chosen].copy(), reference_landmarks=lm,
                       crop_path=crop_path)
 
 
@@ -468,7 +511,8 @@ def generate_part(gen: Generator, method: Method, data: str | os.PathLike, part:
     parts = ds.parts(protocol).require(part)  # DatasetError naming what the protocol holds
     clip_ids = list(parts[part])
     out_dir = Path(out_dir)
-    header = {**method.describe(), "data": str(Path(data).resolve()), "protocol": parts.protocol,
+    header = {**method.describe(), "identity_frame": IDENTITY_RULE, "data": str(Path(data).resolve()),
+              "protocol": parts.protocol,
               "part": part, "seed": seed, "fps": ds.fps, "crop_size": int(ds.crop_size),
               "frame_count_rule": "the reference crop's frame count", "video": VIDEO_CODEC,
               "audio": "the clip's audio (source file, else the crop's track), fitted to the frame count",
@@ -505,7 +549,7 @@ def generate_part(gen: Generator, method: Method, data: str | os.PathLike, part:
 
 
 # The header fields whose change makes earlier videos in the folder another run's.
-_SAME_RUN_KEYS = ("method", "data", "protocol", "part", "seed", "crop_size")
+_SAME_RUN_KEYS = ("method", "data", "protocol", "part", "seed", "crop_size", "identity_frame")
 
 
 def _check_same_run(out_dir: Path, header: dict[str, Any]) -> None:

@@ -9,8 +9,9 @@ generated together, so they blink together. At generation the generated eyes rep
 eye points (:func:`impose_blinks`).
 
 Blink statistics use the eye-aspect-ratio rule (Soukupova and Cech 2016): EAR averaged over both eyes,
-a blink is a run of at least ``min_frames`` frames with EAR below ``ear_threshold``, found by the
-evaluation's own detector (``talkface.evaluate.metrics.blinks.detect_blinks``).
+a blink is a run of at least ``min_frames`` frames with EAR below ``ear_rel_threshold`` x the sequence's
+median EAR (the evaluation's default rule; a fixed ``ear_threshold`` when one is configured), found by
+the evaluation's own detector (``talkface.evaluate.metrics.blinks.detect_blinks``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class BlinkConfig:
     bandwidths_local: list[float] = field(default_factory=list)
     scale: float = 0.0  # std of the real displacements (unit coords); the net works in these units
     fps: float = 25.0
-    ear_threshold: float = 0.2
+    # blink rule for the statistics and model selection: EAR below ear_rel_threshold x the sequence's
+    # median EAR (the evaluation's default rule, so the stage is selected on what generated videos are
+    # scored with), or below the fixed ear_threshold when one is set (checkpoints before 2026-12 did: 0.2)
+    ear_threshold: float | None = None
+    ear_rel_threshold: float = 0.75
     min_frames: int = 2
     mean_eye: list[list[float]] = field(default_factory=list)  # (12, 2) training mean eye shape
 
@@ -83,26 +88,30 @@ def eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
     return ear_of_landmarks(pts)
 
 
-def detect_blinks(ear: np.ndarray, threshold: float = 0.2, min_frames: int = 2) -> list[tuple[int, int]]:
-    """Blinks as (start, end) frame ranges, by the evaluation's own detector at a fixed threshold.
+def detect_blinks(ear: np.ndarray, threshold: float | None = 0.2, min_frames: int = 2,
+                  rel_threshold: float = 0.75) -> list[tuple[int, int]]:
+    """Blinks as (start, end) frame ranges, by the evaluation's own detector.
 
     The rule lives in :func:`talkface.evaluate.metrics.blinks.detect_blinks` (runs of at least
-    ``min_frames`` frames with EAR below ``threshold``), so the blink model is checked with exactly
-    the detector that scores generated videos.
+    ``min_frames`` frames with EAR below ``threshold``, or below ``rel_threshold`` x the trace's median
+    EAR when ``threshold`` is None), so the blink model is checked with exactly the detector that scores
+    generated videos.
     """
     from talkface.evaluate.metrics.blinks import detect_blinks as blink_events
 
     ear = np.asarray(ear, dtype=np.float64)
-    stats = blink_events(ear, fps=25.0, threshold=threshold, min_frames=min_frames)  # fps: unused here
+    stats = blink_events(ear, fps=25.0, threshold=threshold, rel_threshold=rel_threshold,
+                         min_frames=min_frames)  # fps: unused here
     return [(int(s), int(s + n)) for s, n in zip(stats.starts, stats.lengths, strict=True)]
 
 
-def blink_statistics(sequences: list[np.ndarray], fps: float, threshold: float = 0.2,
-                     min_frames: int = 2) -> dict[str, float]:
-    """Rate (blinks per minute) and mean duration (frames) over eye-point sequences (T_i, 12|68, 2)."""
+def blink_statistics(sequences: list[np.ndarray], fps: float, threshold: float | None = 0.2,
+                     min_frames: int = 2, rel_threshold: float = 0.75) -> dict[str, float]:
+    """Rate (blinks per minute) and mean duration (frames) over eye-point sequences (T_i, 12|68, 2);
+    ``threshold`` None: each sequence's own ``rel_threshold`` x median EAR."""
     n_blinks, durations, total_frames = 0, [], 0
     for seq in sequences:
-        found = detect_blinks(eye_aspect_ratio(seq), threshold, min_frames)
+        found = detect_blinks(eye_aspect_ratio(seq), threshold, min_frames, rel_threshold)
         n_blinks += len(found)
         durations += [e - s for s, e in found]
         total_frames += len(seq)
@@ -264,7 +273,7 @@ class BlinkStage(Stage):
             c.mean_eye = np.concatenate([cl.landmarks[cl.valid][:, EYES] for cl in self.train_clips]
                                         ).mean(axis=0).tolist()
         self.real_stats = blink_statistics(list(self.real + np.asarray(c.mean_eye, np.float32)), c.fps,
-                                           c.ear_threshold, c.min_frames)
+                                           c.ear_threshold, c.min_frames, c.ear_rel_threshold)
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
@@ -311,7 +320,7 @@ class BlinkStage(Stage):
         module = getattr(gen, "module", gen)
         fake = module.draw(n, c.seq_len, torch.Generator().manual_seed(seed)).float().cpu().numpy()
         return blink_statistics(list(fake + np.asarray(c.mean_eye, np.float32)), c.fps, c.ear_threshold,
-                                c.min_frames)
+                                c.min_frames, c.ear_rel_threshold)
 
     def validate(self, ctx: TrainContext) -> dict[str, float]:
         gen_stats = self.generated_statistics(ctx.models["blinks"], self.n_val_samples)
@@ -336,7 +345,8 @@ class BlinkStage(Stage):
         mean_eye = np.asarray(c.mean_eye, np.float32)
         curves = [eye_aspect_ratio(s + mean_eye) for s in fake] + [eye_aspect_ratio(s + mean_eye)
                                                                     for s in self.real[:4]]
-        return {"blinks/ear_generated_then_real": torch.from_numpy(np.stack([_plot(e, c.ear_threshold)
+        return {"blinks/ear_generated_then_real": torch.from_numpy(np.stack([_plot(
+            e, c.ear_threshold if c.ear_threshold is not None else c.ear_rel_threshold * float(np.median(e)))
                                                                              for e in curves]))}
 
 

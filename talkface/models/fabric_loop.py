@@ -301,6 +301,10 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
     for k, m in models.items():
         if k in optimizers:
             wrapped_models[k], wrapped_opts[k] = fabric.setup(m, optimizers[k])
+        elif not any(p.requires_grad for p in m.parameters()):
+            # frozen and updated by the stage itself (a weight average): only moved to the device, since
+            # DDP refuses a module with nothing to train and there is nothing to synchronise
+            wrapped_models[k] = m.to(fabric.device)
         else:
             wrapped_models[k] = fabric.setup_module(m)
     ctx = TrainContext(fabric=fabric, models=wrapped_models, optimizers=wrapped_opts, settings=settings,

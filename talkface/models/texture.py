@@ -28,6 +28,7 @@ models and inputs use channels_last (faster convolutions with cuDNN).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import OrderedDict
@@ -64,8 +65,19 @@ class TextureConfig:
     # discriminator: 70x70 PatchGAN layout (pix2pix) at half its widths: C32-C64-C128 stride 2, C256
     # stride 1, 1-channel head (the full widths cost more than the generator)
     disc_widths: tuple[int, ...] = (32, 64, 128, 256)
+    # colour head: True (default) predicts C = clamp(identity + tanh(head)) with the head initialised at
+    # zero, so the untrained generator returns the identity frame exactly (the still-frame baseline) and
+    # training can only move away from it where that lowers the loss; False is GANimation's absolute
+    # C = tanh(head) (what checkpoints written before this field existed hold)
+    colour_residual: bool = True
     # losses
     l1_weight: float = 10.0  # L1 between generated and real frame
+    # L1 inside boxes around the target's mouth (points 48-67) and each eye (36-41, 42-47), each box
+    # widened by region_margin x its size on every side (at least 2 px); a mean over the box pixels, so
+    # these small regions weigh far more per pixel than in the whole-frame L1
+    mouth_l1_weight: float = 10.0
+    eye_l1_weight: float = 10.0
+    region_margin: float = 0.3
     adv_weight: float = 1.0  # LSGAN generator term
     attention_mean_weight: float = 0.1  # GANimation lambda_A: keeps A from saturating to 1
     attention_tv_weight: float = 1e-4  # total variation (mean squared neighbour difference) of A
@@ -76,6 +88,9 @@ class TextureConfig:
     # (never the target itself; a shorter clip uses its farthest frame)
     identity_min_gap: int = 5
     val_max_samples: int = 256  # validation L1/SSIM over at most this many (seeded) val pairs
+    # exponential moving average of the generator's weights (0: none), the generator used for validation
+    # and generation; decay min(ema_decay, (1 + step) / (10 + step)) so short runs average recent steps
+    ema_decay: float = 0.999
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -97,7 +112,14 @@ class TextureConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TextureConfig:
+        # A config saved before a field existed describes a model trained without it.
+        d = {**LEGACY_DEFAULTS, **d}
         return config_from_dict(cls, d)
+
+
+# What a saved config that lacks these fields was trained with (checkpoints older than the fields).
+LEGACY_DEFAULTS: dict[str, Any] = {"colour_residual": False, "mouth_l1_weight": 0.0, "eye_l1_weight": 0.0,
+                                   "ema_decay": 0.0}
 
 
 def instance_norm(channels: int) -> nn.GroupNorm:
@@ -172,6 +194,10 @@ class TextureGenerator(nn.Module):
         head_in = widths[0] + cin  # full-resolution features plus the raw inputs
         self.colour_head = nn.Conv2d(head_in, config.image_channels, 3, 1, 1)
         self.attention_head = nn.Conv2d(head_in, 1, 3, 1, 1)
+        if config.colour_residual:
+            # C = identity + tanh(0) at step 0: the frame is the identity exactly, whatever A is
+            nn.init.zeros_(self.colour_head.weight)
+            nn.init.zeros_(self.colour_head.bias)
 
     def forward(self, identity: torch.Tensor, landmark_image: torch.Tensor) -> TextureOutput:
         x = torch.cat([identity, landmark_image], dim=1)
@@ -189,14 +215,20 @@ class TextureGenerator(nn.Module):
         h = self.up_final(h)
         h = torch.cat([h, x], dim=1)
         colour = torch.tanh(self.colour_head(h))
+        if self.config.colour_residual:
+            colour = (identity + colour).clamp(-1.0, 1.0)
         attention = torch.sigmoid(self.attention_head(h))
         frame = composite(attention, colour, identity)
         return TextureOutput(frame=frame, attention=attention, colour=colour)
 
 
 def composite(attention: torch.Tensor, colour: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """``A * C + (1 - A) * identity``: attention picks generated colour, else keeps the identity pixel."""
-    return attention * colour + (1.0 - attention) * identity
+    """``A * C + (1 - A) * identity``: attention picks generated colour, else keeps the identity pixel.
+
+    Written ``identity + A * (C - identity)`` (the same value), which is the identity bit for bit where
+    ``C`` equals it, so a residual colour head at zero reproduces the identity frame exactly.
+    """
+    return identity + attention * (colour - identity)
 
 
 class PatchDiscriminator(nn.Module):
@@ -246,10 +278,50 @@ def attention_total_variation(attention: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+MOUTH_POINTS = tuple(range(48, 68))
+EYE_POINTS = (tuple(range(36, 42)), tuple(range(42, 48)))  # right eye, left eye (iBUG order)
+
+
+def region_boxes(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """(3, 4) float32 boxes ``x0, y0, x1, y1`` (pixels, inclusive-exclusive) of the mouth, the right eye
+    and the left eye of one (68, 2) landmark set in crop pixels, each widened by ``margin`` x its width
+    and height on every side (at least 2 px) and clipped to the image. NaN points give an empty box."""
+    out = np.zeros((3, 4), np.float32)
+    for k, idx in enumerate((MOUTH_POINTS, *EYE_POINTS)):
+        pts = np.asarray(landmarks, np.float64)[list(idx)]
+        if not np.isfinite(pts).all():
+            continue
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        mx, my = max(2.0, margin * (x1 - x0)), max(2.0, margin * (y1 - y0))
+        out[k] = np.clip([np.floor(x0 - mx), np.floor(y0 - my), np.ceil(x1 + mx) + 1, np.ceil(y1 + my) + 1],
+                         0, size)
+    return out
+
+
+def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, K, 4) boxes -> (N, K, H, W) float masks, 1 inside ``x0 <= x < x1, y0 <= y < y1``."""
+    ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype).view(1, 1, height, 1)
+    xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype).view(1, 1, 1, width)
+    b = boxes[..., None, None]
+    return ((xs >= b[:, :, 0]) & (xs < b[:, :, 2]) & (ys >= b[:, :, 1]) & (ys < b[:, :, 3])).float()
+
+
+def region_l1(frame: torch.Tensor, real: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the pixels (and channels) inside ``masks`` (N, H, W), pooled over the
+    batch; 0 when every mask is empty."""
+    diff = (frame.float() - real.float()).abs().mean(dim=1)  # (N, H, W)
+    return (diff * masks).sum() / masks.sum().clamp_min(1.0)
+
+
 def generator_losses(
-    out: TextureOutput, real: torch.Tensor, fake_scores: torch.Tensor, config: TextureConfig
+    out: TextureOutput, real: torch.Tensor, fake_scores: torch.Tensor, config: TextureConfig,
+    boxes: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All generator terms, weighted as in ``config``; ``total`` is what is minimised."""
+    """All generator terms, weighted as in ``config``; ``total`` is what is minimised.
+
+    ``boxes``: (N, 3, 4) mouth, right-eye and left-eye boxes of the targets (:func:`region_boxes`); the
+    region L1 terms are left out without them.
+    """
     l1 = F.l1_loss(out.frame.float(), real.float())
     adv = lsgan_generator_loss(fake_scores)
     att_mean = out.attention.float().mean()
@@ -260,7 +332,27 @@ def generator_losses(
         + config.attention_mean_weight * att_mean
         + config.attention_tv_weight * att_tv
     )
-    return {"total": total, "l1": l1, "adv": adv, "att_mean": att_mean, "att_tv": att_tv}
+    losses = {"l1": l1, "adv": adv, "att_mean": att_mean, "att_tv": att_tv}
+    if boxes is not None and (config.mouth_l1_weight or config.eye_l1_weight):
+        masks = box_masks(boxes.float(), real.shape[-2], real.shape[-1])
+        losses["l1_mouth"] = region_l1(out.frame, real, masks[:, 0])
+        losses["l1_eyes"] = region_l1(out.frame, real, masks[:, 1:].amax(dim=1))
+        total = total + config.mouth_l1_weight * losses["l1_mouth"] + config.eye_l1_weight * losses["l1_eyes"]
+    return {"total": total, **losses}
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * model`` for every parameter; buffers are copied."""
+    for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(p.detach().to(pe.dtype), 1.0 - decay)
+    for be, b in zip(ema.buffers(), model.buffers(), strict=True):
+        be.copy_(b)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The decay used after optimiser step ``step`` (1-based): ``min(decay, (1 + step) / (10 + step))``."""
+    return min(decay, (1.0 + step) / (10.0 + step))
 
 
 def build_texture_models(config: TextureConfig) -> tuple[TextureGenerator, PatchDiscriminator]:
@@ -270,6 +362,7 @@ def build_texture_models(config: TextureConfig) -> tuple[TextureGenerator, Patch
 # =================================================================================================
 # training
 
+EMA = "generator_ema"  # the checkpoint's name of the generator's weight average
 SSIM_VARIANT = "skimage structural_similarity, 7x7 uniform window, colour (channel mean), data_range 1, [0,1]"
 
 
@@ -356,6 +449,8 @@ class CropPairDataset(Dataset):
             "identity": _to_tensor(clip.frames[identity]),
             "landmark_image": _to_tensor(sketch),
             "target": _to_tensor(clip.frames[target]),
+            "boxes": torch.from_numpy(region_boxes(clip.landmarks[target], self.config.image_size,
+                                                   self.config.region_margin)),
             "clip_index": c,
             "target_frame": target,
             "identity_frame": identity,
@@ -363,6 +458,10 @@ class CropPairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.getitem_seeded(index, np.random.default_rng(index))
+
+
+def _add(sums: dict[str, float], key: str, value: float) -> None:
+    sums[key] = sums.get(key, 0.0) + value
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -435,6 +534,10 @@ class TextureStage(Stage):
             "generator": TextureGenerator(self.config),
             "discriminator": PatchDiscriminator(self.config),
         }
+        if self.config.ema_decay > 0:
+            # no optimiser: the loop keeps it frozen and saves it with the others (checkpoint
+            # models.generator_ema), and generation loads it in place of the raw generator
+            models[EMA] = copy.deepcopy(models["generator"]).requires_grad_(False)
         if self.channels_last:
             models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
         return models
@@ -453,10 +556,16 @@ class TextureStage(Stage):
         return tuple(batch[k].to(device, non_blocking=True).contiguous(memory_format=fmt)
                      for k in ("identity", "landmark_image", "target"))
 
+    @staticmethod
+    def eval_generator(ctx: TrainContext) -> torch.nn.Module:
+        """The generator validation and generation use: the EMA of the weights when the run keeps one."""
+        return ctx.models.get(EMA, ctx.models["generator"])
+
     def training_step(self, ctx: TrainContext, batch: Any) -> dict[str, float]:
         gen, disc = ctx.models["generator"], ctx.models["discriminator"]
         opt_g, opt_d = ctx.optimizers["generator"], ctx.optimizers["discriminator"]
         identity, sketch, target = self._inputs(batch, ctx.fabric.device)
+        boxes = batch["boxes"].to(ctx.fabric.device) if "boxes" in batch else None
 
         out = gen(identity, sketch)
         opt_d.zero_grad(set_to_none=True)
@@ -465,12 +574,15 @@ class TextureStage(Stage):
         opt_d.step()
 
         opt_g.zero_grad(set_to_none=True)
-        losses = generator_losses(out, target, disc(out.frame, sketch), self.config)
+        losses = generator_losses(out, target, disc(out.frame, sketch), self.config, boxes)
         ctx.fabric.backward(losses["total"])
         opt_g.step()
-        return {"d": float(loss_d.detach()), "g": float(losses["total"].detach()),
-                "l1": float(losses["l1"].detach()), "adv": float(losses["adv"].detach()),
-                "att_mean": float(losses["att_mean"].detach())}
+        if EMA in ctx.models:
+            ema_update(ctx.models[EMA], gen, ema_decay_at(ctx.step + 1, self.config.ema_decay))
+        logged = {"d": float(loss_d.detach()), "g": float(losses["total"].detach())}
+        logged.update({k: float(losses[k].detach()) for k in ("l1", "l1_mouth", "l1_eyes", "adv", "att_mean")
+                       if k in losses})
+        return logged
 
     # validation and images -----------------------------------------------------------------------
     def _val_batches(self, limit: int, batch_size: int):
@@ -481,28 +593,50 @@ class TextureStage(Stage):
         for start in range(0, n, batch_size):
             items = [data.getitem_seeded(int(i), np.random.default_rng([1234, int(i)]))
                      for i in picks[start:start + batch_size]]
-            yield {k: torch.stack([it[k] for it in items]) for k in ("identity", "landmark_image", "target")}
+            yield {k: torch.stack([it[k] for it in items])
+                   for k in ("identity", "landmark_image", "target", "boxes")}
 
     def validate(self, ctx: TrainContext) -> dict[str, float]:
+        """L1 and SSIM to the real frame of the generator generation uses (the EMA when kept), the same
+        for copying the identity frame (``*_identity_copy``), L1 inside the mouth and eye boxes
+        (``l1_mouth*``, ``l1_eyes*``) and, with an EMA, the raw generator's L1 (``l1_raw``)."""
         from skimage.metrics import structural_similarity
 
-        gen = ctx.models["generator"]
+        gen = self.eval_generator(ctx)
+        raw = ctx.models["generator"] if EMA in ctx.models else None
         to01 = lambda x: ((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy().transpose(0, 2, 3, 1)  # noqa: E731
-        sums = {"l1": 0.0, "ssim": 0.0, "l1_identity_copy": 0.0, "ssim_identity_copy": 0.0}
+        sums: dict[str, float] = {}
         count = 0
         for batch in self._val_batches(self.config.val_max_samples, self.settings.batch_size):
             identity, sketch, target = self._inputs(batch, ctx.fabric.device)
+            masks = box_masks(batch["boxes"].float(), target.shape[-2], target.shape[-1]).numpy()
             real01 = to01(target)
             # the generated frame, and the do-nothing baseline (A = 0: the identity frame copied)
-            for suffix, pred in (("", to01(gen(identity, sketch).frame)), ("_identity_copy", to01(identity))):
-                sums["l1" + suffix] += float(np.abs(pred - real01).mean(axis=(1, 2, 3)).sum())
-                for p, r in zip(pred, real01, strict=True):
-                    sums["ssim" + suffix] += float(structural_similarity(r, p, channel_axis=-1,
-                                                                         data_range=1.0))
+            preds = [("", to01(gen(identity, sketch).frame), True), ("_identity_copy", to01(identity), True)]
+            if raw is not None:
+                preds.append(("_raw", to01(raw(identity, sketch).frame), False))
+            for suffix, pred, with_ssim in preds:
+                err = np.abs(pred - real01).mean(axis=3)  # (N, H, W)
+                _add(sums, "l1" + suffix, float(err.mean(axis=(1, 2)).sum()))
+                _add(sums, "l1_mouth" + suffix, float((err * masks[:, 0]).sum()))
+                _add(sums, "l1_eyes" + suffix, float((err * masks[:, 1:].max(axis=1)).sum()))
+                if with_ssim:
+                    for p, r in zip(pred, real01, strict=True):
+                        _add(sums, "ssim" + suffix, float(structural_similarity(r, p, channel_axis=-1,
+                                                                                data_range=1.0)))
+            _add(sums, "_mouth_px", float(masks[:, 0].sum()))
+            _add(sums, "_eye_px", float(masks[:, 1:].max(axis=1).sum()))
             count += len(real01)
         if not count:
             return {}
-        return {**{k: v / count for k, v in sums.items()}, "n_pairs": float(count)}
+        out = {}
+        for k, v in sums.items():
+            if k.startswith("_"):
+                continue
+            denom = sums["_mouth_px"] if k.startswith("l1_mouth") else sums["_eye_px"] if k.startswith(
+                "l1_eyes") else count
+            out[k] = v / max(denom, 1.0)
+        return {**out, "n_pairs": float(count)}
 
     def images(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
         """One row per sample: real | generated | attention | colour, in [0, 1]."""
@@ -510,7 +644,7 @@ class TextureStage(Stage):
         if batch is None:
             return {}
         identity, sketch, target = self._inputs(batch, ctx.fabric.device)
-        out = ctx.models["generator"](identity, sketch)
+        out = self.eval_generator(ctx)(identity, sketch)
         to01 = lambda x: ((x.float() + 1) / 2).clamp(0, 1)  # noqa: E731
         row = torch.cat([to01(target), to01(out.frame), out.attention.float().expand_as(target),
                          to01(out.colour)], dim=3)
@@ -521,14 +655,26 @@ class TextureStage(Stage):
 # loading for generation
 
 
-def texture_generator_from_state(state: dict[str, Any], device: str | torch.device = "cpu"
-                                 ) -> tuple[TextureGenerator, TextureConfig, dict[str, Any]]:
-    """The generator (eval mode) of a loaded texture state, its config and the checkpoint's header."""
+def texture_generator_from_state(
+    state: dict[str, Any], device: str | torch.device = "cpu", weights: str = "auto"
+) -> tuple[TextureGenerator, TextureConfig, dict[str, Any]]:
+    """The generator (eval mode) of a loaded texture state, its config and the checkpoint's header.
+
+    ``weights``: ``"auto"`` loads the EMA of the generator's weights (``models.generator_ema``) when the
+    checkpoint holds one, else the raw generator (``models.generator``; every checkpoint written before
+    the EMA existed); ``"generator"`` or ``"generator_ema"`` force one. The header's ``weights`` names
+    what was loaded.
+    """
     config = TextureConfig.from_dict(state["config"])
+    models = state["models"]
+    key = (EMA if EMA in models else "generator") if weights == "auto" else weights
+    if key not in models:
+        raise KeyError(f"the texture checkpoint holds no {key!r} weights (it holds: {', '.join(models)})")
     gen = TextureGenerator(config)
-    gen.load_state_dict(state["models"]["generator"])
+    gen.load_state_dict(models[key])
     gen.to(device).eval()
     header = {k: state.get(k) for k in ("step", "seed", "talkface_version", "dataset")}
+    header["weights"] = key
     return gen, config, header
 
 
