@@ -20,8 +20,10 @@ app = typer.Typer(
         "A tour: [bold]prepare[/bold] a corpus into landmarks, aligned crops and speech features; "
         "[bold]inspect[/bold] a prepared clip; compute [bold]features[/bold] for one wav; "
         "[bold]train[/bold] the four stages of Sinha et al. (IJCNN 2020); [bold]generate[/bold] "
-        "talking-face videos; [bold]evaluate[/bold] them with named, calibrated metrics "
-        "([bold]metrics list[/bold] shows them). Start with [bold]talkface demo[/bold]."
+        "talking-face videos and the built-in [bold]baseline[/bold]s; [bold]evaluate[/bold] them with "
+        "named, calibrated metrics ([bold]metrics list[/bold] shows them); build comparison tables with "
+        "[bold]leaderboard[/bold]; tile methods side by side with [bold]compare[/bold]; run a blinded "
+        "user [bold]study[/bold]. Start with [bold]talkface demo[/bold]: all of it on 12 real GRID clips."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -50,7 +52,7 @@ generation_cli.register(app)
 evaluate_cli.register(app)
 leaderboard_cli.register(app)
 study_cli.register(app)
-demo_cli.register(app)  # after preprocess_cli: replaces its old `demo` while that is still registered
+demo_cli.register(app)
 
 
 def main() -> None:

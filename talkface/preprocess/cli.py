@@ -1,4 +1,4 @@
-"""CLI: ``talkface prepare <corpus>``, ``talkface inspect``, ``talkface features``, ``talkface demo``.
+"""CLI: ``talkface prepare <corpus>``, ``talkface inspect``, ``talkface features``.
 
 Thin wrappers: corpus recipes live in :mod:`talkface.preprocess.corpora`, the per-clip work in
 :mod:`talkface.preprocess.pipeline`. One ``prepare <corpus>`` command is generated for every recipe in
@@ -360,15 +360,6 @@ def features(
     console.print(f"wrote {out} {tuple(feats.shape)} ({fb.name}) and {out}.json")
 
 
-def demo(
-    out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Where the demo writes its files."),
-) -> None:
-    """Build an example clip from data inside the dependencies, prepare it, draw an inspection PNG."""
-    from talkface.preprocess.demo import run_demo
-
-    run_demo(out)
-
-
 _register_prepare_commands()
 
 
@@ -376,4 +367,3 @@ def register(app: typer.Typer) -> None:
     app.add_typer(prepare_app, name="prepare")
     app.command("inspect")(inspect)
     app.command("features")(features)
-    app.command("demo")(demo)
