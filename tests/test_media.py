@@ -219,3 +219,29 @@ def test_rotated_clip_gives_the_originals_landmarks(grid_root: Path, tmp_path: P
         # without the display matrix the face is upside down / sideways and the backend finds none
         raw = backend.track(media.iter_frames(tagged, upright=False))
         assert raw.face_found.mean() < 0.5
+
+
+def test_prepare_an_upside_down_tagged_clip(grid_root: Path, tmp_path: Path) -> None:
+    """The issue's report: an upside-down-tagged copy of a GRID clip used to prepare with the mouth on
+    the hair (or, with the orientation check, fail); now it prepares like the original, flagged."""
+    from talkface.preprocess.corpora import get_recipe
+    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
+    from talkface.store.dataset import Dataset
+    from talkface.store.dataset_writer import DatasetStore
+
+    src = grid_root / "s1" / "bbaf2n.mpg"
+    frames = media.read_video(src)[:50]
+    audio = media.read_audio(src)[: 16000 * 50 // 25]
+    corpus = tmp_path / "corpus" / "spk"
+    corpus.mkdir(parents=True)
+    media.write_video(corpus / "original.mp4", frames, 25.0, audio, crf=0)
+    _phone_copy(frames, audio, tmp_path, 2).rename(corpus / "upside_down.mp4")
+    sources = get_recipe("folder").discover(tmp_path / "corpus").clips
+    run_prepare(sources, DatasetStore(tmp_path / "ds"), PrepareConfig())
+    ds = Dataset.open(tmp_path / "ds")
+    ids = {r.clip_id.rsplit("__", 1)[-1]: r for r in ds.records()}
+    original, turned = ids["original"], ids["upside_down"]
+    assert original.status == turned.status == "ok", turned.error
+    assert "rotated=180" in turned.flags and "rotated" not in (original.flags or "")
+    a, b = ds.load_clip(original.clip_id), ds.load_clip(turned.clip_id)
+    np.testing.assert_array_equal(a["landmarks"], b["landmarks"])
