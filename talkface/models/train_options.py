@@ -261,9 +261,11 @@ STAGES.add("texture", StageSpec(
     builder="talkface.models.texture:build_stage",
     doc="""Texture: identity crop + landmark sketch -> frame, with an attention map and a colour map.
 
-    The generator's output is A*C + (1-A)*identity (A: attention in [0,1], C: colour in [-1,1]),
-    trained with an LSGAN PatchGAN discriminator on (frame, landmark sketch), L1 to the real frame and
-    attention regularisers. Pairs come from the prepared crops (crops/<id>.mp4, decoded in DataLoader
+    The generator's output is A*C + (1-A)*identity (A: attention in [0,1], C: colour in [-1,1], predicted
+    as a residual to the identity so the untrained generator returns the identity frame exactly),
+    trained with an LSGAN PatchGAN discriminator on (frame, landmark sketch), L1 to the real frame (plus
+    L1 inside the mouth and eye boxes) and attention regularisers; an EMA of the generator's weights is
+    what validation and generation use. Pairs come from the prepared crops (crops/<id>.mp4, decoded in DataLoader
     workers): the target frame's landmarks are drawn as a sketch, the identity frame is another frame
     of the same clip (>= 5 frames away). Validation writes L1 and SSIM (scikit-image, 7x7 window) on
     the validation clips, and the same for copying the identity frame, to OUT/metrics.jsonl;
