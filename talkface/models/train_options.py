@@ -261,8 +261,8 @@ STAGES.add("texture", StageSpec(
     builder="talkface.models.texture:build_stage",
     doc="""Texture: identity crop + landmark sketch -> frame, with an attention map and a colour map.
 
-    The generator's output is A*C + (1-A)*identity (A: attention in [0,1], C: colour in [-1,1], predicted
-    as a residual to the identity so the untrained generator returns the identity frame exactly),
+    The generator's output is A*C + (1-A)*identity (A: attention in [0,1], C: colour in [-1,1],
+    predicted as a residual to the identity so the untrained generator returns the identity exactly),
     trained with an LSGAN PatchGAN discriminator on (frame, landmark sketch), L1 to the real frame (plus
     L1 inside the mouth and eye boxes) and attention regularisers; an EMA of the generator's weights is
     what validation and generation use. Pairs come from the prepared crops (crops/<id>.mp4, decoded in DataLoader
