@@ -265,10 +265,10 @@ STAGES.add("texture", StageSpec(
     predicted as a residual to the identity so the untrained generator returns the identity exactly),
     trained with an LSGAN PatchGAN discriminator on (frame, landmark sketch), L1 to the real frame (plus
     L1 inside the mouth and eye boxes) and attention regularisers; an EMA of the generator's weights is
-    what validation and generation use. Pairs come from the prepared crops (crops/<id>.mp4, decoded in DataLoader
-    workers): the target frame's landmarks are drawn as a sketch, the identity frame is another frame
-    of the same clip (>= 5 frames away). Validation writes L1 and SSIM (scikit-image, 7x7 window) on
-    the validation clips, and the same for copying the identity frame, to OUT/metrics.jsonl;
+    what validation and generation use. Pairs come from the prepared crops (crops/<id>.mp4, decoded in
+    DataLoader workers): the target frame's landmarks are drawn as a sketch, the identity frame is
+    another frame of the same clip (>= 5 frames away). Validation writes L1 and SSIM (scikit-image, 7x7
+    window) on the validation clips, and the same for copying the identity frame, to OUT/metrics.jsonl;
     TensorBoard shows real | generated | attention | colour grids. bf16 autocast and channels_last on
     GPU; `--devices 8` trains with DDP.
 
