@@ -51,7 +51,8 @@ def test_flat_tree_official_parts_and_ids(tmp_path: Path) -> None:
     assert all(len(parts) == 1 for parts in by_speaker.values())  # speaker-disjoint
     assert by_speaker[VOX1_TEST] == by_speaker[VOX2_TEST] == {"test"}
     assert by_speaker["id00021"] == {"val"}  # hash 0.937 >= 0.889
-    for spk in ("id00012", "id10001", "id00020", "id00021"):  # val: a hash share 0.1 / 0.9 of the other identities
+    # val: a hash share 0.1 / 0.9 of the other identities
+    for spk in ("id00012", "id10001", "id00020", "id00021"):
         expected = "train" if _hash(spk) < 0.8 / 0.9 else "val"
         assert by_speaker[spk] == {expected}
     assert sorted(c.clip_id for c in found.clips if c.speaker == "id00012") == [
