@@ -311,6 +311,15 @@ def test_data_that_is_not_a_prepared_dataset_is_one_sentence(tmp_path, case):
     assert not (tmp_path / "o").exists()
 
 
+def test_data_protocol_it_does_not_hold_is_one_sentence(demo_run, tmp_path):
+    out, _, _ = demo_run
+    proc = _talkface("demo", "--data", str(out / "data"), "--protocol", "speaker-independent",
+                     "--out", str(tmp_path / "o"), timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds no split protocol 'speaker-independent'" in lines[0]
+
+
 def test_a_folder_holding_other_files_is_refused(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
