@@ -98,6 +98,23 @@ def test_loss_and_errors_by_hand() -> None:
     assert lmd_mouth_centroid_mean([shifted], [target.numpy()[0]], [ones], 128) == pytest.approx(0, abs=1e-9)
 
 
+def test_mouth_opening_loss_by_hand() -> None:
+    from talkface.models.speech_to_landmarks import OPENING_PAIRS, mouth_openings
+
+    target = torch.zeros(1, 2, 68, 2)
+    target[..., 57, 1] = 0.03  # outer lower lip point 57 lies 0.03 below 51: opening 51-57 is 0.03
+    pred = target.clone()
+    pred[0, 0, 57, 1] = 0.05  # frame 0 opens 0.02 too wide
+    pred[0, 1, 48:68] += 0.2  # frame 1: the whole mouth shifted, openings unchanged
+    assert OPENING_PAIRS[1] == (51, 57)
+    assert torch.allclose(mouth_openings(target)[0, 0], torch.tensor([0, 0.03, 0, 0, 0, 0]))
+    valid = torch.tensor([[True, True]])
+    out = landmark_loss(pred, target, valid, 4.0, 0.0, opening_weight=3.0)
+    assert out["opening"].item() == pytest.approx(0.02**2 / 6 / 2, rel=1e-5)  # one of 6 pairs, 2 frames
+    assert out["loss"].item() == pytest.approx(out["point"].item() + 3.0 * out["opening"].item(), rel=1e-6)
+    assert "opening" not in landmark_loss(pred, target, valid, 4.0, 0.0)
+
+
 def test_windows_splits_and_fallback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = make_synthetic_store(tmp_path / "ds", n_clips=5, t=40)
     dataset = Dataset.open(root)

@@ -51,6 +51,7 @@ class LandmarkConfig:
     window_stride: int = 4
     mouth_weight: float = 4.0  # points 48..67 weigh 4x in the point loss
     temporal_weight: float = 1.0  # weight of the L2 loss on frame-to-frame differences
+    opening_weight: float = 0.0  # weight of the L2 loss on the mouth's six vertical lip distances
     weight_decay: float = 0.0
     crop_size: int = 128  # of the training dataset; LMD is reported in these pixels
 
@@ -101,11 +102,23 @@ class SpeechToLandmarks(nn.Module):
         return self.mean_face + self.displacements(features)
 
 
-def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, mouth_weight: float,
-                  temporal_weight: float) -> dict[str, torch.Tensor]:
-    """Weighted point L2 (squared error, mouth x ``mouth_weight``) + L2 on frame-to-frame differences.
+# vertical lip distances (upper point, lower point): outer lips 50-58, 51-57, 52-56, inner 61-67, 62-66, 63-65
+OPENING_PAIRS = ((50, 58), (51, 57), (52, 56), (61, 67), (62, 66), (63, 65))
 
-    Both terms are means over valid frames (a difference needs both its frames valid), in unit crop
+
+def mouth_openings(points: torch.Tensor) -> torch.Tensor:
+    """(..., 68, 2) -> (..., 6) the vertical lip distances of :data:`OPENING_PAIRS`."""
+    top = points[..., [a for a, _ in OPENING_PAIRS], :]
+    bottom = points[..., [b for _, b in OPENING_PAIRS], :]
+    return (top - bottom).norm(dim=-1)
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, mouth_weight: float,
+                  temporal_weight: float, opening_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """Weighted point L2 (squared error, mouth x ``mouth_weight``) + L2 on frame-to-frame differences
+    (+ ``opening_weight`` x squared error of the six lip distances, :func:`mouth_openings`).
+
+    All terms are means over valid frames (a difference needs both its frames valid), in unit crop
     coordinates.
     """
     weights = torch.ones(N_POINTS, device=pred.device)
@@ -117,7 +130,12 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
     dv = vf[:, 1:] * vf[:, :-1]
     dsq = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2).sum(-1).mean(-1)
     temporal = (dsq * dv).sum() / dv.sum().clamp_min(1)
-    return {"loss": point + temporal_weight * temporal, "point": point, "temporal": temporal}
+    out = {"loss": point + temporal_weight * temporal, "point": point, "temporal": temporal}
+    if opening_weight:
+        osq = ((mouth_openings(pred) - mouth_openings(target)) ** 2).mean(-1)
+        out["opening"] = (osq * vf).sum() / vf.sum().clamp_min(1)
+        out["loss"] = out["loss"] + opening_weight * out["opening"]
+    return out
 
 
 def landmark_errors(pred: np.ndarray, target: np.ndarray, valid: np.ndarray,
@@ -212,7 +230,7 @@ class LandmarkStage(Stage):
         opt.zero_grad(set_to_none=True)
         pred = model(batch["features"])
         losses = landmark_loss(pred.float(), batch["landmarks"], batch["valid"], self.config.mouth_weight,
-                               self.config.temporal_weight)
+                               self.config.temporal_weight, self.config.opening_weight)
         ctx.fabric.backward(losses["loss"])
         opt.step()
         return {k: float(v.detach()) for k, v in losses.items()}
