@@ -51,6 +51,7 @@ OURS = "ours"
 BASELINES = ("ground-truth", "static-frame", "mean-face", "oracle-landmarks", "no-blinks")
 TRAINED_BASELINES = ("mean-face", "oracle-landmarks", "no-blinks")
 STUDY_METHODS = (OURS, "static-frame")  # plus the real recordings
+STUDY_MAX_CLIPS = 20  # with --data, a large test part: the study draws 20 of its clips
 PLOTS = (  # (file, leaderboard plot arguments)
     ("lmd_mouth.png", ["--metric", "lmd_mouth"]),
     ("psnr_box.png", ["--metric", "psnr", "--kind", "box"]),
@@ -371,7 +372,8 @@ def _study_commands(ctx: Context) -> list[list[str]]:
     args = ["study", "export"]
     for method in STUDY_METHODS:
         args += ["--method", f"{method}={ctx.videos(method)}"]
-    args += ["--method", f"real={ctx.data}", "--design", "ab", "--clips", str(len(ctx.held_out)),
+    n_clips = min(len(ctx.held_out), STUDY_MAX_CLIPS)
+    args += ["--method", f"real={ctx.data}", "--design", "ab", "--clips", str(n_clips),
              "--participants", str(ctx.profile.participants), "--seed", "0",
              "--title", "talkface demo: which video looks better?", "--workers", "2", "--out", str(ctx.study)]
     return [args]
