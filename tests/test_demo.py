@@ -194,8 +194,10 @@ def test_ground_truth_scores_the_codec_floor(demo_run):
     ours = results[(results["method"] == "ground-truth") & (results["metric"] == "psnr")
                    & (results["variant"] == "colour-range255-cap100")]
     by_clip = dict(zip(ours["clip_id"], ours["value"], strict=True))
+    # the same definition on frames decoded by another path (PyAV rgb24 here): within half a dB
+    # (docs/baselines.md measures 42.41 dB with scikit-image against evaluate's 42.65 on 12 clips)
     for clip, mine in zip(_test_clips(), values, strict=True):
-        assert abs(by_clip[clip] - mine) < 0.05, (clip, by_clip[clip], mine)
+        assert abs(by_clip[clip] - mine) < 0.5, (clip, by_clip[clip], mine)
     static = results[(results["method"] == "static-frame") & (results["metric"] == "psnr")]
     assert static["value"].max() < 40.0  # a still frame is far from the codec floor
 
