@@ -185,7 +185,7 @@ def test_cli_prepares_an_lrs3_test_clip(tmp_path: Path, grid_root: Path) -> None
 
 
 def test_committed_voxceleb_test_identity_lists() -> None:
-    """data_manifests/voxceleb (kept with this file until voxceleb.py reads them): counts from the
+    """data_manifests/voxceleb (read by voxceleb.py's official protocol): counts from the
     papers (VoxCeleb1: 40 test identities id10270..id10309; VoxCeleb2: 118), sorted, no repeats."""
     import re
 

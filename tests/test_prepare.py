@@ -356,14 +356,6 @@ def test_features_command_writes_windows(tmp_path: Path, grid_root: Path) -> Non
     assert feats.shape == (74, 16, 13)
 
 
-def test_demo_runs_without_fixtures(tmp_path: Path) -> None:
-    result = subprocess.run(_cli("demo", "--out", str(tmp_path / "demo")), capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    df = DatasetStore(tmp_path / "demo" / "prepared").read_manifest()
-    assert df.status.tolist() == ["ok"]
-    assert (tmp_path / "demo" / "inspect.png").exists()
-
-
 def test_help_is_a_tour() -> None:
     result = subprocess.run(_cli("--help"), capture_output=True, text=True, check=True)
     for command in ("prepare", "inspect", "features", "demo"):
