@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-DEMO_HELP = """The whole job on 12 real GRID clips, in about 6 minutes on 2 CPU cores.
+DEMO_HELP = """The whole job on 12 real GRID clips, in about 6-7 minutes on 2 CPU cores.
 
 Prepares the built-in clips (GRID speaker s1, CC BY 4.0), trains the pipeline with a short budget,
 generates the 4 held-out clips, makes the 5 built-in baselines, evaluates all six, prints the
@@ -18,7 +18,7 @@ Rerun the same command to resume: finished steps are skipped.
 
 Examples:
   talkface demo
-  talkface demo --quick --out /tmp/demo      (CI: under 2 minutes, tiny training)
+  talkface demo --quick --out /tmp/demo      (CI: tiny training, five metrics)
   talkface demo --data data/grid-prepared --protocol seen --out demo-grid
 """
 
@@ -27,7 +27,7 @@ def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", "-o",
                              help="Folder receiving everything the demo makes (resumed when rerun)."),
     quick: bool = typer.Option(False, "--quick",
-                               help="CI size: a few training steps, fewer metrics (under 2 minutes)."),
+                               help="CI size: a few training steps, fewer metrics."),
     data: Path | None = typer.Option(
         None, "--data", help="A prepared dataset (`talkface prepare ...`) to run on instead of the built-in "
         "clips: trains on its train part, generates and scores its test part. It is only read."),
