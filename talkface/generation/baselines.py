@@ -50,8 +50,8 @@ class GroundTruth(Method):
 @BASELINES.register("static-frame")
 class StaticFrame(Method):
     name = "static-frame"
-    definition = ("the identity frame generate uses (the clip's first frame with landmarks, from its "
-                  "aligned crops) repeated for every frame")
+    definition = ("the identity frame generate uses (the clip's frame with the most closed, neutral mouth "
+                  "among its frames with both eyes open, from its aligned crops) repeated for every frame")
 
     def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterator[np.ndarray]:
         for _ in range(clip.n_frames):
