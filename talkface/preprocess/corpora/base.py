@@ -105,6 +105,20 @@ class CorpusRecipe(ABC):
         return None
 
 
+def recognise_seen_or_speaker_split(rows: list[tuple[str, str, str]], seen: Any,
+                                    by_speaker: dict[str, str]) -> str | None:
+    """``seen`` when every ``(clip_id, speaker, part)`` row follows the per-clip rule ``seen.assign``,
+    ``speaker-independent`` when every row follows the speaker table, else None (shared by the recipes
+    that commit both protocols: GRID, TCD-TIMIT)."""
+    if not rows:
+        return None
+    if all(part == seen.assign(clip_id) for clip_id, _, part in rows):
+        return "seen"
+    if all(part == by_speaker.get(speaker, "unassigned") for _, speaker, part in rows):
+        return "speaker-independent"
+    return None
+
+
 class HashSplitRecipe(CorpusRecipe):
     """A recipe whose split protocols are seeded hashes: ``seed`` and ``fractions`` (train, val, test)."""
 

@@ -40,6 +40,7 @@ from talkface.preprocess.corpora.base import (
     check_root,
     data_manifests_dir,
     natural_key,
+    recognise_seen_or_speaker_split,
     register_recipe,
 )
 
@@ -265,13 +266,7 @@ class TcdTimitRecipe(CorpusRecipe):
     def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
         if not rows:
             return None
-        seen = load_seen_split()
-        if all(part == seen.assign(clip_id) for clip_id, _, part in rows):
-            return "seen"
-        by_speaker = load_speaker_split()
-        if all(part == by_speaker.get(speaker, "unassigned") for _, speaker, part in rows):
-            return "speaker-independent"
-        return None
+        return recognise_seen_or_speaker_split(rows, load_seen_split(), load_speaker_split())
 
     def discover(
         self,
