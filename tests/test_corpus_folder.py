@@ -101,7 +101,7 @@ def test_voxceleb_layout_and_speaker_disjoint_split(voxceleb_root: Path, tmp_pat
     root = tmp_path / "vox"
     _voxceleb_tree(voxceleb_root, root)
     (root / "id99999").mkdir()
-    found = get_recipe("voxceleb").discover(root)
+    found = get_recipe("voxceleb").discover(root, split="speaker-hash")
     assert [c.clip_id for c in found.clips] == [
         "id00012__21Uxsk56VDQ__00001",
         "id00012__21Uxsk56VDQ__00002",
@@ -113,8 +113,12 @@ def test_voxceleb_layout_and_speaker_disjoint_split(voxceleb_root: Path, tmp_pat
     assert found.problems == ["id99999: speaker folder holds no videos"]
     by_clip = get_recipe("voxceleb").discover(root, split="hash")
     assert all(c.split == rule.assign(c.clip_id) for c in by_clip.clips)
-    with pytest.raises(CorpusError, match="official"):
-        get_recipe("voxceleb").discover(root, split="official")
+    # the default protocol, official: none of these identities is on the committed test lists
+    # (VoxCeleb1 test identities are id10270..id10309), so none is in test, one split per identity
+    official = get_recipe("voxceleb").discover(root)
+    assert {c.protocol for c in official.clips} == {"official"}
+    assert all(c.split in ("train", "val") for c in official.clips)
+    assert len({(c.speaker, c.split) for c in official.clips}) == len({c.speaker for c in official.clips})
 
 
 def test_voxceleb2_release_folders_give_official_split(voxceleb_root: Path, tmp_path: Path) -> None:
@@ -159,6 +163,8 @@ def test_folder_recipe_on_a_voxceleb_tree_takes_identities_as_speakers(voxceleb_
 def test_recipes_record_their_protocol(voxceleb_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "vox"
     _voxceleb_tree(voxceleb_root, root)
-    assert {c.protocol for c in get_recipe("voxceleb").discover(root).clips} == {"speaker-hash"}
+    assert {c.protocol for c in get_recipe("voxceleb").discover(root).clips} == {"official"}
+    assert {c.protocol for c in get_recipe("voxceleb").discover(root, split="speaker-hash").clips} == {
+        "speaker-hash"}
     assert {c.protocol for c in get_recipe("voxceleb").discover(root, split="hash").clips} == {"hash"}
     assert {c.protocol for c in get_recipe("folder").discover(root).clips} == {"hash"}
