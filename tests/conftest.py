@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from browser import browser_page  # noqa: F401  (headless Chromium fixture for page tests)
 
 from talkface.utils.fixtures import fixtures_dir
-
-from browser import browser_page  # noqa: F401  (headless Chromium fixture for page tests)
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
