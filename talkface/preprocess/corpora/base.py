@@ -119,6 +119,19 @@ def recognise_seen_or_speaker_split(rows: list[tuple[str, str, str]], seen: Any,
     return None
 
 
+def protocol_recogniser(load_seen: Any, load_speakers: Any) -> Any:
+    """A ``recognise_protocol`` method for a recipe whose committed protocols are a per-clip hash rule
+    (``load_seen()``) and a speaker table (``load_speakers()``)."""
+
+    def recognise_protocol(self: CorpusRecipe, rows: list[tuple[str, str, str]]) -> str | None:
+        """``seen`` or ``speaker-independent`` when every row's part follows that protocol's rule."""
+        if not rows:
+            return None
+        return recognise_seen_or_speaker_split(rows, load_seen(), load_speakers())
+
+    return recognise_protocol
+
+
 class HashSplitRecipe(CorpusRecipe):
     """A recipe whose split protocols are seeded hashes: ``seed`` and ``fractions`` (train, val, test)."""
 

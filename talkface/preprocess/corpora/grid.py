@@ -32,7 +32,7 @@ from talkface.preprocess.corpora.base import (
     check_root,
     data_manifests_dir,
     natural_key,
-    recognise_seen_or_speaker_split,
+    protocol_recogniser,
     register_recipe,
 )
 
@@ -190,11 +190,7 @@ class GridRecipe(CorpusRecipe):
                      "video's own track.", ("auto", "video")),
     )
 
-    def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
-        """``seen`` or ``speaker-independent`` when every row's part follows that protocol's rule."""
-        if not rows:
-            return None
-        return recognise_seen_or_speaker_split(rows, load_seen_split(), load_speaker_split())
+    recognise_protocol = protocol_recogniser(load_seen_split, load_speaker_split)
 
     def discover(
         self,

@@ -40,7 +40,7 @@ from talkface.preprocess.corpora.base import (
     check_root,
     data_manifests_dir,
     natural_key,
-    recognise_seen_or_speaker_split,
+    protocol_recogniser,
     register_recipe,
 )
 
@@ -263,10 +263,7 @@ class TcdTimitRecipe(CorpusRecipe):
                      "PROMPTS.TXT at the corpus root, if any."),
     )
 
-    def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
-        if not rows:
-            return None
-        return recognise_seen_or_speaker_split(rows, load_seen_split(), load_speaker_split())
+    recognise_protocol = protocol_recogniser(load_seen_split, load_speaker_split)
 
     def discover(
         self,
