@@ -173,20 +173,27 @@ class Context:
 def invoke(args: Sequence[str]) -> int:
     """Run ``talkface ARGS`` in this process; return its exit status (a command's own errors are printed
     by the command; an unexpected exception propagates)."""
-    import click
+    import importlib
+
+    import typer
     import typer.main
 
     from talkface.cli import app
 
+    # click's exceptions, wherever this typer takes click from (typer >= 0.2x vendors it as typer._click,
+    # older releases depend on the click package): never import click directly
+    click_exceptions = importlib.import_module(typer.BadParameter.__module__)
+    exits = tuple({typer.Exit, getattr(click_exceptions, "Exit", typer.Exit)})
+    aborts = tuple({typer.Abort, getattr(click_exceptions, "Abort", typer.Abort)})
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(args), prog_name="talkface", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         exc.show()
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except aborts:
         raise KeyboardInterrupt from None
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
