@@ -291,3 +291,13 @@ def data_manifests_dir() -> Path:
             "(pip install -e .) or set TALKFACE_DATA_MANIFESTS to the repository's data_manifests folder"
         )
     return path
+
+
+def committed_speaker_split(corpus_folder: str, path: str | os.PathLike | None = None) -> dict[str, str]:
+    """speaker -> part of a committed speaker-independent protocol: ``path``, or
+    ``data_manifests/<corpus_folder>/speaker_independent.csv`` (columns speaker, split)."""
+    import csv
+
+    path = Path(path) if path else data_manifests_dir() / corpus_folder / "speaker_independent.csv"
+    with open(path, newline="") as fh:
+        return {row["speaker"]: row["split"] for row in csv.DictReader(fh)}

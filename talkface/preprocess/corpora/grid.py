@@ -30,6 +30,7 @@ from talkface.preprocess.corpora.base import (
     RecipeOption,
     Word,
     check_root,
+    committed_speaker_split,
     data_manifests_dir,
     natural_key,
     protocol_recogniser,
@@ -125,9 +126,7 @@ def load_alignment_swaps(path: str | os.PathLike | None = None) -> dict[str, str
 
 def load_speaker_split(path: str | os.PathLike | None = None) -> dict[str, str]:
     """speaker -> split of the speaker-independent protocol."""
-    path = Path(path) if path else data_manifests_dir() / "grid" / "speaker_independent.csv"
-    with open(path, newline="") as fh:
-        return {row["speaker"]: row["split"] for row in csv.DictReader(fh)}
+    return committed_speaker_split("grid", path)
 
 
 def load_seen_split(path: str | os.PathLike | None = None) -> HashSplitRule:

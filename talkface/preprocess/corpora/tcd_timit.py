@@ -38,6 +38,7 @@ from talkface.preprocess.corpora.base import (
     HashSplitRule,
     RecipeOption,
     check_root,
+    committed_speaker_split,
     data_manifests_dir,
     natural_key,
     protocol_recogniser,
@@ -180,9 +181,7 @@ def parse_mlf(path: str | os.PathLike) -> tuple[dict[tuple[str, str], LabelEntry
 
 def load_speaker_split(path: str | os.PathLike | None = None) -> dict[str, str]:
     """speaker -> part of the speaker-independent protocol (train / test / unassigned)."""
-    path = Path(path) if path else data_manifests_dir() / "tcd_timit" / "speaker_independent.csv"
-    with open(path, newline="") as fh:
-        return {row["speaker"]: row["split"] for row in csv.DictReader(fh)}
+    return committed_speaker_split("tcd_timit", path)
 
 
 def load_seen_split(path: str | os.PathLike | None = None) -> HashSplitRule:
