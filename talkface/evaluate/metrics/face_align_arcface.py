@@ -39,30 +39,12 @@ def five_points_from_68(points68: np.ndarray) -> np.ndarray:
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
+    """Least-squares similarity mapping ``src`` onto ``dst`` as the 2x3 matrix for ``cv2.warpAffine``:
+    Umeyama's estimator, the one insightface uses, computed by the project's one solver
+    (:func:`talkface.preprocess.alignment.estimate_similarity`)."""
+    from talkface.preprocess.alignment import estimate_similarity
 
-    Umeyama, "Least-squares estimation of transformation parameters between two point patterns"
-    (TPAMI 1991), the estimator insightface uses; returns the 2x3 matrix for ``cv2.warpAffine``.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    n = src.shape[0]
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    sc, dc = src - mu_s, dst - mu_d
-    cov = dc.T @ sc / n
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        sign[-1] = -1.0
-    rot = u @ np.diag(sign) @ vt
-    var_s = (sc**2).sum() / n
-    if var_s <= 0:
-        raise ValueError("degenerate landmarks: all points coincide")
-    scale = float((d * sign).sum() / var_s)
-    mat = np.zeros((2, 3))
-    mat[:, :2] = scale * rot
-    mat[:, 2] = mu_d - scale * rot @ mu_s
-    return mat
+    return estimate_similarity(src, dst)
 
 
 def align_arcface(image: np.ndarray, points68: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
