@@ -42,6 +42,7 @@ from rich.table import Table
 from talkface import __version__
 from talkface.demo import data as demo_data
 from talkface.utils import atomic
+from talkface.utils.paths import PathUnder
 
 STATE_FILE = "demo.json"
 STATE_FORMAT = "talkface-demo"
@@ -139,25 +140,11 @@ class Context:
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
 
-    @property
-    def runs(self) -> Path:
-        return self.path("runs")
-
-    @property
-    def results(self) -> Path:
-        return self.path("results")
-
-    @property
-    def board(self) -> Path:
-        return self.path("leaderboard")
-
-    @property
-    def study(self) -> Path:
-        return self.path("study")
-
-    @property
-    def compare_video(self) -> Path:
-        return self.path("compare.mp4")
+    runs = PathUnder("out", "runs")
+    results = PathUnder("out", "results")
+    board = PathUnder("out", "leaderboard")
+    study = PathUnder("out", "study")
+    compare_video = PathUnder("out", "compare.mp4")
 
     @property
     def compare_clip(self) -> str:

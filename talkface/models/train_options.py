@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 
 from talkface.registry import Registry
+from talkface.store.checkpoints import CHECKPOINTS_DIR
+from talkface.utils.paths import PathUnder
 
 # -------------------------------------------------------------------------------------------------
 # settings
@@ -54,13 +56,8 @@ class TrainSettings:
         if self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.out_dir / "tensorboard"
+    checkpoint_dir = PathUnder("out_dir", CHECKPOINTS_DIR)
+    log_dir = PathUnder("out_dir", "tensorboard")
 
 
 def parse_devices(devices: str) -> int | str | list[int]:

@@ -55,9 +55,11 @@ from typing import Any
 
 from talkface import __version__
 from talkface.utils import atomic
+from talkface.utils.paths import PathUnder
 
 log = logging.getLogger("talkface.store.checkpoints")
 
+CHECKPOINTS_DIR = "checkpoints"  # OUT/checkpoints/ of a run folder OUT
 SIDECAR = "checkpoint.json"
 LAST = "last.pt"
 BEST = "best.pt"
@@ -298,17 +300,9 @@ class StageRun:
     stage: str
     meta: CheckpointMeta | None = None
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
-    @property
-    def last_path(self) -> Path:
-        return self.checkpoint_dir / LAST
-
-    @property
-    def best_path(self) -> Path:
-        return self.checkpoint_dir / BEST
+    checkpoint_dir = PathUnder("out_dir", CHECKPOINTS_DIR)
+    last_path = PathUnder("out_dir", CHECKPOINTS_DIR, LAST)
+    best_path = PathUnder("out_dir", CHECKPOINTS_DIR, BEST)
 
     @property
     def step(self) -> int | None:
@@ -350,9 +344,10 @@ class StageRun:
 def _candidate_dirs(root: Path) -> list[Path]:
     """Checkpoint folders under ``root``: ``root`` itself (a checkpoints folder or a run folder) and
     run folders one or two levels down."""
-    if root.name == "checkpoints" and root.is_dir():
+    if root.name == CHECKPOINTS_DIR and root.is_dir():
         return [root]
-    out = [root / "checkpoints", *sorted(root.glob("*/checkpoints")), *sorted(root.glob("*/*/checkpoints"))]
+    out = [root / CHECKPOINTS_DIR, *sorted(root.glob(f"*/{CHECKPOINTS_DIR}")),
+           *sorted(root.glob(f"*/*/{CHECKPOINTS_DIR}"))]
     return [p for p in out if p.is_dir()]
 
 
@@ -405,7 +400,7 @@ def load_stage(source: str | os.PathLike, stage: str, map_location: Any = "cpu")
     source = Path(source)
     if source.is_dir():
         return find_stage(source, stage).load(map_location)
-    meta = read_meta(source.parent) if source.parent.name == "checkpoints" else None
+    meta = read_meta(source.parent) if source.parent.name == CHECKPOINTS_DIR else None
     if meta is not None and meta.stage == stage:
         return StageRun(source.parent.parent, stage, meta).load(map_location, which=source.name)
     return load(source, map_location, stage)

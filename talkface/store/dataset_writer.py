@@ -43,6 +43,7 @@ from talkface.store.dataset import (
     split_column,
 )
 from talkface.utils import atomic
+from talkface.utils.paths import PathUnder
 
 SETTINGS_FILE = INFO_FILE  # the old name of the info file
 SPLITS_DIR = "splits"
@@ -74,13 +75,8 @@ class DatasetStore:
         self.root = Path(self.root)
 
     # paths ---------------------------------------------------------------------------------------
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST_FILE
-
-    @property
-    def info_path(self) -> Path:
-        return self.root / INFO_FILE
+    manifest_path = PathUnder("root", MANIFEST_FILE)
+    info_path = PathUnder("root", INFO_FILE)
 
     def clip_path(self, clip_id: str) -> Path:
         return self.root / "clips" / f"{clip_id}.npz"

@@ -37,6 +37,7 @@ import pandas as pd
 from talkface import __version__
 from talkface.utils import atomic
 from talkface.utils.lock import FolderLocked, WriterLock
+from talkface.utils.paths import PathUnder
 
 RESULT_COLUMNS = [
     "method",
@@ -254,13 +255,8 @@ class ResultsStore:
             )
         return store
 
-    @property
-    def parquet_path(self) -> Path:
-        return self.root / "results.parquet"
-
-    @property
-    def summary_path(self) -> Path:
-        return self.root / "summary.json"
+    parquet_path = PathUnder("root", "results.parquet")
+    summary_path = PathUnder("root", "summary.json")
 
     def run_path(self, method: str) -> Path:
         return self.root / "runs" / f"{method}.json"
