@@ -2,30 +2,12 @@
 
 ``talkface.store.dataset`` (reader) and ``talkface.store.dataset_writer`` (``prepare`` only): the prepared
 dataset. ``talkface.store.results``: evaluation results. ``talkface.store.checkpoints``: training runs.
+
+The package itself offers the dataset reader's public names (``talkface.store.dataset.__all__``):
+``from talkface.store import Dataset, is_usable``.
 """
 
-from talkface.store.dataset import (
-    BackendInfo,
-    ClipRecord,
-    Dataset,
-    DatasetError,
-    DatasetInfo,
-    Parts,
-    hash_val_split,
-    is_usable,
-    split_column,
-    usable_mask,
-)
+from talkface.store import dataset
+from talkface.store.dataset import *  # noqa: F403  (exactly dataset.__all__)
 
-__all__ = [
-    "BackendInfo",
-    "ClipRecord",
-    "Dataset",
-    "DatasetError",
-    "DatasetInfo",
-    "Parts",
-    "hash_val_split",
-    "is_usable",
-    "split_column",
-    "usable_mask",
-]
+__all__ = list(dataset.__all__)

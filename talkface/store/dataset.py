@@ -144,6 +144,19 @@ class BackendInfo:
                    dim=int(dim) if dim is not None else None, model_sha256=models)
 
 
+def _fields_named_alike(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`DatasetInfo` fields that an info file and the prepare settings spell alike: corpus,
+    crop size, fps and talkface version, typed."""
+    crop = source.get("crop_size")
+    fps = source.get("fps")
+    return {
+        "corpus": str(source.get("corpus") or ""),
+        "crop_size": int(crop) if crop is not None else None,
+        "fps": float(fps) if fps is not None else None,
+        "talkface_version": source.get("talkface_version"),
+    }
+
+
 @dataclass
 class DatasetInfo:
     """What a dataset is, written once by ``prepare`` (``talkface_dataset.json``).
@@ -191,19 +204,14 @@ class DatasetInfo:
         if version > INFO_VERSION:
             raise DatasetError(f"dataset info format {version} is newer than this talkface reads "
                                f"({INFO_VERSION}); update talkface")
-        crop = d.get("crop_size")
-        fps = d.get("fps")
         return cls(
-            corpus=str(d.get("corpus") or ""),
-            crop_size=int(crop) if crop is not None else None,
-            fps=float(fps) if fps is not None else None,
+            **_fields_named_alike(d),
             default_protocol=d.get("default_protocol"),
             protocols={str(p): {str(k): int(v) for k, v in c.items()} for p, c in
                        (d.get("protocols") or {}).items()},
             landmark_backend=BackendInfo.from_dict(d.get("landmark_backend") or {}),
             feature_backend=BackendInfo.from_dict(d.get("feature_backend") or {}),
             settings=dict(d.get("settings") or {}),
-            talkface_version=d.get("talkface_version"),
             created=d.get("created"),
             updated=d.get("updated"),
         )
@@ -212,19 +220,14 @@ class DatasetInfo:
     def from_settings(cls, settings: Mapping[str, Any], **extra: Any) -> DatasetInfo:
         """Info for a new dataset from the prepare settings (``PrepareConfig`` + backend settings)."""
         settings = dict(settings)
-        crop = settings.get("crop_size")
-        fps = settings.get("fps")
         return cls(
-            corpus=str(settings.get("corpus") or ""),
-            crop_size=int(crop) if crop is not None else None,
-            fps=float(fps) if fps is not None else None,
+            **_fields_named_alike(settings),
             default_protocol=None,
             landmark_backend=BackendInfo.from_settings(settings.get("landmark_options"),
                                                        settings.get("landmark_backend")),
             feature_backend=BackendInfo.from_settings(settings.get("feature_options"),
                                                       settings.get("feature_backend")),
             settings=settings,
-            talkface_version=settings.get("talkface_version"),
             **extra,
         )
 
