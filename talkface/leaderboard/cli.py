@@ -6,6 +6,7 @@ Imports stay inside the commands so that ``talkface --help`` does not load panda
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +25,18 @@ app = typer.Typer(
 FORMAT_HELP = (
     "md, latex, csv, html, or all (all four into the --out folder). Default: from --out's suffix, else md."
 )
+ResultsArg = Annotated[list[Path], typer.Argument(
+    help="One or more results folders written by `talkface evaluate --out`.", show_default=False)]
+
+
+def _unset_by_default(*flags: str, help: str) -> Any:
+    """An option that is None unless given (``--help`` shows no default)."""
+    return typer.Option(None, *flags, help=help, show_default=False)
+
+
+def _comma_list(text: str) -> list[str]:
+    """``"a, b,"`` -> ``["a", "b"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _fail(message: str) -> None:
@@ -51,10 +64,8 @@ def _is_folder(out: Path) -> bool:
 
 @app.command("build")
 def build(
-    results: list[Path] = typer.Argument(
-        ..., help="One or more results folders written by `talkface evaluate --out`.", show_default=False
-    ),
-    fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP, show_default=False),
+    results: ResultsArg,
+    fmt: str | None = _unset_by_default("--format", "-f", help=FORMAT_HELP),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -69,18 +80,14 @@ def build(
         help="Build the table even when methods were scored under different protocols; the difference "
         "is footnoted. Without it such a table is refused with the difference named.",
     ),
-    include_published: str | None = typer.Option(
-        None,
+    include_published: str | None = _unset_by_default(
         "--include-published",
         help="Add the cited numbers for one dataset: grid, tcd-timit or lrs2 (a separate, unranked block).",
-        show_default=False,
     ),
-    metrics: str | None = typer.Option(
-        None,
+    metrics: str | None = _unset_by_default(
         "--metrics",
         help="Comma-separated columns in this order: name or name:variant (e.g. lmd_mouth,psnr,blink_rate). "
         "Default: every metric in the results.",
-        show_default=False,
     ),
     unranked: str = typer.Option(
         "ground-truth",
@@ -118,7 +125,7 @@ def build(
             metrics=metrics,
             allow_mixed=allow_mixed,
             mean_only=mean_only,
-            unranked=[u.strip() for u in unranked.split(",") if u.strip()],
+            unranked=_comma_list(unranked),
             test=test,
             published=published,
             published_dataset=include_published,
@@ -143,15 +150,11 @@ def build(
 
 @app.command("plot")
 def plot(
-    results: list[Path] = typer.Argument(
-        ..., help="One or more results folders written by `talkface evaluate --out`.", show_default=False
-    ),
-    metric: str | None = typer.Option(
-        None,
+    results: ResultsArg,
+    metric: str | None = _unset_by_default(
         "--metric",
         "-m",
         help="Metric to plot, name or name:variant (e.g. lmd_mouth). Not needed for --kind blinks.",
-        show_default=False,
     ),
     kind: str = typer.Option(
         "bar",
@@ -160,11 +163,9 @@ def plot(
         help="bar: mean and 95% interval per method; box or violin: per-clip distribution; blinks: blink "
         "rate and duration against the real data; scatter: per-clip values of two methods (--methods a,b).",
     ),
-    methods: str | None = typer.Option(
-        None,
+    methods: str | None = _unset_by_default(
         "--methods",
         help="Comma-separated methods to show, in this order (exactly two for scatter). Default: all.",
-        show_default=False,
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Image file: .png or .svg (also .pdf)."),
     allow_mixed: bool = typer.Option(
@@ -186,7 +187,7 @@ def plot(
 
     if kind not in KINDS:
         _fail(f"--kind {kind!r}: choose one of {', '.join(KINDS)}")
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    chosen = _comma_list(methods) if methods else None
     try:
         loaded = load_results(results)
         path = make_plot(loaded, kind=kind, metric=metric, methods=chosen, out=out, allow_mixed=allow_mixed)
