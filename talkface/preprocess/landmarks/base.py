@@ -66,6 +66,7 @@ Factory = Callable[..., LandmarkBackend]
 
 LANDMARK_BACKENDS: Registry[Factory] = Registry("landmark backend")
 LANDMARK_BACKENDS.register_lazy("dlib", "talkface.preprocess.landmarks.dlib_backend")
+LANDMARK_BACKENDS.register_lazy("fan", "talkface.preprocess.landmarks.fan_backend")
 
 
 def register_landmark_backend(name: str) -> Callable[[Factory], Factory]:
