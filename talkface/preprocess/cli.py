@@ -12,7 +12,7 @@ import inspect as _inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
@@ -39,55 +39,60 @@ def _option(name: str, annotation: Any, default: Any) -> _inspect.Parameter:
     return _inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
+class _SharedOption(NamedTuple):
+    """One option of every ``prepare <corpus>`` command: ``--<param with dashes>`` plus ``short``."""
+
+    param: str
+    annotation: Any
+    default: Any
+    help: str
+    short: tuple[str, ...] = ()
+    settings: dict[str, Any] = {}  # other typer.Option settings (min, hidden)
+
+    def parameter(self) -> _inspect.Parameter:
+        flag = "--" + self.param.replace("_", "-")
+        return _option(self.param, self.annotation,
+                       typer.Option(self.default, flag, *self.short, help=self.help, **self.settings))
+
+
 def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
     """The options of every ``prepare <corpus>`` command, declared once (help names the protocols)."""
     protocols = ", ".join(recipe.splits)
-    return [
-        _option("out", Path, typer.Option(
-            ..., "--out", "-o", help="Dataset folder to create, resume, or add a split protocol to.")),
-        _option("protocol", str | None, typer.Option(
-            None, "--protocol",
-            help=f"Split protocol: {protocols} (default {recipe.splits[0]}). Preparing again into the same "
-                 "--out with another protocol adds it (manifest column split_<protocol>) and redoes no "
-                 "clip.")),
-        _option("split", str | None, typer.Option(
-            None, "--split", hidden=True, help="Deprecated name of --protocol.")),
-        _option("speakers", str | None, typer.Option(
-            None, "--speakers", help="Comma-separated speakers to keep, e.g. s1,s2.")),
-        _option("workers", int, typer.Option(
-            1, "--workers", "-j", min=1, help="Worker processes (one clip each at a time).")),
-        _option("fps", float, typer.Option(
-            25.0, "--fps", help="Target frame rate; sources at other rates are resampled.")),
-        _option("crop_size", int, typer.Option(
-            128, "--crop-size", help="Aligned crop size in pixels (128 or 256).")),
-        _option("features", str, typer.Option(
-            "logmel", "--features",
-            help="Speech features: logmel (40-d), mfcc (13-d), deepspeech (29-d, needs "
-                 "--deepspeech-model).")),
-        _option("deepspeech_model", Path | None, typer.Option(
-            None, "--deepspeech-model",
-            help="DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech).")),
-        _option("detector", str, typer.Option(
-            "hog", "--detector",
-            help="dlib face detector: hog (fast), cnn (alias mmod: finds faces in low light and near "
-                 "profile, ~20x slower), or hog,cnn (cnn only on the frames hog misses).")),
-        _option("face", str | None, typer.Option(
-            None, "--face",
-            help="With several faces in a frame, track the largest or the most confident (score) one "
-                 f"(default {getattr(recipe, 'face_selection', 'score')}).")),
-        _option("executor", str, typer.Option(
-            "process", "--executor",
-            help="process (this machine: --workers processes) or ray (Ray tasks; needs the ray extra; "
-                 "the dataset folder must be on storage every node sees).")),
-        _option("ray_address", str | None, typer.Option(
-            None, "--ray-address",
-            help="Ray cluster to join with --executor ray: auto, or host:port of 'ray start --head' "
-                 "(default: start Ray on this machine with --workers CPUs).")),
-        _option("overwrite", bool, typer.Option(
-            False, "--overwrite", help="Redo every clip, replacing earlier results.")),
-        _option("limit", int | None, typer.Option(
-            None, "--limit", min=1, help="Prepare only the first N clips (a quick trial).")),
-    ]
+    face_default = getattr(recipe, "face_selection", "score")
+    shared = (
+        _SharedOption("out", Path, ..., "Dataset folder to create, resume, or add a split protocol to.",
+                      ("-o",)),
+        _SharedOption("protocol", str | None, None,
+                      f"Split protocol: {protocols} (default {recipe.splits[0]}). Preparing again into the "
+                      "same --out with another protocol adds it (manifest column split_<protocol>) and "
+                      "redoes no clip."),
+        _SharedOption("split", str | None, None, "Deprecated name of --protocol.", settings={"hidden": True}),
+        _SharedOption("speakers", str | None, None, "Comma-separated speakers to keep, e.g. s1,s2."),
+        _SharedOption("workers", int, 1, "Worker processes (one clip each at a time).", ("-j",), {"min": 1}),
+        _SharedOption("fps", float, 25.0, "Target frame rate; sources at other rates are resampled."),
+        _SharedOption("crop_size", int, 128, "Aligned crop size in pixels (128 or 256)."),
+        _SharedOption("features", str, "logmel",
+                      "Speech features: logmel (40-d), mfcc (13-d), deepspeech (29-d, needs "
+                      "--deepspeech-model)."),
+        _SharedOption("deepspeech_model", Path | None, None,
+                      "DeepSpeech v0.1.0 output_graph.pb (for --features deepspeech)."),
+        _SharedOption("detector", str, "hog",
+                      "dlib face detector: hog (fast), cnn (alias mmod: finds faces in low light and near "
+                      "profile, ~20x slower), or hog,cnn (cnn only on the frames hog misses)."),
+        _SharedOption("face", str | None, None,
+                      "With several faces in a frame, track the largest or the most confident (score) one "
+                      f"(default {face_default})."),
+        _SharedOption("executor", str, "process",
+                      "process (this machine: --workers processes) or ray (Ray tasks; needs the ray extra; "
+                      "the dataset folder must be on storage every node sees)."),
+        _SharedOption("ray_address", str | None, None,
+                      "Ray cluster to join with --executor ray: auto, or host:port of 'ray start --head' "
+                      "(default: start Ray on this machine with --workers CPUs)."),
+        _SharedOption("overwrite", bool, False, "Redo every clip, replacing earlier results."),
+        _SharedOption("limit", int | None, None, "Prepare only the first N clips (a quick trial).",
+                      settings={"min": 1}),
+    )
+    return [option.parameter() for option in shared]
 
 
 def _recipe_options(recipe: type) -> list[_inspect.Parameter]:
