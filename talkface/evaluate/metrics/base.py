@@ -121,6 +121,15 @@ class Metric(ABC):
         """Build the metric from a shared option bag, keeping only the options it accepts."""
         return cls(**{k: v for k, v in all_options.items() if k in cls.accepted_options and v is not None})
 
+    def variant_option(self, option: str) -> str:
+        """The value of an option that selects a variant: one of the values ``variants`` give it, the
+        first variant's when the option is not given (a ValueError naming the choices otherwise)."""
+        choices = list(dict.fromkeys(str(v[option]) for v in self.variants.values() if option in v))
+        value = str(self.options.get(option, choices[0]))
+        if value not in choices:
+            raise ValueError(f"{self.name} {option} must be one of {choices}, got {value!r}")
+        return value
+
     @property
     def variant(self) -> str:
         """The variant label written into results (e.g. ``gaussian11-colour-range255``)."""

@@ -320,8 +320,7 @@ class CPBD(Metric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.implementation = str(self.options.get("implementation", "matlab"))
-        _check_variant(self.implementation)
+        self.implementation = self.variant_option("implementation")
         self.frame_step = int(self.options.get("frame_step", 1))
         if self.frame_step < 1:
             raise ValueError("frame_step must be >= 1")

@@ -184,6 +184,16 @@ class ArcFaceOnnx:
             return np.concatenate(outs).reshape(len(x), -1)
         return self.session.run(None, {self.input_name: x})[0].reshape(len(x), -1)
 
+    def describe(self) -> dict[str, str]:
+        """The model file and how faces reach it (for the metric's definition)."""
+        return {
+            "model_file": self.path.name,
+            "input_resolution": f"{ARCFACE_SIZE}x{ARCFACE_SIZE} RGB",
+            "input_normalisation": "(x-127.5)/127.5" if self.input_norm == "insightface" else "raw 0-255",
+            "face_alignment": ("similarity (Umeyama) of eye centres, nose tip, mouth corners to ArcFace "
+                               "template"),
+        }
+
     def embed_images(self, images: list[np.ndarray], points: list[np.ndarray]) -> np.ndarray:
         faces = np.stack([align_arcface(img, pts) for img, pts in zip(images, points, strict=True)])
         return self.embed(faces)
@@ -211,6 +221,12 @@ class DlibDescriptor:
         self.model = dlib.face_recognition_model_v1(str(path))
         self.path = path
         self.sha256 = sha256_file(path)
+
+    def describe(self) -> dict[str, str]:
+        """The model file and how faces reach it (for the metric's definition)."""
+        return {"model_file": self.path.name,
+                "input_resolution": f"{self.chip_size}x{self.chip_size} RGB chip, padding {self.padding}",
+                "face_alignment": "dlib.get_face_chip from the 68 landmarks"}
 
     def chip(self, image: np.ndarray, points68: np.ndarray) -> np.ndarray:
         dlib = self._dlib
@@ -306,6 +322,7 @@ class _IdentityMetric(Metric):
             else "cosine similarity of embeddings (higher is better)"
         )
         d["identity_landmarks"] = "sample.extras['identity_landmarks'] or talkface's dlib backend"
+        d.update(self.embedder.describe())
         return d
 
 
@@ -329,17 +346,6 @@ class IdentityArcFace(_IdentityMetric):
     def variant(self) -> str:
         return f"arcface-{self.embedder.path.stem}-5pt112-{self.embedder.input_norm}-every{self.frame_step}"
 
-    def definition(self) -> dict[str, Any]:
-        d = super().definition()
-        d.update(
-            model_file=self.embedder.path.name,
-            input_resolution="112x112 RGB",
-            input_normalisation=(
-                "(x-127.5)/127.5" if self.embedder.input_norm == "insightface" else "raw 0-255"
-            ),
-            face_alignment="similarity (Umeyama) of eye centres, nose tip, mouth corners to ArcFace template",
-        )
-        return d
 
 
 @register_metric
@@ -366,11 +372,7 @@ class IdentityDlib(_IdentityMetric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.measure = str(options.get("measure", "euclidean"))
-        if self.measure not in self.variants:
-            raise ValueError(
-                f"identity_dlib measure must be one of {sorted(self.variants)}, not {self.measure!r}"
-            )
+        self.measure = self.variant_option("measure")
         self.higher_is_better = self.measure == "cosine"  # per instance: the direction follows the variant
         self.embedder = DlibDescriptor()
 
@@ -380,11 +382,3 @@ class IdentityDlib(_IdentityMetric):
         step = "" if self.frame_step == self.default_step else f"-every{self.frame_step}"
         return f"{self.measure}{step}"
 
-    def definition(self) -> dict[str, Any]:
-        d = super().definition()
-        d.update(
-            model_file=self.embedder.path.name,
-            input_resolution="150x150 RGB chip, padding 0.25",
-            face_alignment="dlib.get_face_chip from the 68 landmarks",
-        )
-        return d

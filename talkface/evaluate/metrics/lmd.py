@@ -55,16 +55,11 @@ class _LMD(Metric):
     needs: ClassVar[frozenset[str]] = frozenset({"landmarks", "ref_landmarks"})
     reference: ClassVar[str] = "Chen et al. ECCV 2018 (LMD); sum reduction as ATVGnet (CVPR 2019) evaluation"
     accepted_options: ClassVar[frozenset[str]] = frozenset({"reduction"})
-    variants: ClassVar[dict[str, dict[str, Any]]] = {
-        "centroid-mean": {"reduction": "mean"},
-        "centroid-sum": {"reduction": "sum"},
-    }
+    variants: ClassVar[dict[str, dict[str, Any]]] = {f"centroid-{r}": {"reduction": r} for r in REDUCTIONS}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.reduction = str(self.options.get("reduction", "mean"))
-        if self.reduction not in REDUCTIONS:
-            raise ValueError(f"lmd reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        self.reduction = self.variant_option("reduction")
 
     @property
     def variant(self) -> str:

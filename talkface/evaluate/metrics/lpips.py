@@ -237,9 +237,7 @@ class LPIPS(Metric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.net = options.get("net", "alex")
-        if self.net not in NETS:
-            raise ValueError(f"LPIPS net must be one of {sorted(NETS)}, not {self.net!r}")
+        self.net = self.variant_option("net")
         self.frame_step = int(options.get("frame_step", 1))
         self.batch_size = int(options.get("batch_size", 16))
         self.model = load_lpips(self.net, options.get("lpips_backbone"), options.get("lpips_weights"))

@@ -57,9 +57,7 @@ class PSNR(Metric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.color = str(self.options.get("color", "colour"))
-        if self.color not in ("colour", "gray"):
-            raise ValueError(f"psnr color must be 'colour' or 'gray', got {self.color!r}")
+        self.color = self.variant_option("color")
         self.cap_db = float(self.options.get("cap_db", DEFAULT_CAP_DB))
 
     @property

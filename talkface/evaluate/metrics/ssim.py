@@ -131,11 +131,8 @@ class SSIM(Metric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.window = str(self.options.get("window", "gaussian11"))
-        _window_1d(self.window)
-        self.color = str(self.options.get("color", "colour"))
-        if self.color not in ("colour", "gray", "wang-matlab"):
-            raise ValueError(f"ssim color must be 'colour', 'gray' or 'wang-matlab', got {self.color!r}")
+        self.window = self.variant_option("window")
+        self.color = self.variant_option("color")
         if self.color == "wang-matlab" and self.window != "gaussian11":
             raise ValueError("the wang-matlab variant uses the gaussian11 window")
 

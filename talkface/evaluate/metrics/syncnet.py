@@ -300,7 +300,6 @@ class _LSEMetric(Metric):
     needs: ClassVar[frozenset[str]] = frozenset({"audio"})
     accepted_options: ClassVar[frozenset[str]] = frozenset({"syncnet_model", "syncnet_crop", "batch_size"})
     reference: ClassVar[str] = "Chung & Zisserman 2016 (SyncNet); Prajwal et al. 2020 (LSE-C/LSE-D protocol)"
-    key: ClassVar[str]
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -344,8 +343,8 @@ class _LSEMetric(Metric):
                    "mean_distance_per_offset": r["mean_distance_per_offset"].round(4).tolist()}
         if r["resampled_from_fps"]:
             details["resampled_from_fps"] = r["resampled_from_fps"]
-        per_frame = r["per_frame_distance"] if self.key == "lse_d" else None
-        return MetricResult(value=r[self.key], per_frame=per_frame, details=details)
+        per_frame = r["per_frame_distance"] if self.name == "lse_d" else None
+        return MetricResult(value=r[self.name], per_frame=per_frame, details=details)  # keyed by metric name
 
 
 @register_metric
@@ -354,7 +353,6 @@ class LSED(_LSEMetric):
 
     name: ClassVar[str] = "lse_d"
     higher_is_better: ClassVar[bool] = False
-    key: ClassVar[str] = "lse_d"
     doc: ClassVar[str] = "SyncNet LSE-D: mean audio-visual embedding distance at the best offset (+-15 fr)"
 
 
@@ -364,5 +362,4 @@ class LSEC(_LSEMetric):
 
     name: ClassVar[str] = "lse_c"
     higher_is_better: ClassVar[bool] = True
-    key: ClassVar[str] = "lse_c"
     doc: ClassVar[str] = "SyncNet LSE-C: median minus minimum of per-offset mean distances over +-15 frames"
