@@ -27,6 +27,7 @@ import itertools
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,28 @@ def _p(x: float) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table: the header, its separator, one line per row of formatted cells."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
+
+
+def _section(title: str, *text: str) -> list[str]:
+    """A ``##`` heading and its opening lines, each block followed by a blank line."""
+    return [f"## {title}", "", *text, ""]
+
+
+def _figure(caption: str, path: str) -> list[str]:
+    """A plot image after a table, set apart by blank lines."""
+    return ["", f"![{caption}]({path})", ""]
+
+
+def _pairwise_tests(tests: list[dict]) -> list[str]:
+    """The table of between-method tests (raw and Holm-adjusted p) that follows a per-method table."""
+    return _table(["method A", "method B", "p", "p (Holm)"],
+                  ([md(t["a"]), md(t["b"]), _p(t["p"]), _p(t["p_holm"])] for t in tests))
+
+
 def write_report(key: dict[str, Any], result: dict[str, Any], skipped: list[Skipped], out: str | Path
                  ) -> Path:
     out = Path(out)
@@ -344,71 +367,61 @@ def write_report(key: dict[str, Any], result: dict[str, Any], skipped: list[Skip
     lines += [f"Study `{md(key['study_id'])}`; methods: {', '.join(md(m) for m in result['methods'])}; "
               f"{len(key['clips'])} clips, {len(key['participants'])} participant slots.", ""]
     n_files = len(result["participants"]) + len(skipped)
-    lines += ["## Responses", "",
-              f"- files read: {n_files}; accepted: {len(result['participants'])}; skipped: {len(skipped)}",
-              f"- excluded after attention checks (more than {result['max_check_failures']} failed): "
-              f"{result['n_excluded_by_checks']}; analysed: {result['n_included']} participants", ""]
+    lines += _section("Responses",
+                      f"- files read: {n_files}; accepted: {len(result['participants'])}; "
+                      f"skipped: {len(skipped)}",
+                      f"- excluded after attention checks (more than {result['max_check_failures']} failed): "
+                      f"{result['n_excluded_by_checks']}; analysed: {result['n_included']} participants")
     if skipped:
-        lines += ["| skipped file | reason |", "| --- | --- |"]
-        lines += [f"| {md(s.file)} | {md(s.reason)} |" for s in skipped]
+        lines += _table(["skipped file", "reason"], ([md(s.file), md(s.reason)] for s in skipped))
         lines.append("")
     failed = [p for p in result["participants"] if p["checks_failed"]]
     if failed:
-        lines += ["| participant | checks passed | checks failed | included |", "| --- | --- | --- | --- |"]
-        lines += [f"| {p['participant']} | {p['checks_passed']} | {p['checks_failed']} | "
-                  f"{'yes' if p['included'] else 'no'} |" for p in failed]
+        lines += _table(["participant", "checks passed", "checks failed", "included"],
+                        ([p["participant"], p["checks_passed"], p["checks_failed"],
+                          "yes" if p["included"] else "no"] for p in failed))
         lines.append("")
     design = key["design"]
     if design == "ab":
-        lines += ["## Preferences", "",
-                  "Rate: how often the first method of the pair was preferred; 95 % Wilson interval; exact "
-                  "two-sided binomial test against 0.5; p (Holm): adjusted over the pairs of a question.", ""]
+        lines += _section("Preferences",
+                          "Rate: how often the first method of the pair was preferred; 95 % Wilson interval; "
+                          "exact two-sided binomial test against 0.5; p (Holm): adjusted over the pairs of a "
+                          "question.")
+        columns = ["method A", "method B", "n", "A preferred", "rate A", "95 % CI", "p", "p (Holm)"]
         for q, rows in result["pairs"].items():
-            lines += [f"### {md(q)}: {md(q_text[q])}", "",
-                      "| method A | method B | n | A preferred | rate A | 95 % CI | p | p (Holm) |",
-                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-            for r in rows:
-                lines.append(f"| {md(r['a'])} | {md(r['b'])} | {r['n']} | {r['a_preferred']} | "
-                             f"{_f(r['rate'])} | {_ci(r['ci_low'], r['ci_high'])} | {_p(r['p'])} | "
-                             f"{_p(r['p_holm'])} |")
-            lines += ["", f"![{md(q)}]({plots[q]})", ""]
+            pairs = _table(columns, ([md(r["a"]), md(r["b"]), r["n"], r["a_preferred"], _f(r["rate"]),
+                                      _ci(r["ci_low"], r["ci_high"]), _p(r["p"]), _p(r["p_holm"])]
+                                     for r in rows))
+            lines += [f"### {md(q)}: {md(q_text[q])}", "", *pairs, *_figure(md(q), plots[q])]
     elif design == "mos":
-        lines += ["## Mean opinion scores", "",
-                  "Mean rating (1–5) with a 95 % t interval; between methods a two-sided Mann-Whitney U "
-                  "test, Holm-adjusted over the pairs of a question.", ""]
+        lines += _section("Mean opinion scores",
+                          "Mean rating (1–5) with a 95 % t interval; between methods a two-sided "
+                          "Mann-Whitney U test, Holm-adjusted over the pairs of a question.")
         for q, block in result["mos"].items():
-            lines += [f"### {md(q)}: {md(q_text[q])}", "", "| method | n | mean | 95 % CI |",
-                      "| --- | --- | --- | --- |"]
-            lines += [f"| {md(r['method'])} | {r['n']} | {_f(r['mean'], 2)} | "
-                      f"{_ci(r['ci_low'], r['ci_high'], 2)} |" for r in block["methods"]]
-            lines += ["", "| method A | method B | p | p (Holm) |", "| --- | --- | --- | --- |"]
-            lines += [f"| {md(t['a'])} | {md(t['b'])} | {_p(t['p'])} | {_p(t['p_holm'])} |"
-                      for t in block["tests"]]
-            lines += ["", f"![{md(q)}]({plots[q]})", ""]
+            scores = _table(["method", "n", "mean", "95 % CI"],
+                            ([md(r["method"]), r["n"], _f(r["mean"], 2), _ci(r["ci_low"], r["ci_high"], 2)]
+                             for r in block["methods"]))
+            lines += [f"### {md(q)}: {md(q_text[q])}", "", *scores, "", *_pairwise_tests(block["tests"]),
+                      *_figure(md(q), plots[q])]
     else:
         block = result["real_or_fake"]
-        lines += ["## Judged real", "",
-                  "Rate judged a real recording; 95 % Wilson interval; binomial test against 0.5; between "
-                  "methods Fisher's exact test, Holm-adjusted.", "",
-                  "| method | n | judged real | rate | 95 % CI | p vs 0.5 |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {md(r['method'])} | {r['n']} | {r['judged_real']} | {_f(r['rate'])} | "
-                  f"{_ci(r['ci_low'], r['ci_high'])} | {_p(r['p_vs_half'])} |" for r in block["methods"]]
-        lines += ["", "| method A | method B | p | p (Holm) |", "| --- | --- | --- | --- |"]
-        lines += [f"| {md(t['a'])} | {md(t['b'])} | {_p(t['p'])} | {_p(t['p_holm'])} |"
-                  for t in block["tests"]]
-        lines += ["", f"![judged real]({plots['judgement']})", ""]
-    lines += ["## Inter-rater agreement", "",
-              "Krippendorff's alpha over items judged by at least two participants (1 = perfect agreement, "
-              "0 = chance).", ""]
+        lines += _section("Judged real",
+                          "Rate judged a real recording; 95 % Wilson interval; binomial test against 0.5; "
+                          "between methods Fisher's exact test, Holm-adjusted.")
+        lines += _table(["method", "n", "judged real", "rate", "95 % CI", "p vs 0.5"],
+                        ([md(r["method"]), r["n"], r["judged_real"], _f(r["rate"]),
+                          _ci(r["ci_low"], r["ci_high"]), _p(r["p_vs_half"])] for r in block["methods"]))
+        lines += ["", *_pairwise_tests(block["tests"]), *_figure("judged real", plots["judgement"])]
+    lines += _section("Inter-rater agreement",
+                      "Krippendorff's alpha over items judged by at least two participants (1 = perfect "
+                      "agreement, 0 = chance).")
     if design == "mos":
-        lines += ["| question | units | alpha (ordinal) | alpha (interval) |", "| --- | --- | --- | --- |"]
-        lines += [f"| {md(q)} | {a['units']} | {_f(a['alpha_ordinal'])} | {_f(a['alpha_interval'])} |"
-                  for q, a in result["agreement"].items()]
+        lines += _table(["question", "units", "alpha (ordinal)", "alpha (interval)"],
+                        ([md(q), a["units"], _f(a["alpha_ordinal"]), _f(a["alpha_interval"])]
+                         for q, a in result["agreement"].items()))
     else:
-        lines += ["| question | units | alpha (nominal) |", "| --- | --- | --- |"]
-        lines += [f"| {md(q)} | {a['units']} | {_f(a['alpha_nominal'])} |"
-                  for q, a in result["agreement"].items()]
+        lines += _table(["question", "units", "alpha (nominal)"],
+                        ([md(q), a["units"], _f(a["alpha_nominal"])] for q, a in result["agreement"].items()))
     lines.append("")
     report = out / "report.md"
     atomic.write_text(report, "\n".join(lines))
