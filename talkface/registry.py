@@ -49,6 +49,15 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def register_named(self, name: str) -> Callable[[T], T]:
+        """Class decorator registering ``name`` and setting the class's ``name`` to it (written once)."""
+
+        def decorate(member: T) -> T:
+            member.name = name  # type: ignore[attr-defined]
+            return self.register(name)(member)
+
+        return decorate
+
     def add(self, name: str, member: T, *, replace: bool = False) -> T:
         return self.register(name, replace=replace)(member)
 

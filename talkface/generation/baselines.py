@@ -37,9 +37,8 @@ if TYPE_CHECKING:
 BASELINES: Registry[type[Method]] = Registry("baseline")
 
 
-@BASELINES.register("ground-truth")
+@BASELINES.register_named("ground-truth")
 class GroundTruth(Method):
-    name = "ground-truth"
     definition = ("the reference crops decoded and re-encoded with the codec and quality generate uses "
                   "(the codec's own floor for every metric)")
 
@@ -47,9 +46,8 @@ class GroundTruth(Method):
         return clip.reference_frames()
 
 
-@BASELINES.register("static-frame")
+@BASELINES.register_named("static-frame")
 class StaticFrame(Method):
-    name = "static-frame"
     definition = ("the identity frame generate uses (the clip's frame with the most closed, neutral mouth "
                   "among its frames with both eyes open, from its aligned crops) repeated for every frame")
 
@@ -58,9 +56,8 @@ class StaticFrame(Method):
             yield clip.identity_crop
 
 
-@BASELINES.register("mean-face")
+@BASELINES.register_named("mean-face")
 class MeanFace(Method):
-    name = "mean-face"
     definition = ("the landmark stage replaced by the mean face of the landmark checkpoint (mouth held at "
                   "the mean shape, no blinks), then the trained retargeting to the identity frame and the "
                   "trained texture stage")
@@ -76,9 +73,8 @@ class MeanFace(Method):
         return render_frames(gen, crop, to_identity(gen, unit, px, gen.size))
 
 
-@BASELINES.register("oracle-landmarks")
+@BASELINES.register_named("oracle-landmarks")
 class OracleLandmarks(Method):
-    name = "oracle-landmarks"
     definition = ("the trained texture stage driven by the reference clip's own aligned landmarks (the "
                   "texture stage's ceiling, free of landmark-stage errors), identity frame as generate's")
     stages = ("texture",)
@@ -93,9 +89,8 @@ class OracleLandmarks(Method):
         return render_frames(gen, crop, points)
 
 
-@BASELINES.register("no-blinks")
+@BASELINES.register_named("no-blinks")
 class NoBlinks(TrainedPipeline):
-    name = "no-blinks"
     definition = ("the trained pipeline with the blink stage off: the eye points stay the landmark stage's "
                   "(same landmarks, retargeting and texture stages as generate, same seed)")
     stages = ("landmarks", "texture")

@@ -3,31 +3,11 @@
 
 A recipe walks a corpus folder and returns a :class:`Discovery` (clips with their split, transcript,
 word timings and flags, plus folder-level problems) without decoding any media.
+
+The package's names are those of ``base.__all__`` (``CORPORA``, ``get_recipe``, ``ClipSource``, ...).
 """
 
-from talkface.preprocess.corpora import folder, grid, lrs, tcd_timit, voxceleb  # noqa: F401  (registers the recipes)
-from talkface.preprocess.corpora.base import (
-    CORPORA,
-    ClipSource,
-    CorpusError,
-    CorpusRecipe,
-    Discovery,
-    HashSplitRule,
-    RecipeOption,
-    available_recipes,
-    get_recipe,
-    hash_fraction,
-)
+from talkface.preprocess.corpora import base, folder, grid, lrs, tcd_timit, voxceleb  # noqa: F401  (registers the recipes)
+from talkface.preprocess.corpora.base import *  # noqa: F403  (exactly base.__all__)
 
-__all__ = [
-    "CORPORA",
-    "ClipSource",
-    "CorpusError",
-    "CorpusRecipe",
-    "Discovery",
-    "HashSplitRule",
-    "RecipeOption",
-    "available_recipes",
-    "get_recipe",
-    "hash_fraction",
-]
+__all__ = list(base.__all__)

@@ -18,6 +18,21 @@ from typing import Any
 
 from talkface.registry import Registry, UnknownName
 
+#: What ``talkface.preprocess.corpora`` offers its users; the recipe modules import the helpers for
+#: writing a recipe (check_root, natural_key, ...) from here by name.
+__all__ = [
+    "CORPORA",
+    "ClipSource",
+    "CorpusError",
+    "CorpusRecipe",
+    "Discovery",
+    "HashSplitRule",
+    "RecipeOption",
+    "available_recipes",
+    "get_recipe",
+    "hash_fraction",
+]
+
 Word = tuple[float, float, str]
 
 
@@ -99,37 +114,72 @@ class CorpusRecipe(ABC):
                               f"{', '.join(self.splits)}")
         return split
 
+    def _check_arguments(self, split: str | None, opts: dict[str, Any], **chosen: Any) -> str:
+        """The protocol, after the checks every ``discover`` makes: no unknown options, each ``chosen``
+        value one of its :class:`RecipeOption`'s choices, a protocol this recipe offers."""
+        if opts:
+            raise CorpusError(f"{self.name}: unknown options {sorted(opts)}")
+        for option in self.options:
+            value = chosen.get(option.param)
+            if option.choices and option.param in chosen and value not in option.choices:
+                raise CorpusError(f"{self.name}: {option.param} must be one of {', '.join(option.choices)}, "
+                                  f"got {value!r}")
+        return self._check_split(split)
+
     def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
         """Which of this recipe's protocols gave ``(clip_id, speaker, part)`` rows, if it can tell
         (used to name the protocol of a dataset written before protocols were recorded)."""
         return None
 
 
-def recognise_seen_or_speaker_split(rows: list[tuple[str, str, str]], seen: Any,
-                                    by_speaker: dict[str, str]) -> str | None:
-    """``seen`` when every ``(clip_id, speaker, part)`` row follows the per-clip rule ``seen.assign``,
-    ``speaker-independent`` when every row follows the speaker table, else None (shared by the recipes
-    that commit both protocols: GRID, TCD-TIMIT)."""
-    if not rows:
-        return None
-    if all(part == seen.assign(clip_id) for clip_id, _, part in rows):
-        return "seen"
-    if all(part == by_speaker.get(speaker, "unassigned") for _, speaker, part in rows):
-        return "speaker-independent"
-    return None
+@dataclass(frozen=True)
+class CommittedParts:
+    """The part of each clip under one committed protocol: a speaker table (``speaker-independent``;
+    a speaker it lacks is ``unassigned``) or a seeded per-clip hash rule (``seen``)."""
+
+    protocol: str
+    speakers: dict[str, str]  # speaker -> part under speaker-independent; empty under seen
+    seen: HashSplitRule | None  # the rule under seen; None under speaker-independent
+
+    def part(self, clip_id: str, speaker: str) -> str:
+        if self.seen is not None:
+            return self.seen.assign(clip_id)
+        return self.speakers.get(speaker, "unassigned")
 
 
-def protocol_recogniser(load_seen: Any, load_speakers: Any) -> Any:
-    """A ``recognise_protocol`` method for a recipe whose committed protocols are a per-clip hash rule
-    (``load_seen()``) and a speaker table (``load_speakers()``)."""
+class CommittedSplitRecipe(CorpusRecipe):
+    """A recipe whose two protocols are committed in ``data_manifests/<manifest_folder>/`` (GRID,
+    TCD-TIMIT): ``speaker-independent`` from ``speaker_independent.csv``, ``seen`` from ``seen_file``."""
 
-    def recognise_protocol(self: CorpusRecipe, rows: list[tuple[str, str, str]]) -> str | None:
-        """``seen`` or ``speaker-independent`` when every row's part follows that protocol's rule."""
+    splits = ("speaker-independent", "seen")
+    manifest_folder: str = ""
+    seen_file: str = ""
+
+    @classmethod
+    def load_speaker_split(cls, path: str | os.PathLike | None = None) -> dict[str, str]:
+        """speaker -> part of the speaker-independent protocol (``path``: another table)."""
+        return committed_speaker_split(cls.manifest_folder, path)
+
+    @classmethod
+    def load_seen_split(cls, path: str | os.PathLike | None = None) -> HashSplitRule:
+        """The seen rule: a seeded hash of the clip id decides each clip's part (``path``: another file)."""
+        return HashSplitRule.from_csv(path or data_manifests_dir() / cls.manifest_folder / cls.seen_file)
+
+    def committed_parts(self, protocol: str) -> CommittedParts:
+        return CommittedParts(protocol,
+                              self.load_speaker_split() if protocol == "speaker-independent" else {},
+                              self.load_seen_split() if protocol == "seen" else None)
+
+    def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
+        """``seen`` or ``speaker-independent`` when every ``(clip_id, speaker, part)`` row follows that
+        protocol's rule (``seen`` is tried first)."""
         if not rows:
             return None
-        return recognise_seen_or_speaker_split(rows, load_seen(), load_speakers())
-
-    return recognise_protocol
+        for protocol in ("seen", "speaker-independent"):
+            parts = self.committed_parts(protocol)
+            if all(part == parts.part(clip_id, speaker) for clip_id, speaker, part in rows):
+                return protocol
+        return None
 
 
 class HashSplitRecipe(CorpusRecipe):
@@ -145,9 +195,7 @@ class HashSplitRecipe(CorpusRecipe):
         **opts: Any,
     ) -> Discovery:
         """List the clips under ``root``; ``fractions`` are (train, val, test) of the hash splits."""
-        if opts:
-            raise CorpusError(f"{self.name}: unknown options {sorted(opts)}")
-        split = self._check_split(split)
+        split = self._check_arguments(split, opts)
         rule = rule_from_fractions(fractions, seed)
         return self._discover(check_root(root, self.name), split, rule)
 
@@ -162,11 +210,7 @@ CORPORA: Registry[type[CorpusRecipe]] = Registry("corpus recipe")
 def register_recipe(name: str) -> Callable[[type[CorpusRecipe]], type[CorpusRecipe]]:
     """Class decorator: make a recipe available as ``get_recipe(name)`` and ``talkface prepare name``."""
 
-    def wrap(cls: type[CorpusRecipe]) -> type[CorpusRecipe]:
-        cls.name = name
-        return CORPORA.register(name)(cls)
-
-    return wrap
+    return CORPORA.register_named(name)
 
 
 def available_recipes() -> list[str]:

@@ -23,17 +23,15 @@ from typing import Any
 
 from talkface.preprocess.corpora.base import (
     ClipSource,
+    CommittedParts,
+    CommittedSplitRecipe,
     CorpusError,
-    CorpusRecipe,
     Discovery,
-    HashSplitRule,
     RecipeOption,
     Word,
     check_root,
-    committed_speaker_split,
     data_manifests_dir,
     natural_key,
-    protocol_recogniser,
     register_recipe,
 )
 
@@ -53,7 +51,6 @@ ALIGN_UNITS_PER_SECOND = 25000.0  # 1/1000 of a frame at 25 fps (NOT millisecond
 SPEAKERS = tuple(f"s{i}" for i in range(1, 35))
 SPEAKER_WITHOUT_VIDEO = "s21"  # the corpus publishes no video for s21
 VIDEO_SUFFIXES = (".mpg",)
-SPLITS = ("speaker-independent", "seen")
 _SPEAKER_RE = re.compile(r"^s\d+$")
 
 
@@ -124,16 +121,6 @@ def load_alignment_swaps(path: str | os.PathLike | None = None) -> dict[str, str
         return {row["video_speaker"]: row["alignment_folder"] for row in csv.DictReader(fh)}
 
 
-def load_speaker_split(path: str | os.PathLike | None = None) -> dict[str, str]:
-    """speaker -> split of the speaker-independent protocol."""
-    return committed_speaker_split("grid", path)
-
-
-def load_seen_split(path: str | os.PathLike | None = None) -> HashSplitRule:
-    """The seen-speaker rule: a seeded hash of the clip id decides each sentence's split."""
-    return HashSplitRule.from_csv(path or data_manifests_dir() / "grid" / "seen_speaker.csv")
-
-
 # Discovery -------------------------------------------------------------------------------------------
 
 
@@ -177,10 +164,11 @@ def _best_matching_folder(root: Path, videos: list[Path]) -> tuple[str, float] |
 
 
 @register_recipe("grid")
-class GridRecipe(CorpusRecipe):
+class GridRecipe(CommittedSplitRecipe):
     """GRID in the Zenodo or the original-site layout, with checked alignments and committed splits."""
 
-    splits = SPLITS
+    manifest_folder = "grid"
+    seen_file = "seen_speaker.csv"
     root_help = ("GRID root: Zenodo layout (s1/*.mpg, alignments/s1/*.align) or the original site layout "
                  "(s1/video/mpg_6000/*.mpg, s1/align/*.align).")
     options = (
@@ -188,8 +176,6 @@ class GridRecipe(CorpusRecipe):
                      "auto: the audio_25k wavs where present, else the video's track; video: always the "
                      "video's own track.", ("auto", "video")),
     )
-
-    recognise_protocol = protocol_recogniser(load_seen_split, load_speaker_split)
 
     def discover(
         self,
@@ -209,15 +195,9 @@ class GridRecipe(CorpusRecipe):
         the Zenodo alignment-folder mapping (Zenodo layout only). A speaker whose alignment folder
         covers fewer than ``min_alignment_coverage`` of its videos is treated as mismatched.
         """
-        if opts:
-            raise CorpusError(f"grid: unknown options {sorted(opts)}")
-        if audio not in ("auto", "video"):
-            raise CorpusError(f"grid: audio must be 'auto' or 'video', got {audio!r}")
-        split = self._check_split(split)
+        parts = self.committed_parts(self._check_arguments(split, opts, audio=audio))
         root = check_root(root, "grid")
         swaps = load_alignment_swaps(swaps_csv) if apply_swaps else {}
-        speaker_split = load_speaker_split() if split == "speaker-independent" else {}
-        seen_rule = load_seen_split() if split == "seen" else None
 
         problems: list[str] = []
         clips: list[ClipSource] = []
@@ -233,8 +213,7 @@ class GridRecipe(CorpusRecipe):
             if folders.align_dir is not None:
                 used_align_dirs.add(folders.align_dir.resolve())
             clips.extend(
-                self._speaker_clips(root, folders, audio, min_alignment_coverage, problems,
-                                    speaker_split, seen_rule, split)
+                self._speaker_clips(root, folders, audio, min_alignment_coverage, problems, parts)
             )
         if SPEAKER_WITHOUT_VIDEO not in speakers and len(speakers) > len(SPEAKERS) // 2:
             problems.append("s21: not present (expected: GRID publishes no video for s21)")
@@ -257,9 +236,7 @@ class GridRecipe(CorpusRecipe):
         audio: str,
         min_coverage: float,
         problems: list[str],
-        speaker_split: dict[str, str],
-        seen_rule: HashSplitRule | None,
-        protocol: str,
+        parts: CommittedParts,
     ) -> list[ClipSource]:
         speaker = folders.speaker
         align_dir = folders.align_dir
@@ -285,7 +262,7 @@ class GridRecipe(CorpusRecipe):
             hint_text = f"; alignments/{hint[0]} matches {hint[1]:.0%}" if hint and hint[1] > 0 else ""
             problems.append(f"{speaker}: no alignment files (folder: {where}){hint_text}")
 
-        if speaker_split and speaker not in speaker_split:
+        if parts.speakers and speaker not in parts.speakers:
             problems.append(f"{speaker}: not in speaker_independent.csv; split 'unassigned'")
         wavs = _list_audio(folders.audio_dirs) if audio == "auto" else {}
         malformed: list[str] = []
@@ -314,22 +291,18 @@ class GridRecipe(CorpusRecipe):
                         words = []
                     else:  # the alignment covers the whole recording, trailing silence included
                         expected_s = max(end for _, end, _ in entries)
-            if seen_rule is not None:
-                split = seen_rule.assign(clip_id)
-            else:
-                split = speaker_split.get(speaker, "unassigned")
             clips.append(
                 ClipSource(
                     clip_id=clip_id,
                     corpus="grid",
                     speaker=speaker,
-                    split=split,
+                    split=parts.part(clip_id, speaker),
                     source_video=video,
                     source_audio=wavs.get(name),
                     transcript=" ".join(w for _, _, w in words),
                     words=words,
                     flags=flags,
-                    protocol=protocol,
+                    protocol=parts.protocol,
                     expected_duration_s=expected_s,
                 )
             )
@@ -351,3 +324,8 @@ def _list_audio(audio_dirs: list[Path]) -> dict[str, Path]:
             found.update({Path(e.name).stem: Path(e.path) for e in os.scandir(folder)
                           if e.name.lower().endswith(".wav") and e.is_file()})
     return found
+
+
+#: The committed protocols' files, read as :class:`GridRecipe` reads them.
+load_speaker_split = GridRecipe.load_speaker_split
+load_seen_split = GridRecipe.load_seen_split

@@ -176,11 +176,7 @@ class LrsRecipe(CorpusRecipe):
         **opts: Any,
     ) -> Discovery:
         """List the clips under ``root``; ``seed`` and ``fractions`` set the two hash protocols."""
-        if opts:
-            raise CorpusError(f"lrs: unknown options {sorted(opts)}")
-        if pretrain not in ("skip", "train"):
-            raise CorpusError(f"lrs: pretrain must be 'skip' or 'train', got {pretrain!r}")
-        protocol = self._check_split(split)
+        protocol = self._check_arguments(split, opts, pretrain=pretrain)
         rule = rule_from_fractions(fractions, seed)
         root = check_root(root, "lrs")
         layout, folders, lists = _layout(root, pretrain == "train")

@@ -32,22 +32,19 @@ from typing import Any
 
 from talkface.preprocess.corpora.base import (
     ClipSource,
+    CommittedParts,
+    CommittedSplitRecipe,
     CorpusError,
-    CorpusRecipe,
     Discovery,
-    HashSplitRule,
     RecipeOption,
     check_root,
-    committed_speaker_split,
     data_manifests_dir,
     natural_key,
-    protocol_recogniser,
     register_recipe,
 )
 
 GROUPS = ("volunteers", "lipspeakers")
 CAMERAS = ("straightcam", "30degcam")
-SPLITS = ("speaker-independent", "seen")
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".mpg"})
 SENTENCE_RE = re.compile(r"^s[aix]\d+$")
 _SENTENCE_PREFIX_RE = re.compile(r"^(s[aix]\d+)")
@@ -179,15 +176,6 @@ def parse_mlf(path: str | os.PathLike) -> tuple[dict[tuple[str, str], LabelEntry
 # Committed data --------------------------------------------------------------------------------------
 
 
-def load_speaker_split(path: str | os.PathLike | None = None) -> dict[str, str]:
-    """speaker -> part of the speaker-independent protocol (train / test / unassigned)."""
-    return committed_speaker_split("tcd_timit", path)
-
-
-def load_seen_split(path: str | os.PathLike | None = None) -> HashSplitRule:
-    return HashSplitRule.from_csv(path or data_manifests_dir() / "tcd_timit" / "seen.csv")
-
-
 def load_speakers(path: str | os.PathLike | None = None) -> dict[str, dict[str, str]]:
     """speaker -> its row of ``speakers.csv`` (group, gender, age, script, notes)."""
     path = Path(path) if path else data_manifests_dir() / "tcd_timit" / "speakers.csv"
@@ -247,10 +235,11 @@ def _find_mlfs(root: Path) -> list[Path]:
 
 
 @register_recipe("tcd-timit")
-class TcdTimitRecipe(CorpusRecipe):
+class TcdTimitRecipe(CommittedSplitRecipe):
     """TCD-TIMIT volunteers and lipspeakers (29.97 fps), with the published speaker-independent split."""
 
-    splits = SPLITS
+    manifest_folder = "tcd_timit"  # speaker_independent.csv: train / test / unassigned
+    seen_file = "seen.csv"
     root_help = ("TCD-TIMIT root holding volunteers/01M/Clips/straightcam/sa1.mp4 (or volunteers/01M/"
                  "straightcam/sa1.mp4) and lipspeakers/Lipspkr1/...; label files (*.mlf) at the root are "
                  "read where present.")
@@ -262,8 +251,6 @@ class TcdTimitRecipe(CorpusRecipe):
                      "PROMPTS.TXT at the corpus root, if any."),
     )
 
-    recognise_protocol = protocol_recogniser(load_seen_split, load_speaker_split)
-
     def discover(
         self,
         root: str | os.PathLike,
@@ -274,11 +261,7 @@ class TcdTimitRecipe(CorpusRecipe):
         **opts: Any,
     ) -> Discovery:
         """List TCD-TIMIT clips of one camera under ``root``; transcripts from ``prompts`` if given."""
-        if opts:
-            raise CorpusError(f"tcd-timit: unknown options {sorted(opts)}")
-        if camera not in CAMERAS:
-            raise CorpusError(f"tcd-timit: camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
-        protocol = self._check_split(split)
+        parts = self.committed_parts(self._check_arguments(split, opts, camera=camera))
         root = check_root(root, "tcd-timit")
         groups = [(g, d) for g in GROUPS if (d := _child(root, g)) is not None]
         if not groups:
@@ -290,8 +273,6 @@ class TcdTimitRecipe(CorpusRecipe):
         problems: list[str] = []
         prompt_text = self._prompts(root, prompts, problems)
         labels, label_groups = self._labels(root, problems)
-        speaker_split = load_speaker_split() if protocol == "speaker-independent" else {}
-        seen_rule = load_seen_split() if protocol == "seen" else None
         known = load_speakers()
         issues = load_transcription_issues()
 
@@ -328,8 +309,8 @@ class TcdTimitRecipe(CorpusRecipe):
                     problems.append(f"{group}/{spk_dir.name}/{cam_dir.name}: holds no videos")
                     continue
                 found = self._speaker_clips(
-                    speaker, videos, camera, protocol, prompt_text, labels, group in label_groups,
-                    speaker_split, seen_rule, issues, problems, taken)
+                    speaker, videos, camera, parts, prompt_text, labels, group in label_groups, issues,
+                    problems, taken)
                 if group == "volunteers" and len(found) < VOLUNTEER_SENTENCES:
                     short.append(f"{speaker} ({len(found)})")
                 clips.extend(found)
@@ -381,12 +362,10 @@ class TcdTimitRecipe(CorpusRecipe):
         speaker: str,
         videos: Iterable[Path],
         camera: str,
-        protocol: str,
+        parts: CommittedParts,
         prompt_text: dict[str, str],
         labels: dict[tuple[str, str], LabelEntry],
         group_has_labels: bool,
-        speaker_split: dict[str, str],
-        seen_rule: HashSplitRule | None,
         issues: dict[tuple[str, str], dict[str, str]],
         problems: list[str],
         taken: dict[str, ClipSource],
@@ -424,12 +403,9 @@ class TcdTimitRecipe(CorpusRecipe):
             issue = issues.get((speaker, sentence or ""))
             if issue is not None:
                 flags.append(f"transcript_issue={issue['severity']}")
-            if seen_rule is not None:
-                part = seen_rule.assign(clip_id)
-            else:
-                part = speaker_split.get(speaker, "unassigned")
-            clip = ClipSource(clip_id=clip_id, corpus="tcd-timit", speaker=speaker, split=part,
-                              source_video=cand.video, transcript=transcript, flags=flags, protocol=protocol)
+            clip = ClipSource(clip_id=clip_id, corpus="tcd-timit", speaker=speaker,
+                              split=parts.part(clip_id, speaker), source_video=cand.video,
+                              transcript=transcript, flags=flags, protocol=parts.protocol)
             taken[clip_id] = clip
             clips.append(clip)
 
