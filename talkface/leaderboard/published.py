@@ -17,36 +17,18 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 
 from talkface.leaderboard.load import LeaderboardError
 
 PUBLISHED_FILE = "published_results.csv"
-COLUMNS = (
-    "method",
-    "paper",
-    "year",
-    "venue",
-    "dataset",
-    "split",
-    "metric",
-    "variant",
-    "talkface_metric",
-    "higher_is_better",
-    "value",
-    "table",
-    "source_url",
-    "source_kind",
-    "note",
-)
-#: Dataset names accepted by ``--include-published`` (the file's ``dataset`` column uses the same keys).
-DATASETS = ("grid", "tcd-timit", "lrs2")
-SOURCE_KINDS = ("paper", "secondary")
 
 
 @dataclass(frozen=True)
 class PublishedResult:
+    """One cited number: a row of the published-results file."""
+
     method: str
     paper: str
     year: int
@@ -67,6 +49,13 @@ class PublishedResult:
     def citation(self) -> str:
         venue = self.venue if str(self.year) in self.venue else f"{self.venue} {self.year}"
         return f"{self.paper} ({venue}), {self.table}"
+
+
+#: The file's columns: the fields of :class:`PublishedResult`, in order.
+COLUMNS = tuple(f.name for f in fields(PublishedResult))
+#: Dataset names accepted by ``--include-published`` (the file's ``dataset`` column uses the same keys).
+DATASETS = ("grid", "tcd-timit", "lrs2")
+SOURCE_KINDS = ("paper", "secondary")
 
 
 def _bool(text: str) -> bool | None:
@@ -99,25 +88,9 @@ def parse_published(text: str, origin: str = PUBLISHED_FILE) -> list[PublishedRe
             raise LeaderboardError(f"{origin} line {i}: source_kind must be one of {SOURCE_KINDS}")
         if not r["source_url"] or not r["table"]:
             raise LeaderboardError(f"{origin} line {i}: every published number needs its table and source")
-        rows.append(
-            PublishedResult(
-                method=r["method"],
-                paper=r["paper"],
-                year=year,
-                venue=r["venue"],
-                dataset=r["dataset"],
-                split=r["split"],
-                metric=r["metric"],
-                variant=r["variant"],
-                talkface_metric=r["talkface_metric"],
-                higher_is_better=_bool(r["higher_is_better"]),
-                value=value,
-                table=r["table"],
-                source_url=r["source_url"],
-                source_kind=r["source_kind"],
-                note=r["note"],
-            )
-        )
+        text_fields = {c: r[c] for c in COLUMNS}
+        rows.append(PublishedResult(**{**text_fields, "year": year, "value": value,
+                                       "higher_is_better": _bool(r["higher_is_better"])}))
     return rows
 
 
