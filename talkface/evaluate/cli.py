@@ -47,7 +47,18 @@ def evaluate(
         "frames both have (default: such a clip is a recorded failure). The summary says how many clips "
         "were trimmed and by how much.")] = False,
     workers: Annotated[int, typer.Option(
-        "--workers", min=1, help="Processes scoring clips in parallel.")] = 1,
+        "--workers", min=1, help="Processes scoring clips in parallel (with --executor ray and no "
+        "--ray-address: the CPUs of the Ray started on this machine).")] = 1,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="process (this machine: --workers processes) or ray (Ray tasks; needs the ray "
+        "extra; --generated, --data and --out must be on storage every node sees).")] = "process",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster to join with --executor ray: auto, or host:port of 'ray start "
+        "--head' (default: start Ray on this machine with --workers CPUs).")] = None,
+    landmark_cache: Annotated[bool, typer.Option(
+        "--landmark-cache/--no-landmark-cache", help="Reuse the reference clips' landmarks cached in "
+        "OUT/cache/reference_landmarks by an earlier run with the same detector (default), and cache "
+        "those detected now.")] = True,
     arcface_model: Annotated[Path | None, typer.Option(
         "--arcface-model", help="insightface-layout ArcFace ONNX file (enables identity_arcface).")] = None,
     lpips_weights: Annotated[Path | None, typer.Option(
@@ -70,12 +81,21 @@ def evaluate(
     record with its protocol to OUT/runs/METHOD.json, and OUT/summary.json (mean, std, 95% bootstrap
     interval, full metric definition), then prints the summary table.
 
+    Reference landmarks are cached in OUT/cache/reference_landmarks, so a second method scored against
+    the same clips with the same detector does not detect them again.
+
     Example:
       talkface evaluate --generated out/ours --data data/grid --part test --method ours --out results/
+      talkface evaluate ... --executor ray --ray-address auto    # clips as Ray tasks on a cluster
     """
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
+    from talkface.preprocess.executors import EXECUTORS
 
     data = _data_path(data, reference)
+    if executor not in EXECUTORS:
+        _fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if ray_address and executor != "ray":
+        _fail("--ray-address needs --executor ray")
     models = {"arcface_model": arcface_model, "lpips_weights": lpips_weights,
               "lpips_backbone": lpips_backbone, "syncnet_model": syncnet_model}  # runner.MODEL_OPTIONS
     cfg = EvaluateConfig(
@@ -90,6 +110,9 @@ def evaluate(
         protocol=protocol,
         part=part,
         trim=trim,
+        executor=executor,
+        ray_address=ray_address,
+        landmark_cache=landmark_cache,
     )
     try:
         record = run_evaluate(cfg, echo=lambda line: typer.echo(line, err=True))
@@ -116,10 +139,12 @@ def _data_path(data: Path | None, reference: Path | None) -> Path:
 def _errors() -> tuple[type[BaseException], ...]:
     """What evaluate reports as one line and exit 2 (all user-facing, none a bug)."""
     from talkface.evaluate.metrics.base import MetricUnavailable
+    from talkface.preprocess.executors import ExecutorError
     from talkface.utils.lock import FolderLocked
 
-    # ValueError covers DatasetError, EvaluateError, ResultsError; KeyError an unknown metric.
-    return (FileNotFoundError, KeyError, ValueError, MetricUnavailable, FolderLocked)
+    # ValueError covers DatasetError, EvaluateError, ResultsError; KeyError an unknown metric;
+    # ExecutorError Ray missing or its cluster unreachable.
+    return (FileNotFoundError, KeyError, ValueError, MetricUnavailable, FolderLocked, ExecutorError)
 
 
 def _fail(exc: BaseException | str) -> None:

@@ -22,7 +22,12 @@ stated once here, in :data:`RULES` and in every run record:
 
 A clip whose video cannot be read becomes one failed row per metric with the reason; the run goes on.
 Results are written only through :class:`talkface.store.results.ResultsStore`, with the run's
-:class:`~talkface.store.results.Protocol` in the run record.
+:class:`~talkface.store.results.Protocol` in the run record, by the process that called
+:func:`run_evaluate`; the clips are scored by :func:`score_clip` in that process, in a process pool
+(``workers`` > 1) or as Ray tasks (``executor="ray"``, :mod:`talkface.preprocess.executors`), which give
+the same rows. Reference landmarks are cached beside the results
+(:mod:`talkface.evaluate.reference_cache`): a second method scored against the same reference clips
+reuses them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,7 @@ from talkface.evaluate.metrics.base import (
     metric_import_errors,
     metric_options,
 )
+from talkface.evaluate.reference_cache import ReferenceLandmarkCache
 from talkface.store.results import Protocol, ResultRow, ResultsStore, reference_id, trim_flag
 from talkface.utils.progress import make_progress
 from talkface.utils.provenance import provenance
@@ -76,7 +82,9 @@ RULES = {
     ),
     "size_mismatch": "resize generated to the reference crop size, INTER_AREA shrinking / "
     "INTER_CUBIC enlarging (flag resized)",
-    "landmarks": "same backend on generated and reference frames, once per clip and side",
+    "landmarks": "same backend on generated and reference frames, once per clip and side; reference "
+    "landmarks cached beside the results (cache/reference_landmarks), keyed by the reference file's "
+    "SHA-256, frames scored and the backend's settings",
     "audio": "generated video's track, else the reference crop's (flag reference_audio)",
     "identity_image": "first reference frame (its landmarks: the reference landmarks of that frame)",
     "usable_reference": "talkface.store.dataset.is_usable, as training and generation",
@@ -255,13 +263,18 @@ def resize_frames(frames: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(
-    specs: Sequence[MetricSpec],
-    landmark_backend: str,
-    landmark_options: dict[str, Any],
-    run_context: dict[str, Any],
-    metrics: Sequence[Metric] | None = None,
-) -> None:
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a scoring process builds its metrics and landmark backend from (picklable, sent once)."""
+
+    specs: tuple[MetricSpec, ...]
+    landmark_backend: str = "dlib"
+    landmark_options: dict[str, Any] = field(default_factory=dict)
+    run_context: dict[str, Any] = field(default_factory=dict)
+    cache: ReferenceLandmarkCache | None = None  # read here; the run's own process writes it
+
+
+def _init_worker(setup: WorkerSetup, metrics: Sequence[Metric] | None = None) -> None:
     """Set up a scoring process once: its metrics (built here unless given), the landmark backend
     when a metric needs landmarks, and one thread each (the pool is the parallelism)."""
     try:
@@ -271,15 +284,17 @@ def _init_worker(
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     cv2.setNumThreads(1)
-    metrics = list(metrics) if metrics is not None else [s.build() for s in specs]
+    metrics = list(metrics) if metrics is not None else [s.build() for s in setup.specs]
     for m in metrics:
-        m.run_context = run_context
+        m.run_context = setup.run_context
+    _WORKER.pop("setup", None)  # score_in_worker's record of what this process was set up for
     _WORKER["metrics"] = metrics
     _WORKER["landmarks"] = None
+    _WORKER["cache"] = setup.cache
     if _needs_landmarks(metrics):
         from talkface.preprocess.landmarks import get_landmark_backend
 
-        _WORKER["landmarks"] = get_landmark_backend(landmark_backend, **landmark_options)
+        _WORKER["landmarks"] = get_landmark_backend(setup.landmark_backend, **setup.landmark_options)
 
 
 def clip_rows(
@@ -320,15 +335,26 @@ class ClipJob:
     trim: bool = False
 
 
-def score_clip(job: ClipJob) -> list[ResultRow]:
+@dataclass
+class ClipScore:
+    """What scoring one clip gives back: its rows, and the reference landmarks it detected (for the
+    run's own process to cache) or whether it found them in the cache."""
+
+    rows: list[ResultRow]
+    cache_key: str | None = None  # the reference-landmark cache's key text, when landmarks were used
+    new_landmarks: np.ndarray | None = None  # detected here (a miss): to be written to the cache
+    cache_hit: bool = False
+
+
+def score_clip(job: ClipJob) -> ClipScore:
     """Score one clip with the worker's metrics; never raises (failures become rows)."""
     from talkface.preprocess.media import probe_video, read_audio, read_video
 
     metrics: list[Metric] = _WORKER["metrics"]
     flags: list[str] = []
 
-    def failed(error: str, **details: Any) -> list[ResultRow]:
-        return clip_rows(job.method, job.clip_id, metrics, flags, error=error, **details)
+    def failed(error: str, **details: Any) -> ClipScore:
+        return ClipScore(clip_rows(job.method, job.clip_id, metrics, flags, error=error, **details))
 
     try:
         ref = read_video(job.reference)
@@ -354,15 +380,44 @@ def score_clip(job: ClipJob) -> list[ResultRow]:
     sample = ClipSample(
         clip_id=job.clip_id, frames=gen, fps=fps, ref_frames=ref, identity_image=ref[0].copy()
     )
+    score = ClipScore([])
     if needs & LANDMARK_NEEDS:
         backend = _WORKER["landmarks"]
         sample.landmarks = backend.track(iter(gen)).points
-        sample.ref_landmarks = backend.track(iter(ref)).points
+        sample.ref_landmarks, score = _reference_landmarks(backend, job.reference, ref)
         # the identity image is reference frame 0: reuse its landmarks instead of detecting them again
         sample.extras["identity_landmarks"] = sample.ref_landmarks[0]
     if "audio" in needs:
         sample.audio = _audio(job, flags, read_audio)
-    return clip_rows(job.method, job.clip_id, metrics, flags, results=[m(sample) for m in metrics])
+    score.rows = clip_rows(job.method, job.clip_id, metrics, flags, results=[m(sample) for m in metrics])
+    return score
+
+
+def _reference_landmarks(backend: Any, path: Path, ref: np.ndarray) -> tuple[np.ndarray, ClipScore]:
+    """The reference frames' landmarks: from the cache when it holds them, else detected (and handed
+    back for the run's process to cache)."""
+    cache: ReferenceLandmarkCache | None = _WORKER.get("cache")
+    if cache is None:
+        return backend.track(iter(ref)).points, ClipScore([])
+    try:
+        key = cache.key_json(path, len(ref), ref.shape[1:3])
+    except OSError:  # the file vanished after decoding: nothing to key on, detect
+        return backend.track(iter(ref)).points, ClipScore([])
+    points = cache.load(key)
+    if points is not None:
+        return points, ClipScore([], cache_key=key, cache_hit=True)
+    points = backend.track(iter(ref)).points
+    return points, ClipScore([], cache_key=key, new_landmarks=points)
+
+
+def score_in_worker(job: ClipJob, setup: WorkerSetup) -> ClipScore:
+    """One clip in a Ray worker: :func:`score_clip` with this worker process's metrics, built on its
+    first clip of a run and kept for the next ones."""
+    key = repr(setup)
+    if _WORKER.get("setup") != key:
+        _init_worker(setup)
+        _WORKER["setup"] = key
+    return score_clip(job)
 
 
 def _audio(job: ClipJob, flags: list[str], read_audio) -> np.ndarray | None:
@@ -399,6 +454,9 @@ class EvaluateConfig:
     protocol: str | None = None  # split protocol of the dataset (None: its default)
     part: str | None = None  # train | val | test: only that part's clips are references
     trim: bool = False  # score clips more than one frame off their reference on the overlap
+    executor: str = "process"  # process (this process, or a pool of `workers`) | ray (Ray tasks)
+    ray_address: str | None = None  # with executor "ray": the cluster to join (None: start one here)
+    landmark_cache: bool = True  # reuse reference landmarks cached in out/cache/reference_landmarks
 
 
 @dataclass
@@ -477,6 +535,12 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
 
     Returns the run record (also in ``out/runs/<method>.json``).
     """
+    from talkface.preprocess.executors import EXECUTORS
+
+    if cfg.executor not in EXECUTORS:
+        raise EvaluateError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if cfg.ray_address and cfg.executor != "ray":
+        raise EvaluateError("a Ray address needs the ray executor (--executor ray)")
     t0 = time.perf_counter()
     gen = find_generated(cfg.generated)
     ref = open_reference(cfg.data, cfg.protocol, cfg.part)
@@ -499,29 +563,64 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         "resolution": f"reference crop size {crop}x{crop} (generated frames resized to it)"
     }
     jobs = [ClipJob(cfg.method, c, gen[c], ref.clips[c], cfg.trim) for c in pairing.matched]
+    setup = WorkerSetup(tuple(plan.specs), cfg.landmark_backend, dict(cfg.landmark_options), ctx)
+    in_process = cfg.executor == "process" and cfg.workers <= 1
+    if in_process:  # in this process, with the metrics already built
+        _init_worker(setup, metrics=plan.metrics)
+        landmarks = _WORKER["landmarks"]
+        ctx["detector"] = landmarks.settings() if landmarks is not None else None  # metrics hold ctx
+    else:
+        ctx["detector"] = _detector_settings(cfg.landmark_backend, cfg.landmark_options, plan.metrics)
+        for m in plan.metrics:  # the rows of a clip whose Ray task died are made here
+            m.run_context = ctx
+    if cfg.landmark_cache and ctx["detector"] is not None:
+        setup = replace(setup, cache=ReferenceLandmarkCache.beside(cfg.out, ctx["detector"]))
+        if in_process:
+            _WORKER["cache"] = setup.cache
     rows: list[ResultRow] = []
+    cache_use: dict[str, Any] = {"hits": 0, "detected": 0}
     with make_progress() as progress:
         task = progress.add_task(f"evaluate {cfg.method}", total=len(jobs), info="")
-        if cfg.workers <= 1:  # in this process, with the metrics already built
-            _init_worker(plan.specs, cfg.landmark_backend, cfg.landmark_options, ctx, metrics=plan.metrics)
-            landmarks = _WORKER["landmarks"]
-            ctx["detector"] = landmarks.settings() if landmarks is not None else None  # metrics hold ctx
+
+        def collect(score: ClipScore) -> None:
+            rows.extend(score.rows)
+            if score.cache_key is not None and setup.cache is not None:
+                if score.cache_hit:
+                    cache_use["hits"] += 1
+                else:
+                    cache_use["detected"] += 1
+                    try:
+                        setup.cache.save(score.cache_key, score.new_landmarks)
+                    except OSError as exc:  # a cache that cannot be written costs time, not results
+                        cache_use.setdefault("write_error", f"{type(exc).__name__}: {exc}")
+            progress.update(task, advance=1, info=score.rows[0].clip_id if score.rows else "")
+
+        if in_process:
             for job in jobs:
-                rows += score_clip(job)
-                progress.update(task, advance=1, info=job.clip_id)
+                collect(score_clip(job))
+        elif cfg.executor == "ray":
+            from talkface.preprocess import executors
+
+            def failure(job: ClipJob, message: str) -> ClipScore:  # the task's worker died
+                return ClipScore(clip_rows(job.method, job.clip_id, plan.metrics, [], error=message))
+
+            executors.run_ray_tasks(score_in_worker, jobs, (setup,), collect, failure,
+                                    address=cfg.ray_address, num_cpus=cfg.workers)
         else:
-            ctx["detector"] = _detector_settings(cfg.landmark_backend, cfg.landmark_options, plan.metrics)
             with ProcessPoolExecutor(
                 max_workers=cfg.workers,
                 mp_context=mp.get_context("spawn"),  # fork after torch/dlib/rich threads can deadlock
                 initializer=_init_worker,
-                initargs=(plan.specs, cfg.landmark_backend, cfg.landmark_options, ctx),
+                initargs=(setup,),
             ) as pool:
-                futures = {pool.submit(score_clip, job): job.clip_id for job in jobs}
-                for fut in as_completed(futures):
-                    rows += fut.result()
-                    progress.update(task, advance=1, info=futures[fut])
-    record = _run_record(cfg, ref, pairing, plan, rows, ctx["detector"], time.perf_counter() - t0)
+                for fut in as_completed([pool.submit(score_clip, job) for job in jobs]):
+                    collect(fut.result())
+    cache = None
+    if setup.cache is not None:
+        cache = {"folder": str(setup.cache.folder.resolve()), **cache_use}
+        if "write_error" in cache_use:
+            echo(f"note: reference landmarks not cached in {setup.cache.folder} ({cache_use['write_error']})")
+    record = _run_record(cfg, ref, pairing, plan, rows, ctx["detector"], time.perf_counter() - t0, cache)
     ResultsStore(cfg.out).replace_method(cfg.method, rows, record)
     _echo_outcome(record, echo)
     return record
@@ -546,6 +645,7 @@ def _run_record(
     rows: list[ResultRow],
     detector: dict[str, Any] | None,
     elapsed: float,
+    cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_clip: dict[str, ResultRow] = {}
     for r in rows:
@@ -571,9 +671,12 @@ def _run_record(
         flagged_clips={c: r.flags for c, r in sorted(by_clip.items()) if r.flags},
         metrics=[f"{m.name}:{m.variant}" for m in plan.metrics],
         not_run_metrics=plan.not_run,
-        options={"trim": cfg.trim, "frame_tolerance": FRAME_TOLERANCE, "workers": cfg.workers},
+        options={"trim": cfg.trim, "frame_tolerance": FRAME_TOLERANCE, "workers": cfg.workers,
+                 "executor": cfg.executor, "ray_address": cfg.ray_address,
+                 "landmark_cache": cfg.landmark_cache},
         rules=RULES,
         landmark_detector=detector,
+        reference_landmark_cache=cache,
         workers=cfg.workers,
         elapsed_s=round(elapsed, 3),
         frames_scored=sum(frames.values()),

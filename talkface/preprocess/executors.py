@@ -1,17 +1,21 @@
-"""Where the per-clip preparation runs: in this process, a process pool, or Ray tasks on a cluster.
+"""Where the per-clip work runs: in this process, a process pool, or Ray tasks on a cluster.
 
-Every executor runs the same function, :func:`talkface.preprocess.pipeline.prepare_clip`, on one clip
-at a time, with the backends built once per worker process. The process that called ``run_prepare``
-holds the dataset's writer lock, decides which clips are left (resume), receives each finished row and
-alone writes the manifest. Workers write a clip's files (``clips/<id>.npz``, ``crops/<id>.mp4``,
-``rows/<id>.json``) atomically (temporary file, then rename) into the dataset folder, so with Ray that
-folder must be on storage every node sees at the same path (see docs/scale.md).
+Every executor runs the same function on one clip at a time, with the backends built once per worker
+process: :func:`talkface.preprocess.pipeline.prepare_clip` for ``prepare`` (here wrapped by
+:func:`run_ray`), :func:`talkface.evaluate.runner.score_in_worker` for ``evaluate``; both go through
+:func:`run_ray_tasks`, which knows nothing of either. The process that called ``run_prepare`` holds
+the dataset's writer lock, decides which clips are left (resume), receives each finished row and alone
+writes the manifest; the one that called ``run_evaluate`` receives each clip's rows and alone writes
+the results (through ``ResultsStore``, under the results folder's writer lock). ``prepare``'s workers
+write a clip's files (``clips/<id>.npz``, ``crops/<id>.mp4``, ``rows/<id>.json``) atomically
+(temporary file, then rename) into the dataset folder, so with Ray that folder must be on storage every
+node sees at the same path (see docs/scale.md); ``evaluate``'s workers only read.
 
 ``ray``: ``ray.init(address=...)`` joins a running cluster (``auto``, or ``host:port`` of ``ray start
 --head``); without an address a Ray instance is started on this machine with ``num_cpus`` CPUs. When
 Ray is already initialised (a notebook, a test), that instance is used and left running. Each clip is
 one task needing one CPU; at most twice the cluster's CPUs are in flight. A task whose worker dies
-(killed, out of memory, node lost) becomes a ``failed`` row naming the cause, as a crashing clip does
+(killed, out of memory, node lost) becomes a failure row naming the cause, as a crashing clip does
 in the pool.
 """
 
@@ -88,6 +92,24 @@ def run_ray(
     KeyboardInterrupt cancels the tasks in flight (their atomic writes leave only temporary files,
     removed by the next run) and propagates.
     """
+    run_ray_tasks(prepare_in_worker, todo, (config, root), record, failure_row, address, num_cpus)
+
+
+def run_ray_tasks(
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    shared: Sequence[Any],
+    record: Callable[[Any], None],
+    failure: Callable[[Any, str], Any],
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> None:
+    """Run ``fn(item, *shared)`` as one Ray task per item; ``record`` gets each result in completion
+    order, ``failure(item, "ray task failed: ...")`` stands in for the result of a task that died.
+
+    ``fn`` must be importable by the workers (a module-level function); ``shared`` is put in Ray's
+    object store once. KeyboardInterrupt cancels the tasks in flight and propagates.
+    """
     ray = import_ray()
     started = False
     if not ray.is_initialized():
@@ -100,26 +122,26 @@ def run_ray(
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ExecutorError(f"cannot start or join Ray at {address or 'this machine'}: {exc}") from exc
         started = True
-    task = ray.remote(num_cpus=1, max_retries=0)(prepare_in_worker)
+    task = ray.remote(num_cpus=1, max_retries=0)(fn)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
-        config_ref = ray.put(config)
-        queue = list(todo)
+        shared_refs = [ray.put(value) for value in shared]
+        queue = list(items)
         pending: dict[Any, Any] = {}
         try:
             while queue or pending:
                 while queue and len(pending) < 2 * cpus:
-                    source = queue.pop(0)
-                    pending[task.remote(source, config_ref, root)] = source
+                    item = queue.pop(0)
+                    pending[task.remote(item, *shared_refs)] = item
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    source = pending.pop(ref)
+                    item = pending.pop(ref)
                     try:
-                        row = ray.get(ref)
+                        result = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # the worker died: not the clip's fault
                         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        row = failure_row(source, f"ray task failed: {type(exc).__name__}: {message}")
-                    record(row)
+                        result = failure(item, f"ray task failed: {type(exc).__name__}: {message}")
+                    record(result)
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
