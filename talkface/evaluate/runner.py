@@ -86,7 +86,9 @@ RULES = {
     "landmarks cached beside the results (cache/reference_landmarks), keyed by the reference file's "
     "SHA-256, frames scored and the backend's settings",
     "audio": "generated video's track, else the reference crop's (flag reference_audio)",
-    "identity_image": "first reference frame (its landmarks: the reference landmarks of that frame)",
+    "identity_image": "the reference frame generation takes the identity from (choose_identity_frame on "
+    "the reference landmarks: eyes open, closed neutral mouth; frame 0 when no frame has landmarks), with "
+    "its reference landmarks",
     "usable_reference": "talkface.store.dataset.is_usable, as training and generation",
 }
 
@@ -385,12 +387,27 @@ def score_clip(job: ClipJob) -> ClipScore:
         backend = _WORKER["landmarks"]
         sample.landmarks = backend.track(iter(gen)).points
         sample.ref_landmarks, score = _reference_landmarks(backend, job.reference, ref)
-        # the identity image is reference frame 0: reuse its landmarks instead of detecting them again
-        sample.extras["identity_landmarks"] = sample.ref_landmarks[0]
+        # the identity image is the frame generation takes the identity from; reuse its landmarks
+        index = identity_frame_index(sample.ref_landmarks)
+        sample.identity_image = ref[index].copy()
+        sample.extras["identity_landmarks"] = sample.ref_landmarks[index]
     if "audio" in needs:
         sample.audio = _audio(job, flags, read_audio)
     score.rows = clip_rows(job.method, job.clip_id, metrics, flags, results=[m(sample) for m in metrics])
     return score
+
+
+def identity_frame_index(ref_landmarks: np.ndarray) -> int:
+    """The reference frame identity metrics compare against: the one ``generate --data`` and every
+    baseline take the identity from (:func:`talkface.generation.pipeline.choose_identity_frame`), so a
+    method is scored against the image it was given; frame 0 when no frame has landmarks."""
+    from talkface.generation.pipeline import choose_identity_frame
+    from talkface.preprocess.landmarks.base import NoFaceError
+
+    try:
+        return choose_identity_frame(ref_landmarks)
+    except NoFaceError:
+        return 0
 
 
 def _reference_landmarks(backend: Any, path: Path, ref: np.ndarray) -> tuple[np.ndarray, ClipScore]:
