@@ -79,6 +79,12 @@ def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
         _SharedOption("detector", str, "hog",
                       "dlib face detector: hog (fast), cnn (alias mmod: finds faces in low light and near "
                       "profile, ~20x slower), or hog,cnn (cnn only on the frames hog misses)."),
+        _SharedOption("landmarks", str, "dlib",
+                      "Landmark backend: dlib (68-point predictor, default) or fan (face-alignment's 2D-FAN; "
+                      "needs --fan-model, docs/landmarks.md)."),
+        _SharedOption("fan_model", Path | None, None,
+                      "face-alignment 2D-FAN file (2DFAN4-cd938726ad.zip or 2DFAN4-11f355bf06.pth.tar) for "
+                      "--landmarks fan; never downloaded."),
         _SharedOption("face", str | None, None,
                       "With several faces in a frame, track the largest or the most confident (score) one "
                       f"(default {face_default})."),
@@ -147,6 +153,8 @@ def _run_prepare(
     face: str | None = None,
     executor: str = "process",
     ray_address: str | None = None,
+    landmarks: str = "dlib",
+    fan_model: Path | None = None,
 ) -> None:
     from talkface.preprocess.corpora import CorpusError, get_recipe
     from talkface.preprocess.executors import ExecutorError
@@ -184,9 +192,19 @@ def _run_prepare(
     if ray_address and executor != "ray":
         raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
     landmark_options: dict[str, Any] = {"detector": detector}
+    from talkface.preprocess.landmarks import available_landmark_backends
+
+    if landmarks not in available_landmark_backends():
+        raise typer.BadParameter(f"choose one of {', '.join(available_landmark_backends())}",
+                                 param_hint="--landmarks")
+    if fan_model is not None and landmarks != "fan":
+        raise typer.BadParameter("--fan-model needs --landmarks fan", param_hint="--fan-model")
+    if landmarks == "fan":  # a missing or unloadable file is refused below (exit 2) when the backend loads
+        landmark_options["model_path"] = str(fan_model) if fan_model else None
     if face != "score":  # the default is left out so datasets prepared before the option still match
         landmark_options["select"] = face
     config = PrepareConfig(
+        landmark_backend=landmarks,
         fps=fps,
         crop_size=crop_size,
         landmark_options=landmark_options,
