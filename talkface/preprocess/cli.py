@@ -57,6 +57,8 @@ class _SharedOption(NamedTuple):
 
 def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
     """The options of every ``prepare <corpus>`` command, declared once (help names the protocols)."""
+    from talkface.preprocess.executors import RAY_ADDRESS_HELP, executor_help
+
     protocols = ", ".join(recipe.splits)
     face_default = getattr(recipe, "face_selection", "score")
     shared = (
@@ -88,12 +90,8 @@ def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
         _SharedOption("face", str | None, None,
                       "With several faces in a frame, track the largest or the most confident (score) one "
                       f"(default {face_default})."),
-        _SharedOption("executor", str, "process",
-                      "process (this machine: --workers processes) or ray (Ray tasks; needs the ray extra; "
-                      "the dataset folder must be on storage every node sees)."),
-        _SharedOption("ray_address", str | None, None,
-                      "Ray cluster to join with --executor ray: auto, or host:port of 'ray start --head' "
-                      "(default: start Ray on this machine with --workers CPUs)."),
+        _SharedOption("executor", str, "process", executor_help("the dataset folder")),
+        _SharedOption("ray_address", str | None, None, RAY_ADDRESS_HELP),
         _SharedOption("overwrite", bool, False, "Redo every clip, replacing earlier results."),
         _SharedOption("limit", int | None, None, "Prepare only the first N clips (a quick trial).",
                       settings={"min": 1}),

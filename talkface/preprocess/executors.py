@@ -26,6 +26,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 EXECUTORS = ("process", "ray")
+#: ``--ray-address`` of every command that runs clips on an executor (prepare, evaluate).
+RAY_ADDRESS_HELP = ("Ray cluster to join with --executor ray: auto, or host:port of 'ray start --head' "
+                    "(default: start Ray on this machine with --workers CPUs).")
+
+
+def executor_help(shared: str) -> str:
+    """``--executor`` of a command whose ``shared`` folders Ray workers read or write."""
+    return (f"process (this machine: --workers processes) or ray (Ray tasks; needs the ray extra; {shared} "
+            "must be on storage every node sees).")
 
 
 class ExecutorError(RuntimeError):
