@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from talkface.preprocess.executors import RAY_ADDRESS_HELP, executor_help
+
 metrics_app = typer.Typer(
     help="The metrics talkface computes: names, variants, direction, inputs.", no_args_is_help=True
 )
@@ -50,11 +52,9 @@ def evaluate(
         "--workers", min=1, help="Processes scoring clips in parallel (with --executor ray and no "
         "--ray-address: the CPUs of the Ray started on this machine).")] = 1,
     executor: Annotated[str, typer.Option(
-        "--executor", help="process (this machine: --workers processes) or ray (Ray tasks; needs the ray "
-        "extra; --generated, --data and --out must be on storage every node sees).")] = "process",
+        "--executor", help=executor_help("--generated, --data and --out"))] = "process",
     ray_address: Annotated[str | None, typer.Option(
-        "--ray-address", help="Ray cluster to join with --executor ray: auto, or host:port of 'ray start "
-        "--head' (default: start Ray on this machine with --workers CPUs).")] = None,
+        "--ray-address", help=RAY_ADDRESS_HELP)] = None,
     landmark_cache: Annotated[bool, typer.Option(
         "--landmark-cache/--no-landmark-cache", help="Reuse the reference clips' landmarks cached in "
         "OUT/cache/reference_landmarks by an earlier run with the same detector (default), and cache "
