@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from talkface.models import data as mdata
-from talkface.models.fabric_loop import Stage, TrainContext, TrainSettings
+from talkface.models.fabric_loop import TrainContext, TrainSettings
 from talkface.models.train_options import config_from_dict
 from talkface.store import checkpoints
 
@@ -255,20 +255,20 @@ def build_stage(data: str | Path, protocol: str | None, seq_len: int = 40) -> Bl
     return BlinkStage(data, protocol, BlinkConfig(seq_len=seq_len))
 
 
-class BlinkStage(Stage):
+class BlinkStage(mdata.DatasetStage):
     """Training stage for :class:`BlinkGenerator` (MMD against real eye-motion sequences)."""
 
     name = "blinks"
 
+    config_type = BlinkConfig
+
     def __init__(self, data: str | Path | mdata.PreparedDataset, protocol: str | None = None,
                  config: BlinkConfig | None = None, n_val_samples: int = 256) -> None:
-        self.dataset = mdata.open_dataset(data)
-        self.protocol = protocol
-        self.config = config or BlinkConfig()
+        super().__init__(data, protocol, config)
         self.n_val_samples = n_val_samples
 
     def setup(self, settings: TrainSettings, resume_state: dict[str, Any] | None) -> None:
-        self.parts = mdata.training_parts(self.dataset, self.protocol, settings.seed, resume_state)
+        self.resolve_parts(settings, resume_state)
         # Blinks need no speech: every usable clip of the training part serves.
         self.train_clips = mdata.load_clips(self.dataset, self.parts.train)
         if resume_state is not None:

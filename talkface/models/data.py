@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from talkface.models.fabric_loop import Stage, TrainSettings
 from talkface.store.dataset import Dataset as PreparedDataset
 from talkface.store.dataset import DatasetError, Parts
 
@@ -70,6 +71,24 @@ def training_parts(dataset: PreparedDataset, protocol: str | None, seed: int,
         raise DatasetError(f"{dataset.root}: protocol {parts.protocol!r} has no usable 'train' clips "
                            f"({_counts(parts)}){hint}")
     return parts
+
+
+class DatasetStage(Stage):
+    """A training stage over one protocol of a prepared dataset: holds the dataset, the protocol (None:
+    the dataset's own, or the one a resumed run was trained on) and the stage's config (``config_type``
+    when none is given), and resolves the train/val/test parts at setup, in one place for every stage."""
+
+    config_type: type
+
+    def __init__(self, data: str | os.PathLike | PreparedDataset, protocol: str | None = None,
+                 config: Any = None) -> None:
+        self.dataset = open_dataset(data)
+        self.protocol = protocol
+        self.config = config if config is not None else self.config_type()
+
+    def resolve_parts(self, settings: TrainSettings, resume_state: dict[str, Any] | None) -> Parts:
+        self.parts = training_parts(self.dataset, self.protocol, settings.seed, resume_state)
+        return self.parts
 
 
 def _counts(parts: Parts) -> str:

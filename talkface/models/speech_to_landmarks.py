@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from talkface.models import data as mdata
-from talkface.models.fabric_loop import Stage, TrainContext, TrainSettings
+from talkface.models.fabric_loop import TrainContext, TrainSettings
 from talkface.models.train_options import config_from_dict
 from talkface.store import checkpoints
 
@@ -171,20 +171,20 @@ def build_stage(data: str | Path, protocol: str | None, window_len: int = 32, rn
     return LandmarkStage(data, protocol, config)
 
 
-class LandmarkStage(Stage):
+class LandmarkStage(mdata.DatasetStage):
     """Training stage for :class:`SpeechToLandmarks` over a prepared store."""
 
     name = "landmarks"
 
+    config_type = LandmarkConfig
+
     def __init__(self, data: str | Path | mdata.PreparedDataset, protocol: str | None = None,
                  config: LandmarkConfig | None = None, max_train_clips: int | None = None) -> None:
-        self.dataset = mdata.open_dataset(data)
-        self.protocol = protocol
-        self.config = config or LandmarkConfig()
+        super().__init__(data, protocol, config)
         self.max_train_clips = max_train_clips
 
     def setup(self, settings: TrainSettings, resume_state: dict[str, Any] | None) -> None:
-        self.parts = mdata.training_parts(self.dataset, self.protocol, settings.seed, resume_state)
+        self.resolve_parts(settings, resume_state)
         train_ids = self.parts.train[: self.max_train_clips] if self.max_train_clips else self.parts.train
         self.train_clips = mdata.load_clips(self.dataset, train_ids)
         self.val_clips = mdata.load_clips(self.dataset, self.parts.val)
