@@ -1,8 +1,10 @@
 """``talkface demo --quick`` end to end on the built-in GRID clips, its outputs checked independently.
 
 One quick demo runs per session (about 2 minutes on 2 idle cores) in a subprocess, the way a user runs
-it. Frames and audio are decoded with PyAV, PSNR is scikit-image's, the split is recomputed from the
-seen protocol's committed rule; none of the checks reuse the code that wrote the outputs.
+it; conftest's ``background_demo`` starts it before the session's first test, so that it runs on the
+core the other tests leave idle. Frames and audio are decoded with PyAV, PSNR is scikit-image's, the
+split is recomputed from the seen protocol's committed rule; none of the checks reuse the code that
+wrote the outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -58,13 +59,12 @@ def _video_seconds(path: Path) -> float:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, float]:
-    out = tmp_path_factory.mktemp("demo") / "demo-output"
-    t0 = time.time()
-    proc = _talkface("demo", "--quick", "--out", str(out))
-    elapsed = time.time() - t0
+def demo_run(background_demo) -> tuple[Path, subprocess.CompletedProcess, float]:
+    """``talkface demo --quick --out OUT`` in a subprocess, started before the session's first test by
+    conftest's ``background_demo`` (it runs beside the other tests); here it is waited for."""
+    proc, elapsed = background_demo.result(timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-4000:]
-    return out, proc, elapsed
+    return background_demo.out, proc, elapsed
 
 
 def _test_clips() -> list[str]:

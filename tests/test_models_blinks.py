@@ -79,7 +79,10 @@ def test_generator_sample_interface_and_impose() -> None:
 
 
 def test_generator_overfits_real_eye_sequences(prepared_grid: Path) -> None:
-    """MMD between generated and 16 real GRID eye sequences falls at least 3x within 80 steps."""
+    """MMD between generated and 16 real GRID eye sequences falls at least 3x within 40 steps.
+
+    Measured (seed 0, CPU): the mean of the last 5 losses is 0.54 of the first at step 10, 0.27 at 20,
+    0.23 at 40 and 0.21 at 80: the curve is flat after 40 steps."""
     torch.manual_seed(0)
     dataset = Dataset.open(prepared_grid)
     clips = mdata.load_clips(dataset, mdata.training_parts(dataset, None, seed=0).train)
@@ -93,7 +96,7 @@ def test_generator_overfits_real_eye_sequences(prepared_grid: Path) -> None:
     gen = BlinkGenerator(cfg)
     opt = torch.optim.Adam(gen.parameters(), lr=5e-3)
     losses = []
-    for _ in range(80):
+    for _ in range(40):
         opt.zero_grad()
         loss = stage.mmd_loss(gen.draw(16, 40), real)["loss"]
         loss.backward()

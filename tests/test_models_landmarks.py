@@ -201,13 +201,16 @@ def test_train_cli_protocols(tmp_path: Path) -> None:
 
 def test_learns_synthetic_mouth_from_features(tmp_path: Path) -> None:
     """On data where the mouth opening is a function of the speech window, a short training beats the
-    mean-face baseline clearly (mouth LMD at least 30% lower after 150 steps)."""
+    mean-face baseline clearly (mouth LMD at least 30% lower after 80 steps).
+
+    Measured (seed 0, CPU): both ratios to the baseline are 1.8 and 1.3 at step 10, 0.63 and 0.58 at 40,
+    0.53 and 0.51 at 80, and stay near 0.51 up to 150 steps."""
     root = make_synthetic_store(tmp_path / "ds", n_clips=8, t=40, splits=("train",) * 6 + ("val", "test"))
     cfg = LandmarkConfig(conv_channels=(16, 16), frame_embedding=32, rnn_hidden=32, window_len=16,
                          dropout=0.0)
     stage = LandmarkStage(root, None, cfg)
-    settings = TrainSettings(out_dir=tmp_path / "run", max_steps=150, batch_size=8, accelerator="cpu",
-                             val_every=150, ckpt_every=150, lr=3e-3)
+    settings = TrainSettings(out_dir=tmp_path / "run", max_steps=80, batch_size=8, accelerator="cpu",
+                             val_every=80, ckpt_every=80, lr=3e-3)
     result = run_training(stage, settings, quiet=True)
     val = result.last_validation
     assert val["point_error_mouth"] < 0.7 * val["baseline_point_error_mouth"], val
@@ -243,14 +246,16 @@ def test_learns_real_mouth_motion_on_grid_s1(prepared_grid_all: Path, tmp_path: 
     """Learnability on real data: a short CPU training on the GRID s1 fixtures (seen split: 101 train,
     12 val clips, logmel) beats the mean-face baseline (mouth held still) on validation mouth LMD.
 
-    Measured (2-core CPU, 2026-11-21, 300 steps, batch 16, seed 0): 1.003 px vs 1.290 px baseline
-    (22% below). The bound asks for at least 15% below the baseline.
+    Measured (2-core CPU, 2026-12-02, batch 16, seed 0): 1.004 px vs 1.290 px baseline after 100 steps
+    (22% below). Validating every 25 steps of a 300-step run gave ratios to the baseline of 0.90 at 25
+    steps (this check fails there), 0.82 at 50, 0.78 at 100 and 0.79-0.84 from 125 to 300 steps: longer
+    training does not move it further. The bound asks for at least 15% below the baseline (0.85).
     """
     from talkface.models.speech_to_landmarks import LandmarkConfig, LandmarkStage
 
     torch.set_num_threads(2)
-    settings = TrainSettings(out_dir=tmp_path / "lm", max_steps=300, batch_size=16, devices="1",
-                             accelerator="cpu", seed=0, ckpt_every=1000, log_every=100, val_every=300,
+    settings = TrainSettings(out_dir=tmp_path / "lm", max_steps=100, batch_size=16, devices="1",
+                             accelerator="cpu", seed=0, ckpt_every=1000, log_every=100, val_every=100,
                              image_every=10_000, lr=1e-3)
     result = run_training(LandmarkStage(prepared_grid_all, "seen", LandmarkConfig()), settings, quiet=True)
     val = result.last_validation
