@@ -334,9 +334,14 @@ class BlinkStage(mdata.DatasetStage):
     def generated_statistics(self, gen: nn.Module, n: int, seed: int = 0,
                              amplitude: float | None = None) -> dict[str, float]:
         """Blink statistics of ``n`` generated sequences at ``amplitude`` (default: the config's)."""
-        c = self.config
+        return self._statistics_of(self._draw(gen, n, seed), amplitude)
+
+    def _draw(self, gen: nn.Module, n: int, seed: int) -> np.ndarray:
         module = getattr(gen, "module", gen)
-        fake = module.draw(n, c.seq_len, torch.Generator().manual_seed(seed)).float().cpu().numpy()
+        return module.draw(n, self.config.seq_len, torch.Generator().manual_seed(seed)).float().cpu().numpy()
+
+    def _statistics_of(self, fake: np.ndarray, amplitude: float | None) -> dict[str, float]:
+        c = self.config
         fake = fake * np.float32(c.amplitude if amplitude is None else amplitude)
         return blink_statistics(list(fake + np.asarray(c.mean_eye, np.float32)), c.fps, c.ear_threshold,
                                 c.min_frames, c.ear_rel_threshold)
@@ -348,9 +353,10 @@ class BlinkStage(mdata.DatasetStage):
         (``last.pt``, and ``best.pt`` when selected) samples with it.
         """
         real = self.real_stats
+        fake = self._draw(ctx.models["blinks"], self.n_val_samples, 0)  # one draw, scored at every amplitude
         scored = []
         for k in self.config.amplitude_grid:
-            gen_stats = self.generated_statistics(ctx.models["blinks"], self.n_val_samples, amplitude=k)
+            gen_stats = self._statistics_of(fake, k)
             metrics = {"gen_blinks_per_min": gen_stats["blinks_per_min"],
                        "gen_mean_duration_frames": gen_stats["mean_duration_frames"],
                        "gen_closure_depth": gen_stats["closure_depth"], "amplitude": float(k),
