@@ -70,6 +70,29 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, t[:, None]])
 
 
+def estimate_similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """:func:`estimate_similarity` for a stack of point sets: (T, N, 2) sources to one (N, 2) target,
+    as (T, 2, 3). The same float64 steps, batched (NumPy's stacked SVD runs LAPACK per matrix)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.ndim != 3 or src.shape[1:] != dst.shape or dst.shape[1] != 2 or len(dst) < 2:
+        raise ValueError(f"need (T, N, 2) sources for an (N>=2, 2) target, got {src.shape} and {dst.shape}")
+    n = src.shape[1]
+    mu_s, mu_d = src.mean(1), dst.mean(0)
+    xs, xd = src - mu_s[:, None], dst - mu_d
+    var_s = (xs**2).sum(axis=(1, 2)) / n
+    if (var_s <= 0).any():
+        raise ValueError("source points are all identical")
+    cov = np.einsum("nj,tnk->tjk", xd, xs) / n
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones((len(src), 2))
+    d[np.linalg.det(u) * np.linalg.det(vt) < 0, 1] = -1.0
+    rot = u @ (d[:, :, None] * vt)
+    scale = (sig * d).sum(1) / var_s
+    t = mu_d - scale[:, None] * np.einsum("tij,tj->ti", rot, mu_s)
+    return np.concatenate([scale[:, None, None] * rot, t[:, :, None]], axis=2)
+
+
 def apply_transform(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Apply (2, 3) transform(s) to points (..., N, 2); a (T, 2, 3) stack maps a (T, N, 2) track."""
     points = np.asarray(points, dtype=np.float64)
@@ -97,9 +120,9 @@ def align_landmarks(
     if smooth_window > 1:
         stable = smooth_landmarks(stable, window=smooth_window, polyorder=TRANSFORM_SMOOTH_POLYORDER)
     transforms = np.full((len(points), 2, 3), np.nan, dtype=np.float32)
-    for i, frame_points in enumerate(stable):
-        if not np.isnan(points[i]).any():
-            transforms[i] = estimate_similarity(frame_points, template)
+    valid = ~np.isnan(points).any(axis=(1, 2))
+    if valid.any():
+        transforms[valid] = estimate_similarities(stable[valid], template)
     aligned = apply_transform(points, transforms)
     return transforms, aligned
 

@@ -80,13 +80,17 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 
 def iter_frames(
-    path: str | os.PathLike, fps: float | None = None, upright: bool = True
+    path: str | os.PathLike, fps: float | None = None, upright: bool = True,
+    info: dict | None = None, threads: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3). With ``fps``, resample to that rate by nearest frame in time.
 
     ``upright``: apply the stream's display matrix (rotation / flip) as a player would; False gives
     the frames as stored. A file that breaks part-way raises :class:`MediaError` after the frames
-    that decoded.
+    that decoded. ``info``: a dict that receives ``orientation``, the first frame's
+    :class:`Orientation` (what :func:`video_orientation` reports), once that frame is decoded.
+    ``threads``: decoder threads (default: FFmpeg's slice threading on all cores; 1 for the least CPU
+    time per frame, when many files are decoded in parallel).
     """
     container = _open(path, "video")
     with container:
@@ -94,24 +98,29 @@ def iter_frames(
             raise MediaError(f"{path}: no video stream")
         vs = container.streams.video[0]
         vs.thread_type = "SLICE"
+        if threads is not None:
+            vs.codec_context.thread_count = int(threads)
         src_fps = float(vs.average_rate or vs.guessed_rate or 25)
-        frames = _decode(container, vs, path, upright)
+        frames = _decode(container, vs, path, upright, info)
         if fps is None or math.isclose(fps, src_fps, rel_tol=1e-3):
             yield from frames
         else:
             yield from _resample(frames, src_fps, fps)
 
 
-def _decode(container: av.container.InputContainer, vs, path, upright: bool = True) -> Iterator[np.ndarray]:
+def _decode(container: av.container.InputContainer, vs, path, upright: bool = True,
+            info: dict | None = None) -> Iterator[np.ndarray]:
     n = 0
     tag = _rotate_tag(vs)
     try:
         for frame in container.decode(vs):
             n += 1
             rgb = _to_rgb(frame)
-            if upright:
+            if upright or (info is not None and n == 1):
                 orient = _frame_orientation(frame, tag)
-                if not orient.identity:
+                if info is not None and n == 1:
+                    info["orientation"] = orient
+                if upright and not orient.identity:
                     rgb = orient.apply(rgb)
             yield rgb
     except (av.error.FFmpegError, ValueError) as exc:
@@ -360,8 +369,10 @@ def write_video(
     """Encode RGB uint8 frames as H.264 mp4 (yuv420p), muxing mono float32 ``audio`` as AAC.
 
     Frames are consumed lazily. Returns the number of frames written. One encoder thread, x264
-    ``ultrafast`` at CRF 18 and FFmpeg's fast AAC coder: for 128-px crops this is 2.6x less CPU than
-    ``veryfast`` with a higher PSNR (40.2 vs 38.1 dB on GRID crops; files ~4x larger, ~100 kB per 3 s).
+    ``ultrafast`` at CRF 18 and FFmpeg's fast AAC coder: for 128-px GRID crops (3 s, with audio) this is
+    33 CPU ms a clip against 72 for ``veryfast``, with a higher PSNR against the uncompressed crop (36.5
+    vs 35.1 dB; 4:2:0 chroma alone caps it near 38 dB) and 2.6x larger files (131 KiB a clip;
+    ``benchmarks/bench_prepare.py``, crop_encoding).
     Write to a temporary path and rename (see :mod:`talkface.utils.atomic`) when the file must appear
     atomically.
     """

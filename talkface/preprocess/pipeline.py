@@ -13,13 +13,15 @@ protocol, and on Ctrl-C stops with every finished clip kept (:class:`PrepareInte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,12 +128,31 @@ def failure_row(source: ClipSource, store: DatasetStore, tools: ClipTools, error
     return row
 
 
+@contextlib.contextmanager
+def opencv_one_thread() -> Iterator[None]:
+    """OpenCV on one thread while a clip is prepared (its setting restored after).
+
+    OpenCV's calls here are small (one frame's colour conversion, a 128 px warp, a face patch): its
+    thread pool adds CPU time and little speed, and a run is parallel over clips. Torch keeps its own
+    setting (one thread in pool workers; a DeepSpeech backend in this process may use more).
+    """
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def prepare_clip(source: ClipSource, store: DatasetStore, tools: ClipTools) -> dict[str, Any]:
     """Prepare one clip into ``store`` and return its manifest row (never raises for bad input)."""
     row = _initial_row(source, tools)
     flags = list(source.flags)
     try:
-        status = _prepare(source, store, tools, row, flags)
+        with opencv_one_thread():
+            status = _prepare(source, store, tools, row, flags)
         row["status"] = status
     except (ClipFailure, media.MediaError) as exc:
         row["error"] = str(exc)
@@ -156,18 +177,20 @@ def _prepare(
     from talkface.preprocess.landmarks.temporal import fill_gaps, smooth_landmarks
 
     cfg = tools.config
-    # Frames are decoded upright (the display matrix of phone / in-the-wild video is applied);
-    # landmarks are in the upright frame's pixels. The turn is recorded on the clip.
-    orientation = media.video_orientation(source.source_video)
-    if not orientation.identity:
-        flip = f"_{orientation.flip}flip" if orientation.flip else ""
-        flags.append(f"rotated={orientation.degrees}{flip}")
     # Pass 1: landmarks over a streaming decode. A decode error part-way fails the clip (a truncated
-    # file would otherwise give a silently shorter clip).
-    contrast: list[float] = []
+    # file would otherwise give a silently shorter clip). Frames are decoded upright (the display
+    # matrix of phone / in-the-wild video is applied); landmarks are in the upright frame's pixels.
+    # The turn (the first frame's) is recorded on the clip.
+    decoded: dict[str, Any] = {}
     kept: list[np.ndarray] | None = []  # pass-1 frames, kept for pass 2 while the clip is short
-    frames = _measure_contrast(media.iter_frames(source.source_video, cfg.fps), contrast)
-    track = tools.landmarks.track(_keep_short(frames, kept, cfg.keep_frames_max))
+    frames = media.iter_frames(source.source_video, cfg.fps, info=decoded, threads=1)
+    try:
+        track = tools.landmarks.track(_keep_short(frames, kept, cfg.keep_frames_max))
+    finally:
+        orientation = decoded.get("orientation")
+        if orientation is not None and not orientation.identity:
+            flip = f"_{orientation.flip}flip" if orientation.flip else ""
+            flags.append(f"rotated={orientation.degrees}{flip}")
     kept = kept if len(kept) == len(track) else None
     n = len(track)
     row["n_frames"] = n
@@ -218,11 +241,15 @@ def _prepare(
     points = smooth_landmarks(points)
     has_face = ~np.isnan(points).any(axis=(1, 2))
     status = "ok" if has_face.all() and not truncated else "partial"
+    blank_at: int | None = None  # where a blank-frame count from pass 2 goes among the flags
     if not has_face.all():
         flags.append(f"no_face_frames={int((~has_face).sum())}")
-        blank = np.asarray(contrast) < BLANK_FRAME_STD
-        if blank.any():  # e.g. GRID clips that start on flat grey frames before the picture fades in
-            flags.append(f"blank_frames={int(blank.sum())}")
+        if kept is not None:  # e.g. GRID clips that start on flat grey frames before the picture fades in
+            n_blank = sum(_frame_contrast(frame) < BLANK_FRAME_STD for frame in kept)
+            if n_blank:
+                flags.append(f"blank_frames={n_blank}")
+        else:  # a long clip: counted during the second decode
+            blank_at = len(flags)
     elif not found.all():
         flags.append(f"interpolated_frames={int((~found).sum())}")
     transforms, aligned = align_landmarks(points, cfg.crop_size)
@@ -242,12 +269,17 @@ def _prepare(
     # Pass 2: aligned crops. Frames without a transform reuse the nearest valid one so the crop video
     # keeps all n frames in step with the arrays.
     fill = _nearest_valid_index(~np.isnan(transforms).any(axis=(1, 2)))
-    second_pass = kept if kept is not None else media.iter_frames(source.source_video, cfg.fps)
+    second_pass = kept if kept is not None else media.iter_frames(source.source_video, cfg.fps, threads=1)
+    n_blank = [0]
+    if blank_at is not None:
+        second_pass = _count_blank(second_pass, n_blank)
     crops = (warp_crop(frame, transforms[fill[i]], cfg.crop_size) for i, frame in enumerate(second_pass))
     with atomic_path(store.crop_path(source.clip_id)) as tmp:
         written = media.write_video(tmp, crops, cfg.fps, audio, media.AUDIO_RATE, crf=cfg.crop_crf)
         if written != n:
             raise ClipFailure(f"second decode gave {written} frames, first gave {n}")
+    if blank_at is not None and n_blank[0]:
+        flags.insert(blank_at, f"blank_frames={n_blank[0]}")
 
     store.write_clip(
         source.clip_id,
@@ -284,10 +316,16 @@ def _check_truncation(source: ClipSource, n: int, cfg: PrepareConfig, audio_s: f
     return f"video_truncated={video_s:.2f}/{expected:.2f}s"
 
 
-def _measure_contrast(frames: Iterator[np.ndarray], out: list[float]) -> Iterator[np.ndarray]:
-    """Pass frames through, recording each frame's grey-level standard deviation (blank-frame check)."""
+def _frame_contrast(frame: np.ndarray) -> float:
+    """Grey-level standard deviation of a frame (every 4th pixel each way; the blank-frame check)."""
+    return float(frame[::4, ::4].mean(axis=2).std())
+
+
+def _count_blank(frames: Iterable[np.ndarray], count: list[int]) -> Iterator[np.ndarray]:
+    """Pass frames through, counting in ``count[0]`` the blank ones (contrast under ``BLANK_FRAME_STD``)."""
     for frame in frames:
-        out.append(float(frame[::4, ::4].mean(axis=2).std()))
+        if _frame_contrast(frame) < BLANK_FRAME_STD:
+            count[0] += 1
         yield frame
 
 
@@ -341,13 +379,12 @@ def _init_worker(config: PrepareConfig, root: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
     _WORKER_TOOLS = ClipTools(config)
+    # One torch thread per worker when a backend uses torch (DeepSpeech); importing torch only to set
+    # this would cost each worker ~2 s of CPU and ~150 MB.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
     _WORKER_STORE = DatasetStore(root)
 
 

@@ -6,14 +6,19 @@ in time, and the mouth does not lag the audio as it would behind a causal (e.g. 
 It also reproduces polynomials up to its order exactly, so steady motion is not flattened.
 Frames that are NaN (no face) split the track into segments that are smoothed separately, so a gap
 never smears into its neighbours.
+
+The filter is SciPy's ``savgol_filter(mode="interp")`` written out with NumPy (importing
+``scipy.signal`` costs each process about a second of CPU): inside a segment each point becomes the
+centre value of the polynomial fitted to its window; within half a window of a segment's ends, the
+values of the polynomial fitted to the first (last) window. It agrees with SciPy to float rounding.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 SMOOTH_WINDOW = 5  # frames (0.2 s at 25 fps)
 SMOOTH_POLYORDER = 2
@@ -68,8 +73,32 @@ def smooth_landmarks(
         w = min(window, n if n % 2 else n - 1)
         if w <= polyorder:
             continue
-        seg = out[start:stop].astype(np.float64)
-        out[start:stop] = savgol_filter(seg, w, polyorder, axis=0, mode="interp")
+        out[start:stop] = _savgol_interp(out[start:stop].astype(np.float64), w, polyorder)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _savgol_hat(window: int, polyorder: int) -> np.ndarray:
+    """(window, window) matrix mapping a window's values to its least-squares polynomial's values at
+    the same positions (row ``window // 2``: the centred Savitzky-Golay weights)."""
+    x = np.arange(window, dtype=np.float64) - window // 2
+    a = x[:, None] ** np.arange(polyorder + 1)
+    return a @ np.linalg.pinv(a)
+
+
+def _savgol_interp(seg: np.ndarray, window: int, polyorder: int) -> np.ndarray:
+    """Savitzky-Golay smoothing of ``seg`` (n >= window, ...) along axis 0, SciPy's ``mode="interp"``."""
+    hat = _savgol_hat(window, polyorder)
+    half = window // 2
+    n = len(seg)
+    out = np.empty_like(seg)
+    centre = hat[half]
+    inner = centre[0] * seg[: n - window + 1]
+    for k in range(1, window):
+        inner += centre[k] * seg[k : n - window + 1 + k]
+    out[half : n - half] = inner
+    out[:half] = np.tensordot(hat[:half], seg[:window], axes=1)
+    out[n - half :] = np.tensordot(hat[window - half :], seg[n - window :], axes=1)
     return out
 
 
