@@ -30,6 +30,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -278,6 +279,9 @@ def write_report(out_dir: Path, record: dict[str, Any]) -> None:
              f"- training wall time summed over the stages' checkpoint.json: {stage_wall / 60:.1f} min"
              + (f"; CPU time {cpu_s:.0f} s on {threads} threads (about {cpu_s / threads / 60:.0f} "
                 "idle-machine minutes)" if cpu_s == cpu_s else ""),
+             *([f"- stages trained {r['regenerated']['trained']}; videos generated and scored again "
+                f"on {r['date']} with `--regenerate` (generation-time changes)"]
+               if r.get("regenerated") else []),
              f"- generation seed {r['seed']}; wall time: train {r['training']['wall_s']:.0f} s, generate "
              f"{sum(r['generation']['seconds'].values()):.0f} s, evaluate {r['evaluate_s']:.0f} s", "",
              "## Per method (mean over clips [95% bootstrap interval])", "",
@@ -337,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true",
                     help="recompute the tables and targets from a finished run's results and its JSON in "
                          "--out (no training, generation or evaluation)")
+    ap.add_argument("--regenerate", action="store_true",
+                    help="keep a finished run's trained stages (its runs/ in --work and its training record "
+                         "in --out) and generate, evaluate and report again: for a change made after "
+                         "training (generation, retargeting, metrics)")
     args = ap.parse_args(argv)
 
     mode = "quick" if args.quick else "full"
@@ -361,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     record["data"] = str(data)
     record["split"] = (f"protocol seen: train {len(parts.train)} clips (trained on), val {len(parts.val)} "
                        f"(validation only), test {len(parts.test)}; scored: {' + '.join(held)}")
-    record["training"] = train(data, work / "runs", steps, budget, args.seed)
+    if args.regenerate:
+        record.update(previous_training(args.out, work, mode))
+        for stale in ("videos", "results"):
+            shutil.rmtree(work / stale, ignore_errors=True)
+    else:
+        record["training"] = train(data, work / "runs", steps, budget, args.seed)
     record["generation"] = generate(data, work / "runs", work / "videos", held, args.seed)
     t0 = time.perf_counter()
     evaluate(data, work / "videos", work / "results", log, args.workers)
@@ -369,6 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     record["held_out_parts"] = held
     record["load_end"] = load()
     return finish(args.out, work, record)
+
+
+def previous_training(out: Path, work: Path, mode: str) -> dict[str, Any]:
+    """``--regenerate``: the finished run's training settings and record, checked against its runs/."""
+    import json
+
+    path = out / f"{report_stem(mode)}.json"
+    if not path.exists() or not (work / "runs").is_dir():
+        raise SystemExit(f"--regenerate needs a finished run: {path} and {work / 'runs'}")
+    old = json.loads(path.read_text())
+    if stage_records(work / "runs") != old["training"]["stages"]:
+        raise SystemExit(f"{work / 'runs'} holds other checkpoints than {path} records")
+    return {k: old[k] for k in ("budget", "steps", "seed", "training") if k in old} | {
+        "regenerated": {"trained": old["date"], "command": old.get("command")}}
 
 
 def report(out: Path, work: Path, mode: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -64,18 +65,67 @@ def test_mmd_properties() -> None:
     assert w.shape == (3, 6) and w[1].tolist() == [2, 3, 4, 5, 6, 7]
 
 
-def test_generator_sample_interface_and_impose() -> None:
-    gen = BlinkGenerator(BlinkConfig(scale=0.01, hidden=16, rnn_layers=1)).eval()
+@pytest.mark.parametrize(("points", "moved"), [("eyes", np.r_[36:48]), ("eyes+brows", np.r_[17:27, 36:48])])
+def test_generator_sample_interface_and_impose(points: str, moved: np.ndarray) -> None:
+    gen = BlinkGenerator(BlinkConfig(scale=0.01, hidden=16, rnn_layers=1, points=points)).eval()
     a = gen.sample(50, fps=25.0, generator_seed=3)
-    assert a.shape == (50, 12, 2) and a.dtype == np.float32
+    assert a.shape == (50, len(moved), 2) and a.dtype == np.float32
     np.testing.assert_array_equal(a, gen.sample(50, fps=25.0, generator_seed=3))  # seeded
     assert not np.array_equal(a, gen.sample(50, fps=25.0, generator_seed=4))
-    assert gen.sample(60, fps=30.0).shape == (60, 12, 2)
+    assert gen.sample(60, fps=30.0).shape == (60, len(moved), 2)
     face = np.random.default_rng(0).random((50, 68, 2)).astype(np.float32)
     out = impose_blinks(face, a)
-    np.testing.assert_array_equal(out[:, :36], face[:, :36])
-    np.testing.assert_array_equal(out[:, 48:], face[:, 48:])
-    np.testing.assert_allclose(out[:, 36:48], face[:, 36:48].mean(0) + a, atol=1e-6)
+    still = np.setdiff1d(np.arange(68), moved)
+    np.testing.assert_array_equal(out[:, still], face[:, still])
+    np.testing.assert_allclose(out[:, moved], face[:, moved].mean(0) + a, atol=1e-6)
+
+
+def test_config_saved_before_point_sets_loads_as_eyes_from_the_mean() -> None:
+    """A checkpoint config without ``points``/``origin`` (before 2026-12-02) is the 12-eye-point model."""
+    legacy = {k: v for k, v in asdict(BlinkConfig()).items() if k not in ("points", "origin")}
+    cfg = BlinkConfig.from_dict(legacy)
+    assert (cfg.points, cfg.origin, cfg.n_points) == ("eyes", "mean", 12)
+    assert BlinkConfig().n_points == 22
+
+
+def test_open_eye_origin_by_hand() -> None:
+    """``open-eyes``: displacements start from the mean over the frames with EAR >= the median, so an
+    open frame is ~0 and a closed one negative in y for the upper lids; ``mean`` from all frames."""
+    open_eye = np.array([[0, 0], [1, -1], [2, -1], [3, 0], [2, 1], [1, 1]], np.float32)  # EAR 2/3
+    shut = open_eye * np.array([1, 0.25], np.float32)  # EAR 1/6
+    face = np.zeros((4, 68, 2), np.float32)
+    for t, eye in enumerate([open_eye, open_eye, open_eye, shut]):
+        face[t, 36:42], face[t, 42:48] = eye, eye + [10, 0]
+    clip = mdata.ClipArrays(clip_id="c", speaker="s", landmarks=face, valid=np.ones(4, bool),
+                            features=np.zeros((4, 1, 1), np.float32), crop_size=128)
+    from talkface.models.blinks import origin_shape
+
+    np.testing.assert_allclose(origin_shape(clip, "eyes", "open-eyes")[:6], open_eye)
+    np.testing.assert_allclose(origin_shape(clip, "eyes", "mean")[:6], (3 * open_eye + shut) / 4)
+    disp = eye_sequences([clip], 4, 1, "eyes", "open-eyes")[0]
+    np.testing.assert_allclose(disp[:3], 0.0)
+    assert disp[3, 1, 1] == pytest.approx(0.75)  # upper lid point 37 moved down by 0.75
+
+
+def test_brows_rise_during_real_blinks(prepared_grid: Path) -> None:
+    """Why the stage generates the brows too: in real GRID landmarks the brow points move up during
+    blinks (measured on the s1 train clips: 1.2 px at 128 px, 3 standard deviations of their motion)."""
+    from talkface.evaluate.metrics.blinks import detect_blinks, eye_aspect_ratio
+
+    dataset = Dataset.open(prepared_grid)
+    clips = mdata.load_clips(dataset, mdata.training_parts(dataset, None, seed=0).train)
+    inside, outside = [], []
+    for clip in clips:
+        pts = clip.landmarks * clip.crop_size
+        stats = detect_blinks(eye_aspect_ratio(np.where(clip.valid[:, None, None], pts, np.nan)), 25.0)
+        blink = np.zeros(len(pts), bool)
+        for s, n in zip(stats.starts, stats.lengths, strict=True):
+            blink[s:s + n] = True
+        brow_y = pts[:, 17:27, 1].mean(axis=1) - pts[clip.valid, 17:27, 1].mean()
+        inside += list(brow_y[blink & clip.valid])
+        outside += list(brow_y[~blink & clip.valid])
+    assert len(inside) >= 10
+    assert np.mean(inside) < np.mean(outside) - 0.3  # px, up is negative y
 
 
 def test_generator_overfits_real_eye_sequences(prepared_grid: Path) -> None:

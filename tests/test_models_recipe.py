@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,16 +42,22 @@ def test_plan_skips_finished_stages_and_resumes_stopped_ones(tmp_path: Path) -> 
     # More steps asked: the finished stage continues. A time budget: a stage whose share is spent is done.
     assert {p.recipe.stage: p.action for p in recipe.plan(tmp_path, {"landmarks": 2000}, None)}[
         "landmarks"] == "resume"
-    timed = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, 100.0)}  # blinks' share: 10 s
-    assert timed["blinks"].action == "skip" and timed["blinks"].max_seconds == pytest.approx(10.0)
+    # the calibration's reserve comes off the budget first; blinks' share of the rest: 100 s, spent: 200 s
+    _fake_run(tmp_path / "blink", "blinks", 100, 200.0)
+    timed = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, recipe.CALIBRATION_RESERVE_S + 1000.0)}
+    assert timed["blinks"].action == "skip" and timed["blinks"].max_seconds == pytest.approx(100.0)
     assert timed["texture"].max_steps == 1000 * recipe.BUDGET_STEP_FACTOR
     _fake_run(tmp_path / "tex", "landmarks", 1, 1.0)
     with pytest.raises(ck.CheckpointError, match="holds a 'landmarks' run, not 'texture'"):
         recipe.plan(tmp_path, {}, None)
 
 
-def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path) -> None:
+def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from talkface.cli import app
+    from talkface.generation import calibrate
+
+    monkeypatch.setattr(calibrate, "N_CLIPS", 2)  # the calibration's path, not its statistics
 
     out = tmp_path / "runs"
     cmd = ["train", "pipeline", "--data", str(prepared_grid), "--out", str(out), "--accelerator", "cpu",
@@ -67,8 +74,13 @@ def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_pa
     tex = rows[("texture", "L1 to the real frame")]
     assert tex["baseline_name"] == "identity frame copied" and 0 < tex["baseline"] < tex["ours"]
     assert rows[("blinks", "blinks per minute")]["baseline"] > 0  # the real clips' rate
+    calibrated = json.loads((out / "blink" / calibrate.CALIBRATION_FILE).read_text())
+    assert calibrated["amplitude"] in calibrate.AMPLITUDES and len(calibrated["clips"]) == 2
+    row = rows[("blinks", f"blinks per minute in generated frames, calibrated x{calibrated['amplitude']:g}")]
+    assert row["baseline_name"] == "real crops" and row["baseline"] == calibrated["real_blinks_per_min"]
     again = CliRunner().invoke(app, cmd)
     assert again.exit_code == 0, again.output
     assert again.output.count("skipped") == 3
+    assert "calibrated amplitude" in again.output and "kept" in again.output
     bad = CliRunner().invoke(app, [*cmd[:-1], "lm=0"])
     assert bad.exit_code == 2 and "--steps" in bad.output

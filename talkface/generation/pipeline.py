@@ -40,6 +40,7 @@ import numpy as np
 
 from talkface import __version__
 from talkface.generation.method import Method, TrainedPipeline  # noqa: F401 (re-exported)
+from talkface.models.retarget import mouth_opening  # noqa: F401 (re-exported)
 from talkface.preprocess import media
 from talkface.preprocess.landmarks.base import NoFaceError
 from talkface.utils import atomic
@@ -164,7 +165,22 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
     if gen.features is not None:
         gen.provenance["feature_backend"] = gen.features.settings()
     if gen.texture_config is not None:
+        from talkface.generation import composite
+
         gen.provenance["image_size"] = gen.size
+        gen.provenance["composite"] = composite.RULE
+    if gen.blink_model is not None:
+        from talkface.generation.calibrate import apply_calibration
+
+        amplitude: dict[str, Any] = {"checkpoint": float(gen.blink_model.config.amplitude)}
+        calibration = apply_calibration(gen, runs["blinks"].out_dir)
+        if calibration is not None:
+            amplitude["calibration"] = calibration
+        gen.provenance["blink_amplitude"] = amplitude
+    if gen.mean_face is not None:
+        from talkface.models.retarget import REST_ANCHOR_RULE
+
+        gen.provenance["retarget_anchor"] = REST_ANCHOR_RULE
     return gen
 
 
@@ -288,10 +304,12 @@ def speech_landmarks(gen: Generator, feats: np.ndarray) -> np.ndarray:
 
 
 def to_identity(gen: Generator, unit: np.ndarray, identity_px: np.ndarray, size: int) -> np.ndarray:
-    """Stage 3: unit mean-face-frame landmarks -> the identity's landmarks in ``size`` crop pixels."""
-    from talkface.models.retarget import retarget
+    """Stage 3: unit person-independent landmarks -> the identity's landmarks in ``size`` crop pixels,
+    anchored at the sequence's closed mouth (:func:`talkface.models.retarget.rest_anchor`), since the
+    identity frame shows a closed mouth."""
+    from talkface.models.retarget import rest_anchor, retarget
 
-    return retarget(unit, gen.mean_face, identity_px / size) * np.float32(size)
+    return retarget(unit, rest_anchor(unit, gen.mean_face), identity_px / size) * np.float32(size)
 
 
 def landmarks_from_features(gen: Generator, feats: np.ndarray, identity_px: np.ndarray, seed: int = 0,
@@ -317,9 +335,11 @@ def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray,
 
 def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.ndarray
                   ) -> Iterator[np.ndarray]:
-    """Texture generator over batches of landmark images; yields (size, size, 3) uint8 frames."""
+    """Texture generator over batches of landmark images, pasted into the identity frame where the
+    landmarks move nothing (:mod:`talkface.generation.composite`); yields (size, size, 3) uint8 frames."""
     import torch
 
+    from talkface.generation.composite import paste_into_identity
     from talkface.models.render import render_batch, to_model_range
 
     with torch.inference_mode():
@@ -335,7 +355,7 @@ def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.nd
             with autocast:
                 frames = gen.texture(idb, lm).frame
             out = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            yield from out.permute(0, 2, 3, 1).cpu().numpy()
+            yield from paste_into_identity(out.permute(0, 2, 3, 1).cpu().numpy(), identity_crop, chunk)
 
 
 def write_video(out: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.ndarray | None,
@@ -424,17 +444,6 @@ def resize_crop(frame: np.ndarray, size: int) -> np.ndarray:
 IDENTITY_RULE = ("the clip's frame with the most closed, neutral mouth among its frames with both eyes open "
                  "(inner-lip gap plus mouth-width change, relative to mouth width; EAR at least the clip's "
                  "median), from its aligned crops")
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) -> (T,) inner-lip gap (mean of the three vertical inner-lip distances 61-67, 62-66,
-    63-65) divided by the mouth width (corners 48-54); NaN where points are missing."""
-    pts = np.asarray(landmarks, np.float64)
-    gap = np.mean([np.linalg.norm(pts[:, a] - pts[:, b], axis=-1) for a, b in ((61, 67), (62, 66), (63, 65))],
-                  axis=0)
-    width = np.linalg.norm(pts[:, 48] - pts[:, 54], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return gap / width
 
 
 def choose_identity_frame(landmarks: np.ndarray) -> int:

@@ -1,9 +1,15 @@
 """Stage 2 of Sinha et al. (IJCNN 2020): eye blinks from noise, learned without labels.
 
 A recurrent generator maps per-frame noise (plus one per-sequence noise vector, so a sequence has its
-own "style") to displacements of the 12 eye points (36..47) from the clip's mean eye shape, in unit crop
-coordinates. It is trained by moment matching: the squared MMD with a multi-bandwidth RBF kernel between
-generated and real sequences of ``seq_len`` frames, at two time scales (whole sequences, and
+own "style") to displacements of the eye and brow points (17..26, 36..47; ``BlinkConfig.points``) from
+the clip's open-eye shape, in unit crop coordinates. Why the brows: in the landmarks of real GRID s1
+clips the brow points rise 1.2 px (3 standard deviations of their frame-to-frame motion) during a
+blink, and the texture stage learned that cue: on held-out clips, real eye motion alone on otherwise
+still landmarks gave 2 blinks in the frames where the clips had 11, with the real brow motion added 9
+(docs/models.md). Checkpoints saved before hold ``points="eyes"`` (12 points) and generate as before.
+
+It is trained by moment matching: the squared MMD with a multi-bandwidth RBF kernel between generated
+and real sequences of ``seq_len`` frames, at two time scales (whole sequences, and
 ``local_len``-frame sub-windows, which carry the shape and duration of a single blink). Both eyes are
 generated together, so they blink together. At generation the generated eyes replace the speech-driven
 eye points (:func:`impose_blinks`).
@@ -34,7 +40,21 @@ from talkface.store import checkpoints
 log = logging.getLogger("talkface.models.blinks")
 
 EYES = slice(36, 48)
-N_EYE = 12
+#: The point sets a blink stage can generate, by name (iBUG 68-point indices, 0-based).
+POINT_SETS: dict[str, tuple[int, ...]] = {
+    "eyes": tuple(range(36, 48)),
+    "eyes+brows": tuple(range(17, 27)) + tuple(range(36, 48)),
+}
+
+
+def point_set(n_or_name: int | str) -> np.ndarray:
+    """The landmark indices of a point set, by name or by its size (12: eyes, 22: eyes and brows)."""
+    if isinstance(n_or_name, str):
+        return np.asarray(POINT_SETS[n_or_name])
+    for idx in POINT_SETS.values():
+        if len(idx) == n_or_name:
+            return np.asarray(idx)
+    raise ValueError(f"no blink point set has {n_or_name} points (sets: {sorted(POINT_SETS)})")
 
 
 @dataclass
@@ -61,7 +81,7 @@ class BlinkConfig:
     ear_threshold: float | None = None
     ear_rel_threshold: float = 0.75
     min_frames: int = 2
-    mean_eye: list[list[float]] = field(default_factory=list)  # (12, 2) training mean eye shape
+    mean_eye: list[list[float]] = field(default_factory=list)  # (n, 2) training mean shape of `points`
     # closure amplitude: generated displacements are multiplied by this at sampling. MMD matches the
     # distribution of eye motion but leaves blinks shallower than real ones (lowest EAR 0.61 x the
     # median against 0.51, docs/models.md), and shallow closures do not survive the texture stage. Each
@@ -69,10 +89,19 @@ class BlinkConfig:
     # duration and closure depth (the selection score), and it is saved with the weights.
     amplitude: float = 1.0
     amplitude_grid: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)
+    # which points move (POINT_SETS) and from what: "open-eyes", the clip's mean shape over its frames
+    # with EAR at least the median (the identity frame is chosen with open eyes, so a displacement of
+    # zero is an open eye there), or "mean", the clip's mean over all frames (checkpoints before)
+    points: str = "eyes+brows"
+    origin: str = "open-eyes"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BlinkConfig:
-        return config_from_dict(cls, d)
+        return config_from_dict(cls, {"points": "eyes", "origin": "mean", **d})  # before: eyes from the mean
+
+    @property
+    def n_points(self) -> int:
+        return len(POINT_SETS[self.points])
 
 
 # -------------------------------------------------------------------------------------------------
@@ -80,17 +109,18 @@ class BlinkConfig:
 
 
 def eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) landmarks or (T, 12, 2) eye points 36..47 -> (T,) EAR averaged over both eyes.
+    """(T, 68, 2) landmarks or (T, n, 2) points of a :data:`POINT_SETS` set -> (T,) EAR averaged over
+    both eyes.
 
     The evaluation's function (:func:`talkface.evaluate.metrics.blinks.eye_aspect_ratio`), so the blink
-    model is measured exactly as generated videos are; eye-only sequences are placed at points 36..47.
+    model is measured exactly as generated videos are; a point set is placed at its own indices.
     """
     from talkface.evaluate.metrics.blinks import eye_aspect_ratio as ear_of_landmarks
 
     pts = np.asarray(points, dtype=np.float64)
-    if pts.shape[1] == N_EYE:
+    if pts.shape[1] != 68:
         full = np.full((len(pts), 68, 2), np.nan)
-        full[:, EYES] = pts
+        full[:, point_set(pts.shape[1])] = pts
         pts = full
     return ear_of_landmarks(pts)
 
@@ -166,20 +196,20 @@ def local_windows(seqs: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class BlinkGenerator(nn.Module):
-    """Noise -> (B, T, 12, 2) eye displacements in unit crop coordinates."""
+    """Noise -> (B, T, n, 2) displacements of the config's points in unit crop coordinates."""
 
     def __init__(self, config: BlinkConfig) -> None:
         super().__init__()
         c = self.config = config
         self.rnn = nn.GRU(c.noise_dim + c.style_dim, c.hidden, num_layers=c.rnn_layers, batch_first=True)
-        self.head = nn.Linear(c.hidden, N_EYE * 2)
+        self.head = nn.Linear(c.hidden, c.n_points * 2)
         self.register_buffer("scale", torch.tensor(max(c.scale, 1e-6)))
 
     def forward(self, noise: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b, t, _ = noise.shape
         x = torch.cat([noise, style[:, None].expand(b, t, style.shape[-1])], dim=-1)
         h, _ = self.rnn(x)
-        return (self.head(h) * self.scale).reshape(b, t, N_EYE, 2)
+        return (self.head(h) * self.scale).reshape(b, t, self.config.n_points, 2)
 
     def draw(self, batch: int, n_frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = self.head.weight.device
@@ -190,7 +220,8 @@ class BlinkGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n_frames: int, fps: float = 25.0, generator_seed: int = 0) -> np.ndarray:
-        """(n_frames, 12, 2) eye displacements at ``fps`` (unit crop coordinates), reproducible by seed.
+        """(n_frames, n, 2) displacements of the config's points at ``fps`` (unit crop coordinates),
+        reproducible by seed.
 
         The generator runs at its training rate; another ``fps`` is resampled linearly in time.
         """
@@ -203,19 +234,22 @@ class BlinkGenerator(nn.Module):
         dst_t = np.arange(n_frames) / fps
         flat = out.reshape(own, -1)
         res = np.stack([np.interp(dst_t, src_t, flat[:, j]) for j in range(flat.shape[1])], axis=1)
-        return res.reshape(n_frames, N_EYE, 2).astype(np.float32)
+        return res.reshape(n_frames, self.config.n_points, 2).astype(np.float32)
 
 
 def impose_blinks(landmarks: np.ndarray, eye_displacements: np.ndarray, mean_eye: np.ndarray | None = None
                   ) -> np.ndarray:
-    """Replace the eye points of (T, 68, 2) landmarks by a mean eye shape + generated displacements.
+    """Replace the generated points (eyes, or eyes and brows: told by the displacements' size) of
+    (T, 68, 2) landmarks by a mean shape + the generated displacements.
 
-    ``mean_eye`` defaults to the mean over time of the landmarks' own eye points (the speech-driven
-    eyes barely move, so this keeps the face's eye shape and takes the motion from the generator).
+    ``mean_eye`` defaults to the mean over time of the landmarks' own points (the speech-driven eyes
+    and brows barely move, so this keeps the face's shape and takes the motion from the generator).
     """
     out = np.array(landmarks, dtype=np.float32, copy=True)
-    base = out[:, EYES].mean(axis=0) if mean_eye is None else np.asarray(mean_eye, np.float32)
-    out[:, EYES] = base[None] + np.asarray(eye_displacements, np.float32)[: len(out)]
+    disp = np.asarray(eye_displacements, np.float32)
+    idx = point_set(disp.shape[1])
+    base = out[:, idx].mean(axis=0) if mean_eye is None else np.asarray(mean_eye, np.float32)
+    out[:, idx] = base[None] + disp[: len(out)]
     return out
 
 
@@ -223,20 +257,34 @@ def impose_blinks(landmarks: np.ndarray, eye_displacements: np.ndarray, mean_eye
 # data and stage
 
 
-def eye_sequences(clips: list[mdata.ClipArrays], seq_len: int, stride: int) -> np.ndarray:
-    """(N, seq_len, 12, 2) real eye displacements from each clip's mean eye shape, all-valid windows."""
+def eye_sequences(clips: list[mdata.ClipArrays], seq_len: int, stride: int, points: str = "eyes+brows",
+                  origin: str = "open-eyes") -> np.ndarray:
+    """(N, seq_len, n, 2) real displacements of ``points`` from each clip's ``origin`` shape
+    (:class:`BlinkConfig`), all-valid windows."""
     out = []
     for clip in clips:
-        eyes = clip.landmarks[:, EYES]
         if not clip.valid.any():
             continue
-        disp = eyes - eyes[clip.valid].mean(axis=0)
+        eyes = clip.landmarks[:, point_set(points)]
+        disp = eyes - origin_shape(clip, points, origin)
         for s in range(0, len(eyes) - seq_len + 1, stride):
             if clip.valid[s:s + seq_len].all():
                 out.append(disp[s:s + seq_len])
     if not out:
         raise ValueError(f"no clip has {seq_len} consecutive frames with a face")
     return np.stack(out).astype(np.float32)
+
+
+def origin_shape(clip: mdata.ClipArrays, points: str, origin: str) -> np.ndarray:
+    """(n, 2) the shape a clip's displacements start from: its mean over all valid frames (``mean``) or
+    over the valid frames whose EAR is at least their median (``open-eyes``)."""
+    shapes = clip.landmarks[clip.valid][:, point_set(points)]
+    if origin == "mean":
+        return shapes.mean(axis=0)
+    if origin != "open-eyes":
+        raise ValueError(f"unknown blink origin {origin!r}: mean or open-eyes")
+    ear = eye_aspect_ratio(clip.landmarks[clip.valid])
+    return shapes[ear >= np.median(ear)].mean(axis=0)
 
 
 class _Sequences(Dataset):
@@ -274,8 +322,7 @@ class BlinkStage(mdata.DatasetStage):
         if resume_state is not None:
             self.config = BlinkConfig.from_dict(resume_state["config"])
         c = self.config
-        self.real = eye_sequences(self.train_clips, c.seq_len, c.seq_stride)
-        self.real_clip_eyes = [cl.landmarks[cl.valid][:, EYES] for cl in self.train_clips]
+        self.real = eye_sequences(self.train_clips, c.seq_len, c.seq_stride, c.points, c.origin)
         if resume_state is None:
             c.fps = self.dataset.fps
             c.scale = float(self.real.std())
@@ -286,8 +333,8 @@ class BlinkStage(mdata.DatasetStage):
                     c.seq_len - c.local_len + 1), generator=torch.Generator().manual_seed(0))[:1000]])
             c.bandwidths_seq = [m * med_seq for m in c.bandwidth_multipliers]
             c.bandwidths_local = [m * med_loc for m in c.bandwidth_multipliers]
-            c.mean_eye = np.concatenate([cl.landmarks[cl.valid][:, EYES] for cl in self.train_clips]
-                                        ).mean(axis=0).tolist()
+            c.mean_eye = np.mean([origin_shape(cl, c.points, c.origin) for cl in self.train_clips
+                                  if cl.valid.any()], axis=0).tolist()
         self.real_stats = blink_statistics(list(self.real + np.asarray(c.mean_eye, np.float32)), c.fps,
                                            c.ear_threshold, c.min_frames, c.ear_rel_threshold)
 
@@ -414,7 +461,7 @@ def blink_model_from_state(state: dict[str, Any], device: str | torch.device = "
 
 
 def load_blink_stage(source: str | Path, device: str | torch.device = "cpu") -> BlinkGenerator:
-    """The trained generator (eval mode); ``.sample(n_frames, fps, generator_seed)`` -> (T, 12, 2).
+    """The trained generator (eval mode); ``.sample(n_frames, fps, generator_seed)`` -> (T, n, 2).
 
     ``source``: a ``.pt`` file (exactly that one) or a folder holding a blinks run, where the store's
     policy picks the file (``best.pt``: the validation whose generated blink rate and duration were

@@ -13,6 +13,11 @@ blinks 10%, texture 65%, from those stages' measured CPU throughput: about 3, 3 
 stage stops, validates and saves when its share is spent (the steps of a stage not named in ``--steps``
 then cap at 20x the recipe's). ``--steps`` with ``--budget``: whichever ends first.
 
+Last, the blink amplitude is calibrated through the trained texture stage
+(:mod:`talkface.generation.calibrate`: blink rate in generated frames against the real crops, on 16
+training clips, about 2-3 minutes, reserved out of ``--budget``) into ``runs/blink/calibration.json``,
+which ``generate`` applies while the blink and texture weights it was measured with are unchanged.
+
 Resume: rerun the same command. A stage whose ``checkpoint.json`` says it reached its steps (or spent
 its time share) is skipped; a stage stopped part-way continues exactly (``--resume``). One progress
 view shows the recipe and the running stage; the end prints each stage's validation against its
@@ -100,10 +105,16 @@ class Plan:
     done_step: int = 0
 
 
+#: Seconds of ``--budget`` kept for the blink calibration after training (measured: about 150 s).
+CALIBRATION_RESERVE_S = 180.0
+
+
 def plan(out: Path, steps: dict[str, int], budget_s: float | None) -> list[Plan]:
     """Each stage's run folder, limits and action, from the ``checkpoint.json`` files already there."""
     from talkface.store.checkpoints import CheckpointError, read_meta
 
+    if budget_s is not None:
+        budget_s = max(budget_s - CALIBRATION_RESERVE_S, 0.5 * budget_s)
     plans = []
     for r in RECIPE:
         max_steps = steps.get(r.stage, r.steps if budget_s is None else r.steps * BUDGET_STEP_FACTOR)
@@ -152,7 +163,25 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
                          "train_seconds": (meta.budget.get("train_seconds") if meta is not None else None),
                          "label": label, "ours": val.get(ours), "baseline": val.get(base),
                          "baseline_name": base_name})
+        if r.stage == "blinks":
+            rows.extend(calibration_rows(run_dir))
     return rows
+
+
+def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The blink calibration's summary row (none when the run has no calibration.json)."""
+    from talkface.generation.calibrate import calibration_path
+
+    path = calibration_path(run_dir)
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    amp = record["amplitude"]
+    return [{"stage": "blinks", "folder": str(run_dir), "step": None, "file": path.name,
+             "train_seconds": None,
+             "label": f"blinks per minute in generated frames, calibrated x{amp:g}",
+             "ours": record["generated_blinks_per_min"][format(amp, "g")],
+             "baseline": record["real_blinks_per_min"], "baseline_name": "real crops"}]
 
 
 def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, int], budget_s: float | None,
@@ -179,7 +208,28 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             console.print(f"{p.recipe.stage}: step {result.step} ({result.stopped_by}), "
                           f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}")
         progress.update(overall, completed=len(plans), info="done")
+    calibrate(data, out, protocol, int(common.get("seed") or 0))
     return summary_rows(out)
+
+
+def calibrate(data: Path, out: Path, protocol: str | None, seed: int) -> None:
+    """The blink amplitude through the texture stage, unless a calibration of these very weights exists."""
+    from talkface.generation import calibrate as calibration
+    from talkface.generation.pipeline import load_generator
+    from talkface.utils.progress import console
+
+    gen = load_generator(out, device="auto", needed_by="blink calibration", data=data)
+    done = gen.provenance.get("blink_amplitude", {}).get("calibration", {})
+    if done.get("applied"):
+        console.print(f"blinks: calibrated amplitude x{done['amplitude']:g} ({done['file']}); kept")
+        return
+    del gen
+    record = calibration.calibrate_blink_amplitude(data, out, protocol, n_clips=calibration.N_CLIPS,
+                                                   seed=seed)
+    console.print(f"blinks: amplitude x{record['amplitude']:g} calibrated through the texture stage: "
+                  f"{record['generated_blinks_per_min'][format(record['amplitude'], 'g')]:.1f} blinks/min "
+                  f"in generated frames, {record['real_blinks_per_min']:.1f} in the real crops "
+                  f"({len(record['clips'])} training clips)")
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
