@@ -52,16 +52,13 @@ def test_plan_skips_finished_stages_and_resumes_stopped_ones(tmp_path: Path) -> 
         recipe.plan(tmp_path, {}, None)
 
 
-def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path) -> None:
     from talkface.cli import app
     from talkface.generation import calibrate
 
-    monkeypatch.setattr(calibrate, "N_CLIPS", 2)  # the calibration's path, not its statistics
-
     out = tmp_path / "runs"
     cmd = ["train", "pipeline", "--data", str(prepared_grid), "--out", str(out), "--accelerator", "cpu",
-           "--steps", "lm=2,blink=2,tex=1"]
+           "--calibration-clips", "2", "--steps", "lm=2,blink=2,tex=1"]  # 2 clips: the path, not statistics
     result = CliRunner().invoke(app, cmd)
     assert result.exit_code == 0, result.output
     for stage, folder, step in (("landmarks", "lm", 2), ("blinks", "blink", 2), ("texture", "tex", 1)):

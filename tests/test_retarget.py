@@ -1,12 +1,13 @@
-"""Retargeting: identity + s R (final - mean_face), (s, R) fitted on stable points."""
+"""Retargeting: identity + s R (final - anchor), (s, R) fitted on stable points; the closed-mouth anchor."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from talkface.models.retarget import fit_motion_transform, retarget
+from talkface.models.retarget import SPEECH_POINTS, fit_motion_transform, mouth_opening, rest_anchor, retarget
 from talkface.preprocess.alignment import load_template
 
 
@@ -46,3 +47,45 @@ def test_motion_follows_a_known_similarity(scale: float, angle: float, tx: float
     out = retarget(mean + motion, mean, identity)
     np.testing.assert_allclose(out, identity + motion @ sr.T, atol=1e-3)
     np.testing.assert_allclose(fit_motion_transform(mean, identity), sr, atol=1e-6)
+
+
+def _open_mouth(face: np.ndarray, gap: float) -> np.ndarray:
+    """The face with its lower lip (outer 55-59, inner 65-67) and chin moved down by ``gap``."""
+    out = face.copy()
+    out[[55, 56, 57, 58, 59, 65, 66, 67, 6, 7, 8, 9, 10], 1] += gap
+    return out
+
+
+def test_mouth_opening_by_hand() -> None:
+    face = load_template(128).astype(np.float64)
+    width = np.linalg.norm(face[48] - face[54])
+    gap0 = np.mean([np.linalg.norm(face[a] - face[b]) for a, b in ((61, 67), (62, 66), (63, 65))])
+    opened = _open_mouth(face, 4.0)
+    # the inner-lip pairs are vertical in the template, so 4 px down adds 4 px to each gap
+    assert mouth_opening(opened[None])[0] == pytest.approx((gap0 + 4.0) / width, rel=1e-3)
+
+
+def test_rest_anchor_is_the_closed_mouth_so_a_closed_identity_is_reproduced() -> None:
+    """A sequence that closes its mouth in some frames: the anchor takes jaw and mouth from those
+    frames (the rest from the mean face), so retargeting onto an identity with a closed mouth gives
+    the identity exactly at the closed frames and opens from there (the mean-face anchor opens less)."""
+    mean = load_template(128).astype(np.float64)
+    gaps = np.array([0, 0, 3, 6, 9, 6, 3, 0, 0, 6], np.float64)  # 4 of 10 frames closed
+    seq = np.stack([_open_mouth(mean, g) for g in gaps])
+    anchor = rest_anchor(seq, seq.mean(axis=0), fraction=0.3)
+    np.testing.assert_allclose(anchor[SPEECH_POINTS], mean[SPEECH_POINTS], atol=1e-9)
+    rest = np.setdiff1d(np.arange(68), SPEECH_POINTS)
+    np.testing.assert_allclose(anchor[rest], seq.mean(axis=0)[rest], atol=1e-9)
+    identity = mean * 1.1 + 3.0  # a closed mouth, another scale
+    out = retarget(seq, anchor, identity)
+    np.testing.assert_allclose(out[gaps == 0], np.repeat(identity[None], 4, 0), atol=1e-3)
+    lip = out[:, 66, 1] - identity[66, 1]
+    np.testing.assert_allclose(lip, 1.1 * gaps, atol=1e-3)  # the gap, scaled to the identity
+    from_mean = retarget(seq, seq.mean(axis=0), identity)[:, 66, 1] - identity[66, 1]
+    assert np.all(from_mean < lip - 1.0)  # the mean-face anchor closes every mouth by the mean gap
+
+
+def test_rest_anchor_of_a_still_or_empty_sequence_is_the_mean_face() -> None:
+    mean = load_template(128).astype(np.float64)
+    np.testing.assert_allclose(rest_anchor(np.repeat(mean[None], 5, 0), mean), mean)
+    np.testing.assert_allclose(rest_anchor(np.full((3, 68, 2), np.nan), mean), mean)

@@ -83,6 +83,7 @@ class Profile:
     participants: int
     eval_workers: int
     prepare_workers: int = 2
+    calibration_clips: int = 0  # blink calibration after training (train pipeline --calibration-clips)
 
     def steps_arg(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.train_steps.items())
@@ -94,7 +95,7 @@ class Profile:
 # (about a minute over the six methods); `talkface evaluate` computes it by default.
 FULL_METRICS = "lmd_mouth,lmd_face,psnr,ssim,cpbd,blink_rate,blink_duration,blink_interval"
 QUICK_METRICS = "lmd_mouth,psnr,ssim,blink_rate,blink_duration"
-FULL = Profile("full", {"lm": 250, "blink": 150, "tex": 100}, "3m", FULL_METRICS, 12, 1)
+FULL = Profile("full", {"lm": 250, "blink": 150, "tex": 100}, "3m", FULL_METRICS, 12, 1, calibration_clips=6)
 QUICK = Profile("quick", {"lm": 20, "blink": 10, "tex": 4}, "40s", QUICK_METRICS, 4, 1)
 
 
@@ -302,7 +303,8 @@ def _prepare_note(ctx: Context) -> str:
 
 def _train_commands(ctx: Context) -> list[list[str]]:
     args = ["train", "pipeline", "--data", str(ctx.data), "--protocol", ctx.protocol, "--out", str(ctx.runs),
-            "--steps", ctx.profile.steps_arg(), "--budget", ctx.profile.train_budget]
+            "--steps", ctx.profile.steps_arg(), "--budget", ctx.profile.train_budget,
+            "--calibration-clips", str(ctx.profile.calibration_clips)]
     if ctx.config.gpu:
         args += ["--accelerator", "gpu"]
     return [args]

@@ -76,7 +76,9 @@ class MeanFace(Method):
 @BASELINES.register_named("oracle-landmarks")
 class OracleLandmarks(Method):
     definition = ("the trained texture stage driven by the reference clip's own aligned landmarks (the "
-                  "texture stage's ceiling, free of landmark-stage errors), identity frame as generate's")
+                  "texture stage's ceiling, free of landmark-stage errors), identity frame as generate's; "
+                  "the generator's whole frame (not pasted into the identity outside mouth and eyes, since "
+                  "these landmarks carry the clip's head motion)")
     stages = ("texture",)
 
     def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
@@ -86,7 +88,7 @@ class OracleLandmarks(Method):
 
         crop, _ = clip.identity_at(gen.size)
         points = fill_missing(clip.reference_landmarks) * np.float32(gen.size / clip.crop_size)
-        return render_frames(gen, crop, points)
+        return render_frames(gen, crop, points, paste=False)
 
 
 @BASELINES.register_named("no-blinks")

@@ -333,10 +333,11 @@ def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray,
     return landmarks_from_features(gen, feats, identity_px, seed, blinks)
 
 
-def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.ndarray
+def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.ndarray, paste: bool = True
                   ) -> Iterator[np.ndarray]:
-    """Texture generator over batches of landmark images, pasted into the identity frame where the
-    landmarks move nothing (:mod:`talkface.generation.composite`); yields (size, size, 3) uint8 frames."""
+    """Texture generator over batches of landmark images, pasted into the identity frame outside the
+    mouth and eyes (:mod:`talkface.generation.composite`; ``paste=False``: the generator's whole frame,
+    for landmarks that carry head motion); yields (size, size, 3) uint8 frames."""
     import torch
 
     from talkface.generation.composite import paste_into_identity
@@ -355,7 +356,8 @@ def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.nd
             with autocast:
                 frames = gen.texture(idb, lm).frame
             out = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            yield from paste_into_identity(out.permute(0, 2, 3, 1).cpu().numpy(), identity_crop, chunk)
+            frames_np = out.permute(0, 2, 3, 1).cpu().numpy()
+            yield from (paste_into_identity(frames_np, identity_crop, chunk) if paste else frames_np)
 
 
 def write_video(out: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.ndarray | None,

@@ -15,8 +15,9 @@ then cap at 20x the recipe's). ``--steps`` with ``--budget``: whichever ends fir
 
 Last, the blink amplitude is calibrated through the trained texture stage
 (:mod:`talkface.generation.calibrate`: blink rate in generated frames against the real crops, on 16
-training clips, about 2-3 minutes, reserved out of ``--budget``) into ``runs/blink/calibration.json``,
-which ``generate`` applies while the blink and texture weights it was measured with are unchanged.
+training clips, about 2-3 minutes, reserved out of ``--budget``; ``--calibration-clips 0`` skips it)
+into ``runs/blink/calibration.json``, which ``generate`` applies while the blink and texture weights it
+was measured with are unchanged.
 
 Resume: rerun the same command. A stage whose ``checkpoint.json`` says it reached its steps (or spent
 its time share) is skipped; a stage stopped part-way continues exactly (``--resume``). One progress
@@ -185,8 +186,10 @@ def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, int], budget_s: float | None,
-                 common: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train the recipe's stages in sequence into ``out`` under one progress view; return the summary."""
+                 common: dict[str, Any], calibration_clips: int | None = None) -> list[dict[str, Any]]:
+    """Train the recipe's stages in sequence into ``out`` under one progress view, then calibrate the
+    blink amplitude on ``calibration_clips`` training clips (default ``calibrate.N_CLIPS``; 0: not);
+    return the summary."""
     from talkface.utils.progress import console, make_progress
 
     plans = plan(out, steps, budget_s)
@@ -208,11 +211,12 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             console.print(f"{p.recipe.stage}: step {result.step} ({result.stopped_by}), "
                           f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}")
         progress.update(overall, completed=len(plans), info="done")
-    calibrate(data, out, protocol, int(common.get("seed") or 0))
+    if calibration_clips != 0:
+        calibrate(data, out, protocol, int(common.get("seed") or 0), calibration_clips)
     return summary_rows(out)
 
 
-def calibrate(data: Path, out: Path, protocol: str | None, seed: int) -> None:
+def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: int | None = None) -> None:
     """The blink amplitude through the texture stage, unless a calibration of these very weights exists."""
     from talkface.generation import calibrate as calibration
     from talkface.generation.pipeline import load_generator
@@ -224,8 +228,8 @@ def calibrate(data: Path, out: Path, protocol: str | None, seed: int) -> None:
         console.print(f"blinks: calibrated amplitude x{done['amplitude']:g} ({done['file']}); kept")
         return
     del gen
-    record = calibration.calibrate_blink_amplitude(data, out, protocol, n_clips=calibration.N_CLIPS,
-                                                   seed=seed)
+    record = calibration.calibrate_blink_amplitude(data, out, protocol, seed=seed,
+                                                   n_clips=n_clips or calibration.N_CLIPS)
     console.print(f"blinks: amplitude x{record['amplitude']:g} calibrated through the texture stage: "
                   f"{record['generated_blinks_per_min'][format(record['amplitude'], 'g')]:.1f} blinks/min "
                   f"in generated frames, {record['real_blinks_per_min']:.1f} in the real crops "

@@ -1,0 +1,46 @@
+"""Pasting the generated mouth and eyes into the identity frame: where each pixel comes from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from talkface.generation.composite import motion_mask, paste_into_identity
+from talkface.preprocess.alignment import load_template
+
+
+def test_mouth_and_eyes_are_generated_and_the_background_is_the_identity() -> None:
+    size = 128
+    face = load_template(size).astype(np.float64)[None]
+    generated = np.full((1, size, size, 3), 200, np.uint8)
+    identity = np.full((size, size, 3), 10, np.uint8)
+    out = paste_into_identity(generated, identity, face)
+    for centre in (face[0, 48:68].mean(0), face[0, 36:42].mean(0), face[0, 42:48].mean(0)):
+        x, y = np.floor(centre).astype(int)
+        assert (out[0, y, x] == 200).all()  # inside: the generator's pixel, exactly
+    for x, y in ((0, 0), (size - 1, 0), (0, size - 1), (size - 1, size - 1)):
+        assert (out[0, y, x] == 10).all()  # corners: the identity frame's pixel, exactly
+    between = out[0, :, :, 0]
+    assert ((between == 10) | (between == 200)).mean() < 1.0  # a soft edge, not a hard cut
+    assert between.min() >= 10 and between.max() <= 200
+
+
+def test_mask_follows_an_open_mouth_down_and_is_whole_without_landmarks() -> None:
+    size = 128
+    face = load_template(size).astype(np.float64)
+    opened = face.copy()
+    opened[[55, 56, 57, 58, 59, 65, 66, 67], 1] += 12.0  # lower lip 12 px down
+    closed_mask, open_mask = motion_mask(np.stack([face, opened]), size)
+    chin_x, chin_y = np.round(face[57]).astype(int)
+    below = min(size - 1, chin_y + 10)
+    assert open_mask[below, chin_x] >= closed_mask[below, chin_x]
+    assert open_mask.sum() > closed_mask.sum()
+    missing = np.full((1, 68, 2), np.nan)
+    assert (motion_mask(missing, size) == 1.0).all()  # no landmarks: keep the whole generated frame
+
+
+def test_identical_generated_frame_is_returned_unchanged() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    face = load_template(64).astype(np.float64)
+    out = paste_into_identity(frame, frame[0], np.stack([face, face]))
+    np.testing.assert_array_equal(out[0], frame[0])
