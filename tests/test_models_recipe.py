@@ -44,7 +44,9 @@ def test_plan_skips_finished_stages_and_resumes_stopped_ones(tmp_path: Path) -> 
         "landmarks"] == "resume"
     # the calibration's reserve comes off the budget first; blinks' share of the rest: 100 s, spent: 200 s
     _fake_run(tmp_path / "blink", "blinks", 100, 200.0)
-    timed = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, recipe.CALIBRATION_RESERVE_S + 1000.0)}
+    reserve = recipe.calibration_reserve_s(24)
+    assert reserve == 180.0 and recipe.calibration_reserve_s(0) == 0.0
+    timed = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, reserve + 1000.0, calibration_clips=24)}
     assert timed["blinks"].action == "skip" and timed["blinks"].max_seconds == pytest.approx(100.0)
     assert timed["texture"].max_steps == 1000 * recipe.BUDGET_STEP_FACTOR
     _fake_run(tmp_path / "tex", "landmarks", 1, 1.0)

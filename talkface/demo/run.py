@@ -95,7 +95,7 @@ class Profile:
 # (about a minute over the six methods); `talkface evaluate` computes it by default.
 FULL_METRICS = "lmd_mouth,lmd_face,psnr,ssim,cpbd,blink_rate,blink_duration,blink_interval"
 QUICK_METRICS = "lmd_mouth,psnr,ssim,blink_rate,blink_duration"
-FULL = Profile("full", {"lm": 250, "blink": 150, "tex": 100}, "3m", FULL_METRICS, 12, 1, calibration_clips=6)
+FULL = Profile("full", {"lm": 250, "blink": 150, "tex": 100}, "4m", FULL_METRICS, 12, 1, calibration_clips=6)
 QUICK = Profile("quick", {"lm": 20, "blink": 10, "tex": 4}, "40s", QUICK_METRICS, 4, 1)
 
 

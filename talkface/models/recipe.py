@@ -15,7 +15,8 @@ then cap at 20x the recipe's). ``--steps`` with ``--budget``: whichever ends fir
 
 Last, the blink amplitude is calibrated through the trained texture stage
 (:mod:`talkface.generation.calibrate`: blink rate in generated frames against the real crops, on 16
-training clips, about 2-3 minutes, reserved out of ``--budget``; ``--calibration-clips 0`` skips it)
+training clips, about 2 minutes, 7.5 s a clip reserved out of ``--budget``; ``--calibration-clips 0``
+skips it)
 into ``runs/blink/calibration.json``, which ``generate`` applies while the blink and texture weights it
 was measured with are unchanged.
 
@@ -106,16 +107,26 @@ class Plan:
     done_step: int = 0
 
 
-#: Seconds of ``--budget`` kept for the blink calibration after training (measured: about 150 s).
-CALIBRATION_RESERVE_S = 180.0
+#: Seconds of ``--budget`` kept per calibration clip for the blink calibration after training (measured
+#: on 2 cores: 129 s for 24 clips, 5.4 s a clip; 24 clips keep 3 minutes).
+CALIBRATION_S_PER_CLIP = 7.5
 
 
-def plan(out: Path, steps: dict[str, int], budget_s: float | None) -> list[Plan]:
-    """Each stage's run folder, limits and action, from the ``checkpoint.json`` files already there."""
+def calibration_reserve_s(calibration_clips: int | None) -> float:
+    from talkface.generation.calibrate import N_CLIPS
+
+    clips = N_CLIPS if calibration_clips is None else calibration_clips
+    return CALIBRATION_S_PER_CLIP * clips
+
+
+def plan(out: Path, steps: dict[str, int], budget_s: float | None, calibration_clips: int | None = 0
+         ) -> list[Plan]:
+    """Each stage's run folder, limits and action, from the ``checkpoint.json`` files already there;
+    a ``budget_s`` first gives up the calibration's reserve (at most half of it)."""
     from talkface.store.checkpoints import CheckpointError, read_meta
 
     if budget_s is not None:
-        budget_s = max(budget_s - CALIBRATION_RESERVE_S, 0.5 * budget_s)
+        budget_s = max(budget_s - calibration_reserve_s(calibration_clips), 0.5 * budget_s)
     plans = []
     for r in RECIPE:
         max_steps = steps.get(r.stage, r.steps if budget_s is None else r.steps * BUDGET_STEP_FACTOR)
@@ -192,7 +203,7 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
     return the summary."""
     from talkface.utils.progress import console, make_progress
 
-    plans = plan(out, steps, budget_s)
+    plans = plan(out, steps, budget_s, calibration_clips)
     progress = make_progress()
     overall = progress.add_task("pipeline", total=len(plans), info="")
     with progress:
