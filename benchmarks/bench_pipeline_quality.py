@@ -47,22 +47,11 @@ QUICK_CLIPS = 30
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                      if line.startswith("model name")), "")
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-        mem = f"{kb / 2**20:.0f} GiB"
-    except (OSError, StopIteration):
-        pass
     import torch
+    from run_all import cpu_model, memory_gib
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory": mem, "gpu": gpu,
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "memory": f"{memory_gib():.0f} GiB", "gpu": gpu,
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads()}
 

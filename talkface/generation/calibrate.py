@@ -40,9 +40,10 @@ def _blink_count(detector: Any, frames: np.ndarray, fps: float) -> int:
 def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.PathLike,
                               protocol: str | None = None, n_clips: int = N_CLIPS,
                               amplitudes: tuple[float, ...] = AMPLITUDES, seed: int = 0,
-                              device: str = "auto") -> dict[str, Any]:
+                              device: str = "auto", gen: Any = None) -> dict[str, Any]:
     """Measure blink rates in generated frames at each amplitude on ``n_clips`` training clips, pick the
-    one closest to the real crops' rate (the smaller on ties), write and return the calibration."""
+    one closest to the real crops' rate (the smaller on ties), write and return the calibration.
+    ``gen``: the stages under ``checkpoints`` already loaded (``load_generator``); loaded here if None."""
     from talkface.generation.method import TrainedPipeline
     from talkface.generation.pipeline import clip_inputs, find_run, load_generator
     from talkface.preprocess.landmarks import get_landmark_backend
@@ -50,7 +51,8 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
     from talkface.utils import atomic
     from talkface.utils.progress import make_progress
 
-    gen = load_generator(checkpoints, device=device, needed_by="blink calibration", data=data)
+    if gen is None:
+        gen = load_generator(checkpoints, device=device, needed_by="blink calibration", data=data)
     ds = Dataset.open(data)
     train = list(ds.parts(protocol).require("train").train)
     step = max(1, len(train) // max(1, n_clips))
@@ -102,6 +104,11 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
     }
     atomic.write_json(calibration_path(find_run(checkpoints, "blinks").out_dir), record)
     return record
+
+
+def chosen_rate(record: dict[str, Any]) -> float:
+    """A calibration's blink rate in generated frames at the amplitude it chose."""
+    return float(record["generated_blinks_per_min"][format(record["amplitude"], "g")])
 
 
 def apply_calibration(gen: Any, blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -54,9 +54,9 @@ def motion_mask(landmarks_px: np.ndarray, size: int) -> np.ndarray:
         width = e[:, :, 0].max(axis=1) - e[:, :, 0].min(axis=1)
         axes = np.stack([width * EYE_AXES[0], width * EYE_AXES[1]], axis=1)
         weight = np.maximum(weight, _ellipse_weight(yy, xx, e.mean(axis=1), axes))
-    missing = ~np.isfinite(pts).all(axis=(1, 2))
+    missing = ~np.isfinite(pts).all(axis=(1, 2))  # the only frames whose weights can be NaN
     weight[missing] = 1.0
-    return np.nan_to_num(weight, nan=1.0).astype(np.float32)
+    return weight.astype(np.float32)
 
 
 def paste_into_identity(frames: np.ndarray, identity: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:

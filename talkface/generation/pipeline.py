@@ -40,7 +40,7 @@ import numpy as np
 
 from talkface import __version__
 from talkface.generation.method import Method, TrainedPipeline  # noqa: F401 (re-exported)
-from talkface.models.retarget import mouth_opening  # noqa: F401 (re-exported)
+from talkface.models.retarget import mouth_opening
 from talkface.preprocess import media
 from talkface.preprocess.landmarks.base import NoFaceError
 from talkface.utils import atomic

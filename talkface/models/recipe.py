@@ -14,11 +14,10 @@ stage stops, validates and saves when its share is spent (the steps of a stage n
 then cap at 20x the recipe's). ``--steps`` with ``--budget``: whichever ends first.
 
 Last, the blink amplitude is calibrated through the trained texture stage
-(:mod:`talkface.generation.calibrate`: blink rate in generated frames against the real crops, on 16
+(:mod:`talkface.generation.calibrate`: blink rate in generated frames against the real crops, on 24
 training clips, about 2 minutes, 7.5 s a clip reserved out of ``--budget``; ``--calibration-clips 0``
-skips it)
-into ``runs/blink/calibration.json``, which ``generate`` applies while the blink and texture weights it
-was measured with are unchanged.
+skips it) into ``runs/blink/calibration.json``, which ``generate`` applies while the blink and texture
+weights it was measured with are unchanged.
 
 Resume: rerun the same command. A stage whose ``checkpoint.json`` says it reached its steps (or spent
 its time share) is skipped; a stage stopped part-way continues exactly (``--resume``). One progress
@@ -182,17 +181,16 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
 
 def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The blink calibration's summary row (none when the run has no calibration.json)."""
-    from talkface.generation.calibrate import calibration_path
+    from talkface.generation.calibrate import calibration_path, chosen_rate
 
     path = calibration_path(run_dir)
     if not path.exists():
         return []
     record = json.loads(path.read_text())
-    amp = record["amplitude"]
     return [{"stage": "blinks", "folder": str(run_dir), "step": None, "file": path.name,
              "train_seconds": None,
-             "label": f"blinks per minute in generated frames, calibrated x{amp:g}",
-             "ours": record["generated_blinks_per_min"][format(amp, "g")],
+             "label": f"blinks per minute in generated frames, calibrated x{record['amplitude']:g}",
+             "ours": chosen_rate(record),
              "baseline": record["real_blinks_per_min"], "baseline_name": "real crops"}]
 
 
@@ -238,13 +236,12 @@ def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: i
     if done.get("applied"):
         console.print(f"blinks: calibrated amplitude x{done['amplitude']:g} ({done['file']}); kept")
         return
-    del gen
     record = calibration.calibrate_blink_amplitude(data, out, protocol, seed=seed,
-                                                   n_clips=n_clips or calibration.N_CLIPS)
+                                                   n_clips=n_clips or calibration.N_CLIPS, gen=gen)
     console.print(f"blinks: amplitude x{record['amplitude']:g} calibrated through the texture stage: "
-                  f"{record['generated_blinks_per_min'][format(record['amplitude'], 'g')]:.1f} blinks/min "
-                  f"in generated frames, {record['real_blinks_per_min']:.1f} in the real crops "
-                  f"({len(record['clips'])} training clips)")
+                  f"{calibration.chosen_rate(record):.1f} blinks/min in generated frames, "
+                  f"{record['real_blinks_per_min']:.1f} in the real crops ({len(record['clips'])} training "
+                  "clips)")
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:

@@ -54,25 +54,12 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
         raise ValueError(f"need two matching (N>=2, 2) point sets, got {src.shape} and {dst.shape}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    var_s = (xs**2).sum() / len(src)
-    if var_s <= 0:
-        raise ValueError("source points are all identical")
-    cov = xd.T @ xs / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / var_s)
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
+    return estimate_similarities(src[None], dst)[0]
 
 
 def estimate_similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """:func:`estimate_similarity` for a stack of point sets: (T, N, 2) sources to one (N, 2) target,
-    as (T, 2, 3). The same float64 steps, batched (NumPy's stacked SVD runs LAPACK per matrix)."""
+    as (T, 2, 3), in float64 (NumPy's stacked SVD runs LAPACK per matrix)."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     if src.ndim != 3 or src.shape[1:] != dst.shape or dst.shape[1] != 2 or len(dst) < 2:
