@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from talkface import __version__
-from talkface.preprocess.features.deepspeech.graphdef import DeepSpeechWeights, LstmWeights
-from talkface.preprocess.features.deepspeech.inputs import audio_to_inputs
-from talkface.preprocess.features.deepspeech.model import DeepSpeechAcoustic
+from talkface.core.features.deepspeech.graphdef import DeepSpeechWeights, LstmWeights
+from talkface.core.features.deepspeech.inputs import audio_to_inputs
+from talkface.core.features.deepspeech.model import DeepSpeechAcoustic
 from talkface.utils.atomic import write_json
 
 N_HIDDEN = 2048

@@ -62,11 +62,11 @@ def evaluate(script: Path, **args) -> dict:
 
 def make_inputs(tmp: Path, n_clips: int) -> tuple[Path, dict[str, Path], list[str]]:
     import cv2
+    from talkface.prepare.store import DatasetStore
 
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.media import read_audio, read_video, write_video
-    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
-    from talkface.preprocess.store import DatasetStore
+    from talkface.core.media import read_audio, read_video, write_video
+    from talkface.prepare.corpora import get_recipe
+    from talkface.prepare.run import PrepareConfig, run_prepare
     from talkface.store.dataset import Dataset
     from talkface.utils.fixtures import fixtures_dir
 
@@ -101,9 +101,9 @@ def reference_step(data: Path, ids: list[str], cache_dir: Path, repeat: int) -> 
     """Per clip: tracking the reference frames (what a miss costs) vs reading the cached entry."""
     import numpy as np
 
+    from talkface.core.landmarks import get_landmark_backend
+    from talkface.core.media import read_video
     from talkface.evaluate.reference_cache import ReferenceLandmarkCache
-    from talkface.preprocess.landmarks import get_landmark_backend
-    from talkface.preprocess.media import read_video
     from talkface.store.dataset import Dataset
 
     ds = Dataset.open(data)

@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talkface.preprocess.landmarks import get_landmark_backend  # noqa: E402
-from talkface.preprocess.landmarks.dlib_models import dlib_model_path  # noqa: E402
-from talkface.preprocess.media import read_video  # noqa: E402
+from talkface.core.landmarks import get_landmark_backend  # noqa: E402
+from talkface.core.landmarks.dlib_models import dlib_model_path  # noqa: E402
+from talkface.core.media import read_video  # noqa: E402
 from talkface.utils.atomic import write_json  # noqa: E402
 from talkface.utils.fixtures import fixtures_dir  # noqa: E402
 from talkface.utils.progress import make_progress  # noqa: E402

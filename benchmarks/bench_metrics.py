@@ -27,12 +27,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from talkface import __version__  # noqa: E402
+from talkface.core.media import read_video  # noqa: E402
 from talkface.evaluate.metrics._image import to_gray_u8  # noqa: E402
 from talkface.evaluate.metrics.cpbd import VARIANTS as CPBD_VARIANTS  # noqa: E402
 from talkface.evaluate.metrics.cpbd import cpbd  # noqa: E402
 from talkface.evaluate.metrics.psnr import psnr_frames  # noqa: E402
 from talkface.evaluate.metrics.ssim import ssim_frames  # noqa: E402
-from talkface.preprocess.media import read_video  # noqa: E402
 from talkface.utils.atomic import write_json  # noqa: E402
 from talkface.utils.fixtures import fixtures_dir  # noqa: E402
 
@@ -141,11 +141,12 @@ def bench_ssim_psnr(clip: Path) -> dict:
 
 
 def bench_evaluate(clips: list[Path], tmp: Path) -> dict:
+    from talkface.prepare.store import DatasetStore
+
+    from talkface.core.media import read_audio, write_video
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.media import read_audio, write_video
-    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
-    from talkface.preprocess.store import DatasetStore
+    from talkface.prepare.corpora import get_recipe
+    from talkface.prepare.run import PrepareConfig, run_prepare
 
     names = {c.stem for c in clips}
     grid = fixtures_dir() / "grid"

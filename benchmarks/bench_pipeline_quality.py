@@ -6,13 +6,13 @@
 1. Prepare the GRID fixtures' s1 clips with the committed ``seen`` protocol (``talkface prepare grid
    FIXTURES --speakers s1 --protocol seen``; ``--quick``: the first 30 clips only), unless ``--data``
    names a prepared store.
-2. Train with the one-command recipe (``talkface.models.recipe.run_pipeline``, the code of ``talkface
+2. Train with the one-command recipe (``talkface.train.all_stages.run_pipeline``, the code of ``talkface
    train pipeline``) on the protocol's ``train`` clips within ``--budget`` (``--quick``: a handful of
    steps per stage, ``--steps`` to choose). ``val`` clips only validate (no gradient, no selection:
    the blink stage selects against its training data), so ``val`` and ``test`` are both held out.
 3. Generate the trained pipeline and the five built-in baselines (``ground-truth``, ``static-frame``,
    ``mean-face``, ``oracle-landmarks``, ``no-blinks``) on the held-out parts with
-   ``talkface.generation.pipeline.generate_part``, the code of ``generate --data`` / ``baseline``.
+   ``talkface.generation.generator.generate_part``, the code of ``generate --data`` / ``baseline``.
 4. ``talkface evaluate`` each method (PSNR, SSIM, mouth and face LMD, blink rate and duration; dlib
    landmarks on generated and reference frames alike).
 5. Paired comparisons over clips (the same clips for both methods; bootstrap of the mean difference,
@@ -79,7 +79,7 @@ def prepare(fixtures: Path, out: Path, limit: int | None, log: Path) -> Path:
 
 
 def train(data: Path, runs: Path, steps: str | None, budget: str | None, seed: int) -> dict[str, Any]:
-    from talkface.models import recipe
+    from talkface.train import all_stages as recipe
 
     budget_s = recipe.parse_budget(budget) if budget else None
     parsed = recipe.parse_steps(steps) if steps else {}
@@ -108,8 +108,8 @@ def stage_records(runs: Path) -> dict[str, Any]:
 
 def generate(data: Path, runs: Path, videos: Path, parts: list[str], seed: int) -> dict[str, Any]:
     from talkface.generation.baselines import get_baseline
+    from talkface.generation.generator import generate_part, load_generator
     from talkface.generation.method import TrainedPipeline
-    from talkface.generation.pipeline import generate_part, load_generator
 
     gen = load_generator(runs, device="auto")
     timing = {}
@@ -139,9 +139,9 @@ def landmark_stage_per_clip(data: Path, runs: Path, parts: list[str]) -> dict[st
     import pandas as pd
     import torch
 
-    from talkface.models import data as mdata
     from talkface.models.speech_to_landmarks import lmd_mouth_centroid_mean, load_landmark_stage
     from talkface.store.dataset import Dataset
+    from talkface.train import data as mdata
 
     model, config, _ = load_landmark_stage(runs / "lm")
     store = Dataset.open(data)

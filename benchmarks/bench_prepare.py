@@ -54,10 +54,10 @@ def cpu(children=False):
         t += b.ru_utime + b.ru_stime
     return t
 from pathlib import Path
-from talkface.preprocess.corpora import get_recipe
-from talkface.preprocess.corpora.base import ClipSource
-from talkface.preprocess.pipeline import PrepareConfig, run_prepare
-from talkface.preprocess.store import DatasetStore
+from talkface.prepare.corpora import get_recipe
+from talkface.prepare.corpora.base import ClipSource
+from talkface.prepare.run import PrepareConfig, run_prepare
+from talkface.prepare.store import DatasetStore
 args = json.loads(sys.argv[1])
 if args.get("video"):
     sources = [ClipSource(clip_id="long", corpus="bench", speaker="x", split="train",
@@ -85,8 +85,8 @@ import cv2
 import dlib
 import numpy as np
 cv2.setNumThreads(1)  # one thread, as talkface prepares a clip: the least CPU time per frame
-from talkface.preprocess import media
-from talkface.preprocess.landmarks.dlib_models import dlib_model_path
+from talkface.core import media
+from talkface.core.landmarks.dlib_models import dlib_model_path
 args = json.loads(sys.argv[1])
 c0 = cpu()
 detector = dlib.get_frontal_face_detector()
@@ -192,8 +192,8 @@ def naive_side(videos: list[Path], points_file: str, n_frames: int) -> dict:
 
 
 def tracker_agreement(videos: list[Path], points_file: str) -> dict:
-    from talkface.preprocess import media
-    from talkface.preprocess.landmarks import get_landmark_backend
+    from talkface.core import media
+    from talkface.core.landmarks import get_landmark_backend
 
     backend = get_landmark_backend("dlib")
     with np.load(points_file) as z:
@@ -213,9 +213,9 @@ def crop_encoding(dataset: Path, root: Path, clip_ids: list[str]) -> dict:
     applied to the source frames), for the preset prepare uses and two slower ones."""
     import resource
 
-    from talkface.preprocess import media
-    from talkface.preprocess.alignment import warp_crop
-    from talkface.preprocess.corpora import get_recipe
+    from talkface.core import media
+    from talkface.core.alignment import warp_crop
+    from talkface.prepare.corpora import get_recipe
 
     sources = {c.clip_id: c for c in get_recipe("grid").discover(root).clips}
     raw_crops, audios = [], []
@@ -262,8 +262,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
     args = parser.parse_args()
     root = fixtures_dir() / "grid"
-    from talkface.preprocess import media
-    from talkface.preprocess.corpora import get_recipe
+    from talkface.core import media
+    from talkface.prepare.corpora import get_recipe
 
     clips = [c for c in get_recipe("grid").discover(root).clips if c.speaker == "s1"][: args.clips]
     ids = [c.clip_id for c in clips]

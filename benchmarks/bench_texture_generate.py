@@ -158,8 +158,8 @@ def _batch(n: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tenso
 def texture_train_rate(batch: dict[str, torch.Tensor], steps: int, device: torch.device, bf16: bool) -> float:
     from lightning.fabric import Fabric
 
-    from talkface.models.fabric_loop import TrainContext, TrainSettings
     from talkface.models.texture import TextureConfig, TextureStage
+    from talkface.train.loop import TrainContext, TrainSettings
 
     stage = TextureStage(".", config=TextureConfig())
     stage.channels_last = device.type == "cuda"
@@ -175,12 +175,12 @@ def texture_train_rate(batch: dict[str, torch.Tensor], steps: int, device: torch
 
 
 def _generator(device: torch.device, batch_size: int):
-    from talkface.generation.pipeline import Generator
+    from talkface.core.alignment import load_template
+    from talkface.core.features import get_feature_backend
+    from talkface.generation.generator import Generator
     from talkface.models.blinks import BlinkConfig, BlinkGenerator
     from talkface.models.speech_to_landmarks import LandmarkConfig, SpeechToLandmarks
     from talkface.models.texture import TextureConfig, TextureGenerator
-    from talkface.preprocess.alignment import load_template
-    from talkface.preprocess.features import get_feature_backend
 
     torch.manual_seed(0)
     lm = SpeechToLandmarks(LandmarkConfig(feature_dim=40)).to(device).eval()
@@ -194,9 +194,9 @@ def _generator(device: torch.device, batch_size: int):
 
 def generation_rates(audio: np.ndarray, device: torch.device, batch_size: int, repeats: int
                      ) -> dict[str, float]:
-    from talkface.generation.pipeline import FPS, landmarks_from_features, n_frames_for, render_frames
-    from talkface.preprocess import media
-    from talkface.preprocess.alignment import load_template
+    from talkface.core import media
+    from talkface.core.alignment import load_template
+    from talkface.generation.generator import FPS, landmarks_from_features, n_frames_for, render_frames
 
     gen = _generator(device, batch_size)
     n = n_frames_for(len(audio))
@@ -243,7 +243,7 @@ def generation_rates(audio: np.ndarray, device: torch.device, batch_size: int, r
 
 
 def _audio() -> tuple[np.ndarray, str]:
-    from talkface.preprocess import media
+    from talkface.core import media
     from talkface.utils.fixtures import fixtures_dir
 
     clips = sorted((fixtures_dir() / "grid" / "s1").glob("*.mpg"))

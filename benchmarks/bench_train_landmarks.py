@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from talkface.models import data as mdata
-from talkface.models.fabric_loop import TrainSettings, run_training
 from talkface.models.speech_to_landmarks import (
     LandmarkConfig,
     LandmarkStage,
@@ -29,6 +27,8 @@ from talkface.models.speech_to_landmarks import (
 )
 from talkface.store.dataset import Dataset
 from talkface.store.dataset_writer import DatasetStore
+from talkface.train import data as mdata
+from talkface.train.loop import TrainSettings, run_training
 from talkface.utils import atomic
 from talkface.utils.provenance import provenance
 

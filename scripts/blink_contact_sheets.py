@@ -73,8 +73,8 @@ def contact_sheet(frames: np.ndarray, boxes: list[tuple[int, int, int, int]], ti
 
 
 def main() -> None:
-    from talkface.preprocess.landmarks import get_landmark_backend
-    from talkface.preprocess.media import read_video
+    from talkface.core.landmarks import get_landmark_backend
+    from talkface.core.media import read_video
     from talkface.utils.fixtures import fixtures_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

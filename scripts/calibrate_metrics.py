@@ -7,7 +7,7 @@ here; it is a test dependency). The table is written to ``docs/calibration.md``;
 test_calibration.py`` regenerates it and compares it with the committed file.
 
 With ``--floors N`` it instead measures every metric's noise floor: N prepared GRID s1 fixture clips'
-reference crops re-encoded by the writer ``talkface generate`` uses (``talkface.generation.pipeline.
+reference crops re-encoded by the writer ``talkface generate`` uses (``talkface.generation.generator.
 write_video``: H.264 yuv420p, crf 18, preset ultrafast, AAC) and scored against the originals with the
 evaluation runner (weight-free metrics, ``identity_dlib``, ``lpips:alex`` with the reference weights).
 
@@ -216,13 +216,14 @@ def floors(n_clips: int, work: Path) -> dict:
     """Noise floor per metric: reference crops re-encoded by generate's writer vs the originals."""
     import json
 
+    from talkface.prepare.store import DatasetStore
+
+    from talkface.core.media import read_audio, read_video
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
-    from talkface.generation.pipeline import VIDEO_CODEC
-    from talkface.generation.pipeline import write_video as generate_writer
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.media import read_audio, read_video
-    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
-    from talkface.preprocess.store import DatasetStore
+    from talkface.generation.generator import VIDEO_CODEC
+    from talkface.generation.generator import write_video as generate_writer
+    from talkface.prepare.corpora import get_recipe
+    from talkface.prepare.run import PrepareConfig, run_prepare
     from talkface.utils.fixtures import fixtures_dir
 
     grid = fixtures_dir() / "grid"

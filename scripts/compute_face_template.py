@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from talkface import __version__  # noqa: E402
-from talkface.preprocess.alignment import estimate_similarity  # noqa: E402
-from talkface.preprocess.landmarks.dlib_backend import DlibBackend  # noqa: E402
-from talkface.preprocess.media import iter_frames  # noqa: E402
+from talkface.core.alignment import estimate_similarity  # noqa: E402
+from talkface.core.landmarks.dlib_backend import DlibBackend  # noqa: E402
+from talkface.core.media import iter_frames  # noqa: E402
 from talkface.utils.atomic import write_json  # noqa: E402
 from talkface.utils.fixtures import fixtures_dir  # noqa: E402
 

@@ -9,9 +9,9 @@ from talkface.demo import cli as demo_cli
 from talkface.evaluate import cli as evaluate_cli
 from talkface.generation import cli as generation_cli
 from talkface.leaderboard import cli as leaderboard_cli
-from talkface.models import cli as models_cli
-from talkface.preprocess import cli as preprocess_cli
+from talkface.prepare import cli as preprocess_cli
 from talkface.study import cli as study_cli
+from talkface.train import cli as models_cli
 
 app = typer.Typer(
     name="talkface",

@@ -51,9 +51,10 @@ PREPARED_GRID_N = 10
 
 
 def _prepare_grid(root: Path, out: Path, clip_filter, workers: int = 1) -> Path:
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
-    from talkface.preprocess.store import DatasetStore
+    from talkface.prepare.store import DatasetStore
+
+    from talkface.prepare.corpora import get_recipe
+    from talkface.prepare.run import PrepareConfig, run_prepare
 
     sources = [s for s in get_recipe("grid").discover(root, split="seen").clips if clip_filter(s)]
     store = DatasetStore(out)
@@ -64,7 +65,7 @@ def _prepare_grid(root: Path, out: Path, clip_filter, workers: int = 1) -> Path:
 @pytest.fixture(scope="session")
 def prepared_grid(grid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared GRID dataset (DatasetStore root): 10 real s1 clips, dlib, 128 px crops, logmel."""
-    from talkface.preprocess.corpora import get_recipe
+    from talkface.prepare.corpora import get_recipe
 
     s1 = sorted(c.clip_id for c in get_recipe("grid").discover(grid_root).clips if c.speaker == "s1")
     chosen = set(s1[:: max(1, len(s1) // PREPARED_GRID_N)][:PREPARED_GRID_N])
@@ -93,7 +94,7 @@ class _KeepTrack:
 
 def _init_keeping_tracks(config, root: str) -> None:
     """run_prepare's worker initialiser, then the backend wrapped (runs in each spawned worker)."""
-    from talkface.preprocess import pipeline
+    from talkface.prepare import run as pipeline
 
     pipeline._init_worker(config, root)
     pipeline._WORKER_TOOLS.landmarks = _KeepTrack(pipeline._WORKER_TOOLS.landmarks)
@@ -101,7 +102,7 @@ def _init_keeping_tracks(config, root: str) -> None:
 
 def _run_keeping_track(source) -> dict:
     """run_prepare's per-clip worker call; the row comes back with the clip's raw track."""
-    from talkface.preprocess import pipeline
+    from talkface.prepare import run as pipeline
 
     keeper = pipeline._WORKER_TOOLS.landmarks
     keeper.last = None
@@ -112,9 +113,10 @@ def _run_keeping_track(source) -> dict:
 @pytest.fixture(scope="session")
 def _grid_all(grid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(store root, {resolved source video: raw LandmarkTrack}) of the 127-clip preparation."""
-    from talkface.preprocess import pipeline
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.store import DatasetStore
+    from talkface.prepare.store import DatasetStore
+
+    from talkface.prepare import run as pipeline
+    from talkface.prepare.corpora import get_recipe
 
     out = tmp_path_factory.mktemp("prepared_grid_all")
     sources = get_recipe("grid").discover(grid_root, split="seen").clips

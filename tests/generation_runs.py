@@ -19,9 +19,9 @@ def trained_runs(prepared_grid: Path, tmp_path_factory) -> Path:
     import torch
 
     from talkface.models.blinks import BlinkStage
-    from talkface.models.fabric_loop import TrainSettings, run_training
     from talkface.models.speech_to_landmarks import LandmarkStage
     from talkface.models.texture import TextureConfig, TextureStage
+    from talkface.train.loop import TrainSettings, run_training
 
     root = tmp_path_factory.getbasetemp() / "generation_runs"
     done = root / "done"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
-from talkface.preprocess.alignment import (
+from talkface.core.alignment import (
     OUTER_EYE_CORNERS,
     STABLE_POINTS,
     align_landmarks,
@@ -119,8 +119,8 @@ def test_warp_crop_moves_a_dot_where_the_transform_says() -> None:
 
 def test_aligned_landmarks_agree_with_detection_on_the_crop(grid_root: Path) -> None:
     """Independent check of transform + warp: detect again on the warped crop itself."""
-    from talkface.preprocess.landmarks import get_landmark_backend
-    from talkface.preprocess.media import read_video
+    from talkface.core.landmarks import get_landmark_backend
+    from talkface.core.media import read_video
 
     frames = read_video(grid_root / "s1" / "bbaf2n.mpg")[::15]
     backend = get_landmark_backend("dlib")

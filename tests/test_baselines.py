@@ -36,7 +36,7 @@ def _baseline(name: str, data, out, *extra: str):
 
 def _check_like_generate(data, out, clip_ids, method: str) -> dict:
     """One <clip_id>.mp4 per clip with the reference's frame count and an audio track; the summary."""
-    from talkface.preprocess import media
+    from talkface.core import media
     from talkface.store.dataset import Dataset
 
     ds = Dataset.open(data)
@@ -64,7 +64,7 @@ def test_every_registered_baseline_has_its_command():
 
 
 def test_ground_truth_scores_the_codec_floor(prepared_grid, tmp_path):
-    from talkface.preprocess import media
+    from talkface.core import media
     from talkface.store.dataset import Dataset
 
     ds = Dataset.open(prepared_grid)
@@ -81,7 +81,7 @@ def test_ground_truth_scores_the_codec_floor(prepared_grid, tmp_path):
 
 
 def test_static_frame_repeats_the_identity_frame(prepared_grid, tmp_path):
-    from talkface.preprocess import media
+    from talkface.core import media
     from talkface.store.dataset import Dataset
 
     ds = Dataset.open(prepared_grid)
@@ -93,7 +93,7 @@ def test_static_frame_repeats_the_identity_frame(prepared_grid, tmp_path):
     for clip_id in clip_ids:
         reference = media.read_video(ds.crop_path(clip_id))
         lm = ds.load_clip(clip_id)["landmarks_aligned"]
-        from talkface.generation.pipeline import choose_identity_frame
+        from talkface.generation.generator import choose_identity_frame
 
         identity = reference[choose_identity_frame(lm)]  # the rule generate and every baseline use
         video = media.read_video(out / f"{clip_id}.mp4")
@@ -123,7 +123,7 @@ def test_trained_baselines_match_generate_layout(name, runs, prepared_grid, tmp_
 
 
 def test_no_blinks_keeps_the_mouth_and_leaves_the_eyes_to_the_landmark_stage(runs, prepared_grid):
-    from talkface.generation.pipeline import (
+    from talkface.generation.generator import (
         clip_inputs,
         landmarks_from_features,
         load_generator,

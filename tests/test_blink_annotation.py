@@ -57,8 +57,8 @@ def test_match_rule() -> None:
 
 @pytest.fixture(scope="module")
 def ears(grid_root) -> dict[str, np.ndarray]:
-    from talkface.preprocess.landmarks import get_landmark_backend
-    from talkface.preprocess.media import read_video
+    from talkface.core.landmarks import get_landmark_backend
+    from talkface.core.media import read_video
 
     backend = get_landmark_backend("dlib")
     ann = pd.read_csv(ANNOTATION)

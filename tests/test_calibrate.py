@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from talkface.generation.calibrate import CALIBRATION_FILE, apply_calibration
+from talkface.train.blink_calibration import CALIBRATION_FILE, apply_calibration
 
 
 def _generator(blinks_sha: str, texture_sha: str) -> SimpleNamespace:

@@ -12,7 +12,7 @@ SR = 16000
 
 
 def _video(path, n: int, value: int, size: int = 128, audio: bool = True, tone: float = 440.0):
-    from talkface.generation.pipeline import write_video
+    from talkface.generation.generator import write_video
 
     frames = [np.full((size, size, 3), value, np.uint8) for _ in range(n)]
     t = np.arange(int(round(n / FPS * SR))) / SR
@@ -28,8 +28,8 @@ def _compare(*args: str):
 
 
 def test_tiles_labels_and_first_inputs_audio(tmp_path):
+    from talkface.core import media
     from talkface.generation.compare import label_height
-    from talkface.preprocess import media
 
     real = _video(tmp_path / "real.mp4", 20, 200, tone=300.0)
     ours = _video(tmp_path / "ours.mp4", 21, 120, tone=900.0)  # one frame longer: allowed, cut
@@ -62,7 +62,7 @@ def test_inputs_more_than_one_frame_apart_are_refused(tmp_path):
 
 
 def test_folder_inputs_take_the_clip(tmp_path):
-    from talkface.preprocess import media
+    from talkface.core import media
 
     for method, value in (("real", 180), ("ours", 90)):
         (tmp_path / method).mkdir()

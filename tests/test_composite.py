@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkface.core.alignment import load_template
 from talkface.generation.composite import motion_mask, paste_into_identity
-from talkface.preprocess.alignment import load_template
 
 
 def test_mouth_and_eyes_are_generated_and_the_background_is_the_identity() -> None:

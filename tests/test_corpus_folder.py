@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from talkface.preprocess.corpora import CorpusError, get_recipe
-from talkface.preprocess.corpora.base import rule_from_fractions
+from talkface.prepare.corpora import CorpusError, get_recipe
+from talkface.prepare.corpora.base import rule_from_fractions
 
 
 def _link(src: Path, dst: Path) -> None:

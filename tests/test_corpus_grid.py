@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from talkface.preprocess.corpora import CorpusError, HashSplitRule, get_recipe
-from talkface.preprocess.corpora.base import data_manifests_dir, hash_fraction
-from talkface.preprocess.corpora.grid import (
+from talkface.prepare.corpora import CorpusError, HashSplitRule, get_recipe
+from talkface.prepare.corpora.base import data_manifests_dir, hash_fraction
+from talkface.prepare.corpora.grid import (
     AlignmentError,
     decode_sentence,
     encode_sentence,
@@ -346,8 +346,8 @@ def test_grid_clips_carry_protocol_and_expected_duration(grid_root: Path) -> Non
 
 
 def test_recipes_are_registered_once_with_their_commands() -> None:
-    from talkface.preprocess.corpora import CORPORA, available_recipes
-    from talkface.preprocess.corpora.grid import GridRecipe
+    from talkface.prepare.corpora import CORPORA, available_recipes
+    from talkface.prepare.corpora.grid import GridRecipe
 
     assert {"folder", "grid", "voxceleb"} <= set(available_recipes())
     assert CORPORA.get("grid") is GridRecipe and GridRecipe.name == "grid"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import talkface.preprocess.corpora.lrs as lrs
-from talkface.preprocess.corpora import CorpusError, get_recipe
+import talkface.prepare.corpora.lrs as lrs
+from talkface.prepare.corpora import CorpusError, get_recipe
 
 LRS2_MAIN = {  # id/utt -> transcript first line
     "5535415699068794046/00001": "Text:  IT'S A GREAT PLACE",
@@ -189,7 +189,7 @@ def test_committed_voxceleb_test_identity_lists() -> None:
     papers (VoxCeleb1: 40 test identities id10270..id10309; VoxCeleb2: 118), sorted, no repeats."""
     import re
 
-    from talkface.preprocess.corpora.base import data_manifests_dir
+    from talkface.prepare.corpora.base import data_manifests_dir
 
     folder = data_manifests_dir() / "voxceleb"
     vox1 = (folder / "vox1_test_identities.txt").read_text().split()

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import talkface.preprocess.corpora.tcd_timit as tcd
-from talkface.preprocess.corpora import CorpusError, get_recipe
-from talkface.preprocess.corpora.base import data_manifests_dir
+import talkface.prepare.corpora.tcd_timit as tcd
+from talkface.prepare.corpora import CorpusError, get_recipe
+from talkface.prepare.corpora.base import data_manifests_dir
 
 # The published speaker-independent test volunteers (Harte & Gillen 2015, 70/30), written out here by
 # hand from matthijsvk/multimodalSR so the committed CSV is checked against an independent copy.

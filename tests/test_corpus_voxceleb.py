@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkface.preprocess.corpora import CorpusError, get_recipe
-from talkface.preprocess.corpora.voxceleb import load_test_identities
+from talkface.prepare.corpora import CorpusError, get_recipe
+from talkface.prepare.corpora.voxceleb import load_test_identities
 
 VOX1_TEST, VOX2_TEST = "id10270", "id00017"  # first ids of the committed lists
 DEV = ("id00012", "id10001", "id00020", "id00021", "id10300x")  # the last is not an idXXXXX folder
@@ -106,7 +106,7 @@ def test_bad_trees_are_one_sentence(tmp_path: Path) -> None:
 
 def test_cli_prepares_voxceleb_with_m4a_and_the_largest_face(tmp_path: Path, voxceleb_root: Path) -> None:
     """The fixture clip as a VoxCeleb2 dev clip whose .m4a is a 440 Hz tone: the crop carries the tone."""
-    from talkface.preprocess import media
+    from talkface.core import media
     from talkface.store.dataset import Dataset
 
     root = tmp_path / "vox2"

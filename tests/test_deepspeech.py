@@ -15,8 +15,8 @@ import python_speech_features as psf
 import torch
 from tensorboard.compat.proto import graph_pb2, tensor_pb2, types_pb2
 
-from talkface.preprocess.features import get_feature_backend
-from talkface.preprocess.features.deepspeech import DeepSpeechModelError, audio_to_inputs, load_weights
+from talkface.core.features import get_feature_backend
+from talkface.core.features.deepspeech import DeepSpeechModelError, audio_to_inputs, load_weights
 
 torch.set_num_threads(1)
 
@@ -364,7 +364,7 @@ def _grid_clips(n: int) -> list[Path]:
 
 
 def test_grid_clips_give_one_window_per_video_frame(backend):
-    from talkface.preprocess.media import iter_frames, probe_video, read_audio
+    from talkface.core.media import iter_frames, probe_video, read_audio
 
     clips = _grid_clips(3)
     audios, frames, rates = [], [], []

@@ -26,7 +26,7 @@ def methods(prepared_grid: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """Two methods on the same two reference clips: a static frame and a blurred copy."""
     import cv2
 
-    from talkface.preprocess.media import read_audio, read_video, write_video
+    from talkface.core.media import read_audio, read_video, write_video
 
     ds = Dataset.open(prepared_grid)
     ids = [r.clip_id for r in ds.records(usable_only=True)][:2]
@@ -67,7 +67,7 @@ class _Counting:
 
 @pytest.fixture
 def counting(monkeypatch: pytest.MonkeyPatch, methods: dict) -> dict:
-    import talkface.preprocess.landmarks as landmarks
+    import talkface.core.landmarks as landmarks
 
     calls = {"reference": 0, "generated": 0}
     real = landmarks.get_landmark_backend

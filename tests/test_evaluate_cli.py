@@ -137,7 +137,7 @@ def test_not_a_dataset_is_one_line(generated: Path, tmp_path: Path) -> None:
 
 
 def test_trim_is_reported_under_the_table(prepared_grid: Path, tmp_path: Path) -> None:
-    from talkface.preprocess.media import read_audio, read_video, write_video
+    from talkface.core.media import read_audio, read_video, write_video
 
     ds = Dataset.open(prepared_grid)
     cid = ds.usable_ids()[0]

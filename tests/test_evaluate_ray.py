@@ -42,7 +42,7 @@ def local_ray():
 def static_frame(prepared_grid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The static-frame baseline (reference frame 0 held, with the clip's audio) on three prepared
     clips, plus one unreadable video: a failure row in every executor."""
-    from talkface.preprocess.media import read_audio, read_video, write_video
+    from talkface.core.media import read_audio, read_video, write_video
 
     ds = Dataset.open(prepared_grid)
     ids = [r.clip_id for r in ds.records(usable_only=True)][:4]

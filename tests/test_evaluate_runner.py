@@ -36,7 +36,7 @@ def _ok_ids(data: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def setup(prepared_grid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from talkface.preprocess.media import read_audio, read_video, write_video
+    from talkface.core.media import read_audio, read_video, write_video
 
     ds = Dataset.open(prepared_grid)
     ids = _ok_ids(prepared_grid)[:2]
@@ -208,7 +208,7 @@ def test_metrics_list_command_shows_core_and_learned() -> None:
 @pytest.fixture(scope="module")
 def lengths(prepared_grid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Copies of three reference clips cut to 40 frames, 1 frame and 74 frames (of 75)."""
-    from talkface.preprocess.media import read_audio, read_video, write_video
+    from talkface.core.media import read_audio, read_video, write_video
 
     ds = Dataset.open(prepared_grid)
     ids = _ok_ids(prepared_grid)[:3]
@@ -289,7 +289,7 @@ def test_reference_uses_the_dataset_usable_rule_and_parts(prepared_grid: Path, t
 def test_reference_landmarks_are_detected_once_per_clip(
     prepared_grid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import talkface.preprocess.landmarks as landmarks
+    import talkface.core.landmarks as landmarks
 
     calls = {"track": 0, "detect": 0}
     real = landmarks.get_landmark_backend

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import python_speech_features as psf
 
-from talkface.preprocess.features import (
+from talkface.core.features import (
     available_feature_backends,
     get_feature_backend,
     interpolate_to_frames,

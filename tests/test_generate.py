@@ -57,7 +57,7 @@ def _speech_wav(path, seconds: float = 1.0) -> None:
 
 
 def test_frame_count_rule_is_ceil_of_duration():
-    from talkface.generation.pipeline import n_frames_for
+    from talkface.generation.generator import n_frames_for
 
     assert n_frames_for(48000) == 75  # 3.000 s
     assert n_frames_for(48001) == 76  # a sample more needs one more frame
@@ -82,7 +82,7 @@ def test_texture_checkpoint_holds_config_and_validation(runs):
 
 
 def test_generate_one_video_frame_count_and_audio(runs, grid_root, tmp_path):
-    from talkface.preprocess import media
+    from talkface.core import media
 
     clip = sorted((grid_root / "s1").glob("*.mpg"))[3]
     # input audio: 1.3 s at 22.05 kHz (generate must accept any rate), as 16-bit wav
@@ -107,7 +107,7 @@ def test_generate_one_video_frame_count_and_audio(runs, grid_root, tmp_path):
 
 
 def test_generate_part_one_video_per_usable_clip_with_reference_frame_count(runs, prepared_grid, tmp_path):
-    from talkface.preprocess import media
+    from talkface.core import media
     from talkface.store.checkpoints import find_stage
     from talkface.store.dataset import Dataset
     from talkface.utils.provenance import sha256_file
@@ -172,8 +172,8 @@ def test_generate_on_a_test_only_protocol(runs, prepared_grid, tmp_path):
 
 
 def test_identity_image_without_face_gives_clear_error(runs, tmp_path):
-    from talkface.generation.pipeline import align_identity
-    from talkface.preprocess.landmarks.base import NoFaceError
+    from talkface.core.landmarks.base import NoFaceError
+    from talkface.generation.generator import align_identity
 
     rng = np.random.default_rng(0)
     blank = np.full((200, 200, 3), 128, np.uint8)
@@ -193,7 +193,7 @@ def test_identity_image_without_face_gives_clear_error(runs, tmp_path):
 
 def test_tiny_identity_image_says_it_is_too_small_and_what_works(runs, grid_root, tmp_path):
     """A 32x32 face: not 'no face found' but the size problem and the size that works."""
-    from talkface.preprocess import media
+    from talkface.core import media
 
     frame = next(media.iter_frames(sorted((grid_root / "s1").glob("*.mpg"))[0]))
     tiny = cv2.resize(frame[100:290, 60:250], (32, 32), interpolation=cv2.INTER_AREA)

@@ -11,10 +11,10 @@ import dlib
 import numpy as np
 import pytest
 
-from talkface.preprocess.landmarks import get_landmark_backend
-from talkface.preprocess.landmarks.dlib_backend import DlibBackend, parse_detectors
-from talkface.preprocess.landmarks.dlib_models import dlib_model_path
-from talkface.preprocess.media import read_video
+from talkface.core.landmarks import get_landmark_backend
+from talkface.core.landmarks.dlib_backend import DlibBackend, parse_detectors
+from talkface.core.landmarks.dlib_models import dlib_model_path
+from talkface.core.media import read_video
 from talkface.store.dataset import BackendInfo
 
 

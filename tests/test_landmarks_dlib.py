@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from talkface.preprocess.alignment import align_landmarks, load_template
-from talkface.preprocess.landmarks import LandmarkTrack, get_landmark_backend
-from talkface.preprocess.landmarks.dlib_backend import DlibBackend
-from talkface.preprocess.landmarks.dlib_models import dlib_model_path
-from talkface.preprocess.landmarks.temporal import fill_gaps, smooth_landmarks
-from talkface.preprocess.media import iter_frames, read_video
+from talkface.core.alignment import align_landmarks, load_template
+from talkface.core.landmarks import LandmarkTrack, get_landmark_backend
+from talkface.core.landmarks.dlib_backend import DlibBackend
+from talkface.core.landmarks.dlib_models import dlib_model_path
+from talkface.core.landmarks.temporal import fill_gaps, smooth_landmarks
+from talkface.core.media import iter_frames, read_video
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -95,7 +95,7 @@ def test_all_s1_clips_faces_crops_and_still_jitter(backend: DlibBackend, grid_ro
     The tracks are this backend's own on each clip's frames, kept from the session's one preparation
     of all fixture clips (conftest ``grid_tracks``) rather than computed a second time: that run used
     the same backend settings, and a clip tracked again here gives the same track exactly."""
-    from talkface.preprocess.store import DatasetStore
+    from talkface.prepare.store import DatasetStore
 
     clips = sorted((grid_root / "s1").glob("*.mpg"))
     assert len(clips) == 125
@@ -204,7 +204,7 @@ def test_upside_down_faces_are_not_found(backend: DlibBackend, grid_root: Path, 
 
 def test_plausibility_checks_on_real_and_broken_landmarks(backend: DlibBackend, grid_root: Path,
                                                           voxceleb_root: Path) -> None:
-    from talkface.preprocess.landmarks import implausible_frames, plausible_face
+    from talkface.core.landmarks import implausible_frames, plausible_face
 
     for clip in (grid_root / "s1" / "bbaf2n.mpg", voxceleb_root / "00015.mp4", voxceleb_root / "00098.mp4"):
         track = backend.track(iter_frames(clip, fps=25))

@@ -10,16 +10,16 @@ import dlib
 import numpy as np
 import pytest
 
-from talkface.preprocess.landmarks import dlib_backend
-from talkface.preprocess.landmarks.dlib_backend import DlibBackend
-from talkface.preprocess.landmarks.dlib_models import dlib_model_path
-from talkface.preprocess.landmarks.dlib_shape import (
+from talkface.core.landmarks import dlib_backend
+from talkface.core.landmarks.dlib_backend import DlibBackend
+from talkface.core.landmarks.dlib_models import dlib_model_path
+from talkface.core.landmarks.dlib_shape import (
     BatchShapePredictor,
     UnsupportedModel,
     load_model,
     read_dlib_model,
 )
-from talkface.preprocess.media import read_video
+from talkface.core.media import read_video
 from talkface.utils.provenance import sha256_file
 
 

@@ -21,9 +21,9 @@ from torch.nn import functional as F
 from typer.testing import CliRunner
 
 from talkface.cli import app
-from talkface.preprocess.alignment import load_template
-from talkface.preprocess.landmarks import get_landmark_backend
-from talkface.preprocess.landmarks.fan_backend import (
+from talkface.core.alignment import load_template
+from talkface.core.landmarks import get_landmark_backend
+from talkface.core.landmarks.fan_backend import (
     FAN,
     FAN_VERSION,
     FanBackend,
@@ -31,7 +31,7 @@ from talkface.preprocess.landmarks.fan_backend import (
     decode_heatmaps,
     load_fan,
 )
-from talkface.preprocess.media import read_video
+from talkface.core.media import read_video
 from talkface.store.dataset import BackendInfo, Dataset
 from talkface.utils.fixtures import fixtures_dir
 

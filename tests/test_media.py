@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from talkface.preprocess import media
+from talkface.core import media
 
 
 def test_fast_rgb_conversion_matches_swscale(grid_root: Path, voxceleb_root: Path) -> None:
@@ -198,7 +198,7 @@ def test_rotated_clip_gives_the_originals_landmarks(grid_root: Path, tmp_path: P
     Measured on all 75 frames of s1/bbaf2n: 180 gives identical landmarks (0.00 px), 90 and 270 a mean
     of 0.43 px (max 3 px) against the unrotated lossless copy; without the matrix no face is found.
     """
-    from talkface.preprocess.landmarks import get_landmark_backend
+    from talkface.core.landmarks import get_landmark_backend
 
     src = grid_root / "s1" / "bbaf2n.mpg"
     frames = media.read_video(src)[:40]
@@ -224,8 +224,8 @@ def test_rotated_clip_gives_the_originals_landmarks(grid_root: Path, tmp_path: P
 def test_prepare_an_upside_down_tagged_clip(grid_root: Path, tmp_path: Path) -> None:
     """The issue's report: an upside-down-tagged copy of a GRID clip used to prepare with the mouth on
     the hair (or, with the orientation check, fail); now it prepares like the original, flagged."""
-    from talkface.preprocess.corpora import get_recipe
-    from talkface.preprocess.pipeline import PrepareConfig, run_prepare
+    from talkface.prepare.corpora import get_recipe
+    from talkface.prepare.run import PrepareConfig, run_prepare
     from talkface.store.dataset import Dataset
     from talkface.store.dataset_writer import DatasetStore
 

@@ -69,7 +69,7 @@ def test_small_images_score_zero(variant) -> None:
 
 @pytest.fixture(scope="module")
 def grid_gray(grid_root) -> list[np.ndarray]:
-    from talkface.preprocess.media import read_video
+    from talkface.core.media import read_video
 
     clips = sorted((grid_root / "s1").glob("*.mpg"))
     full = [to_gray_u8(read_video(clips[i])[30]) for i in (0, 60)]

@@ -203,8 +203,8 @@ def test_dlib_euclidean_discriminates_on_fixtures(grid_root):
     0.000 (a still video is 'perfect': identity metrics cannot see motion); cosine on the same frames:
     0.994, 0.992, 0.796, 0.803, 1.000 (squeezed near 1, with no calibrated threshold). dlib's
     same-person threshold 0.6 separates same from other speakers."""
-    from talkface.preprocess.landmarks import get_landmark_backend
-    from talkface.preprocess.media import read_video
+    from talkface.core.landmarks import get_landmark_backend
+    from talkface.core.media import read_video
 
     backend = get_landmark_backend("dlib")
     s1 = sorted((grid_root / "s1").glob("*.mpg"))

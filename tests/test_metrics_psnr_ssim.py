@@ -22,7 +22,7 @@ SK_WINDOW = {
 @pytest.fixture(scope="module")
 def real_pair(grid_root) -> tuple[np.ndarray, np.ndarray]:
     """Six real GRID frames and a degraded copy (blur + noise), cropped to 160x128 around the face."""
-    from talkface.preprocess.media import read_video
+    from talkface.core.media import read_video
 
     frames = read_video(sorted((grid_root / "s1").glob("*.mpg"))[0])[::12][:6, 60:220, 110:238].copy()
     rng = np.random.default_rng(1)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from talkface.models import data as mdata
 from talkface.models.blinks import (
     BlinkConfig,
     BlinkGenerator,
@@ -22,6 +21,7 @@ from talkface.models.blinks import (
     rbf_mmd2,
 )
 from talkface.store.dataset import Dataset
+from talkface.train import data as mdata
 
 torch.set_num_threads(1)
 

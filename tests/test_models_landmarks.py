@@ -9,8 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from talkface.models import data as mdata
-from talkface.models.fabric_loop import TrainSettings, run_training
+from talkface.core.alignment import load_template
 from talkface.models.speech_to_landmarks import (
     LandmarkConfig,
     LandmarkStage,
@@ -21,10 +20,11 @@ from talkface.models.speech_to_landmarks import (
     load_landmark_stage,
     predict_landmarks,
 )
-from talkface.preprocess.alignment import load_template
 from talkface.store.checkpoints import find_stage, load_checkpoint
 from talkface.store.dataset import Dataset, DatasetError
 from talkface.store.dataset_writer import DatasetStore
+from talkface.train import data as mdata
+from talkface.train.loop import TrainSettings, run_training
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from talkface.models import recipe
 from talkface.store import checkpoints as ck
+from talkface.train import all_stages as recipe
 
 
 def test_parse_budget_and_steps() -> None:
@@ -56,7 +56,7 @@ def test_plan_skips_finished_stages_and_resumes_stopped_ones(tmp_path: Path) -> 
 
 def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path) -> None:
     from talkface.cli import app
-    from talkface.generation import calibrate
+    from talkface.train import blink_calibration as calibrate
 
     out = tmp_path / "runs"
     cmd = ["train", "pipeline", "--data", str(prepared_grid), "--out", str(out), "--accelerator", "cpu",

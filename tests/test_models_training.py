@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from talkface.models.fabric_loop import (
+from talkface.store.checkpoints import find_stage, load_checkpoint, read_meta
+from talkface.train.loop import (
     Stage,
     StreamBatchSampler,
     StreamDataset,
@@ -19,7 +20,6 @@ from talkface.models.fabric_loop import (
     TrainSettings,
     run_training,
 )
-from talkface.store.checkpoints import find_stage, load_checkpoint, read_meta
 
 torch.set_num_threads(1)
 

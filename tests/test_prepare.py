@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from talkface.prepare.store import DatasetStore, SettingsMismatch
 
-from talkface.preprocess import media
-from talkface.preprocess.corpora.base import ClipSource
-from talkface.preprocess.pipeline import ClipTools, PrepareConfig, prepare_clip, run_prepare
-from talkface.preprocess.store import DatasetStore, SettingsMismatch
+from talkface.core import media
+from talkface.prepare.corpora.base import ClipSource
+from talkface.prepare.run import ClipTools, PrepareConfig, prepare_clip, run_prepare
 
 INNER_LIP_TOP, INNER_LIP_BOTTOM = 62, 66
 
@@ -87,7 +87,7 @@ def test_all_fixture_clips_prepare(prepared_grid_all: Path) -> None:
 
 def test_s1_clips_have_a_face_on_every_frame_and_aligned_eyes(prepared_grid_all: Path) -> None:
     """A face on every frame that shows a picture; the eyes land where the template puts them."""
-    from talkface.preprocess.alignment import load_template
+    from talkface.core.alignment import load_template
 
     store = DatasetStore(prepared_grid_all)
     template = load_template(128)
@@ -117,7 +117,7 @@ def test_crops_are_aligned_faces_with_audio(prepared_grid_all: Path) -> None:
     audio = media.read_audio(store.crop_path("s1_bbaf2n"))
     assert abs(len(audio) / media.AUDIO_RATE - 3.0) < 0.1
     # dlib finds the face in the crop again, close to where the stored aligned landmarks say it is.
-    from talkface.preprocess.landmarks import get_landmark_backend
+    from talkface.core.landmarks import get_landmark_backend
 
     found = get_landmark_backend("dlib").detect(np.ascontiguousarray(crops[40]))
     assert found is not None
@@ -182,7 +182,7 @@ def test_still_segment_jitter_is_small(prepared_grid_all: Path) -> None:
 
 
 def test_truncated_mpg_fails_with_reason(tmp_path: Path, grid_root: Path, tools: ClipTools) -> None:
-    from talkface.preprocess.corpora import get_recipe
+    from talkface.prepare.corpora import get_recipe
 
     src = get_recipe("grid").discover(grid_root).by_id()["s1_bbaf2n"]
     cut = tmp_path / "bbaf2n.mpg"
@@ -386,7 +386,7 @@ def test_rerun_with_another_protocol_adds_a_column_and_redoes_nothing(tmp_path: 
     m = ds.manifest().set_index("clip_id")
     assert m["split"].to_dict() == split_before  # the default protocol's column is unchanged
     assert m["split_speaker-independent"].to_dict() == split_before
-    from talkface.preprocess.corpora.grid import load_seen_split
+    from talkface.prepare.corpora.grid import load_seen_split
 
     rule = load_seen_split()
     assert m["split_seen"].to_dict() == {c: rule.assign(c) for c in m.index}
@@ -396,7 +396,7 @@ def test_rerun_with_another_protocol_adds_a_column_and_redoes_nothing(tmp_path: 
 
 
 def test_run_prepare_records_the_discovered_protocol(tmp_path: Path, grid_root: Path) -> None:
-    from talkface.preprocess.corpora import get_recipe
+    from talkface.prepare.corpora import get_recipe
     from talkface.store import Dataset
 
     recipe = get_recipe("grid")
@@ -422,7 +422,7 @@ def test_run_prepare_records_the_discovered_protocol(tmp_path: Path, grid_root: 
 def test_grid_clip_cut_to_72_percent_is_partial_video_truncated(tmp_path: Path, grid_root: Path,
                                                                 tools: ClipTools) -> None:
     """Used to prepare ``ok`` with 55 frames and only an audio_padded_ms flag."""
-    from talkface.preprocess.corpora import get_recipe
+    from talkface.prepare.corpora import get_recipe
 
     src = get_recipe("grid").discover(grid_root).by_id()["s1_bbaf2n"]
     data = src.source_video.read_bytes()
@@ -467,7 +467,7 @@ def test_upside_down_clip_is_not_prepared_with_landmarks_on_the_forehead(tmp_pat
 def test_implausible_landmark_frames_are_rejected_like_missing_faces(tmp_path: Path, grid_root: Path) -> None:
     """A backend that returns a face-shaped set with the mouth above the eyes on some frames, or a jump
     in scale on one: those frames count as no face (here: gaps short enough to be interpolated)."""
-    from talkface.preprocess.landmarks import get_landmark_backend
+    from talkface.core.landmarks import get_landmark_backend
 
     real = get_landmark_backend("dlib")
 
@@ -570,7 +570,7 @@ def test_prepare_voxceleb_command_exists_and_prepares(tmp_path: Path, voxceleb_r
 
 
 def test_prepare_commands_come_from_the_corpus_registry() -> None:
-    from talkface.preprocess.corpora import available_recipes
+    from talkface.prepare.corpora import available_recipes
 
     result = subprocess.run(_cli("prepare", "--help"), capture_output=True, text=True, check=True)
     for name in available_recipes():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from talkface.preprocess.corpora import get_recipe
-from talkface.preprocess.pipeline import PrepareConfig, run_prepare
+from talkface.prepare.corpora import get_recipe
+from talkface.prepare.run import PrepareConfig, run_prepare
 from talkface.store.dataset import Dataset
 from talkface.store.dataset_writer import DatasetStore
 
@@ -69,7 +69,7 @@ def test_ray_dataset_equals_process_pool(local_ray, grid_root: Path, tmp_path: P
 
 def test_a_dead_ray_worker_becomes_a_failure_row(local_ray, grid_root: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from talkface.preprocess import executors
+    from talkface.core import executors
 
     sources = _sources(grid_root, tmp_path)[:1]
     real = executors.prepare_in_worker

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from talkface.core.alignment import load_template
 from talkface.models.retarget import SPEECH_POINTS, fit_motion_transform, mouth_opening, rest_anchor, retarget
-from talkface.preprocess.alignment import load_template
 
 
 def _motion(seed: int, t: int = 6) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from talkface.preprocess.corpora.base import hash_fraction
+from talkface.prepare.corpora.base import hash_fraction
 from talkface.store import ClipRecord, Dataset, DatasetError, DatasetInfo, is_usable
 from talkface.store.dataset import BackendInfo, hash_val_split, protocol_counts
 from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
@@ -163,7 +163,7 @@ def test_old_dataset_opens_with_derived_info(tmp_path: Path) -> None:
 
 
 def test_old_grid_dataset_protocol_is_recognised(tmp_path: Path) -> None:
-    from talkface.preprocess.corpora.grid import load_seen_split
+    from talkface.prepare.corpora.grid import load_seen_split
 
     rule = load_seen_split()
     ids = ["s1_bbaf2n", "s1_bbas1s", "s1_bbbf6n", "s2_swwp2s"]

@@ -187,7 +187,7 @@ def test_single_video_pages(browser_page, tmp_path, design, option, answer):
 def test_screenshot_for_docs(browser_page, prepared_grid, tmp_path):
     """The ab page on real GRID crops (the dataset against a still-frame baseline); the screenshot goes
     to docs/images/study_page.png when TALKFACE_WRITE_DOCS_IMAGES=1."""
-    from talkface.preprocess.media import read_audio, read_video, write_video
+    from talkface.core.media import read_audio, read_video, write_video
     from talkface.store.dataset import Dataset, is_usable
 
     ds = Dataset.open(prepared_grid)

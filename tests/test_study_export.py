@@ -14,7 +14,7 @@ from test_study_support import TINY_CLIPS, TINY_METHODS, make_tiny_clip, tiny_so
 from typer.testing import CliRunner
 
 from talkface.cli import app
-from talkface.preprocess.media import probe_video, read_audio, read_video
+from talkface.core.media import probe_video, read_audio, read_video
 from talkface.study.export import FIXED_MTIME, ExportConfig, run_export
 from talkface.study.media import SAMPLE_RATE, integrated_loudness
 from talkface.study.sources import StudyError
@@ -236,7 +236,7 @@ def test_cli_export_and_analyze(tiny_sources, tmp_path):  # noqa: F811
 def test_grid_fixture_real_against_a_still_baseline(prepared_grid, tmp_path):
     """The real crops of a prepared GRID dataset (through the dataset reader) against a 'still' method
     made here: each clip's first crop frame held for the whole clip, with the clip's audio."""
-    from talkface.preprocess.media import write_video
+    from talkface.core.media import write_video
     from talkface.store.dataset import Dataset, is_usable
 
     ds = Dataset.open(prepared_grid)

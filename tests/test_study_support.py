@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkface.preprocess.media import probe_video, write_video
+from talkface.core.media import probe_video, write_video
 
 TINY_METHODS = ("alphamethod", "betamethod", "gammamethod")
 TINY_CLIPS = ("clipaa", "clipbb", "clipcc", "clipdd")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import savgol_coeffs
 
-from talkface.preprocess.landmarks.temporal import fill_gaps, smooth_landmarks, smoothing_settings
+from talkface.core.landmarks.temporal import fill_gaps, smooth_landmarks, smoothing_settings
 
 
 def _track(signal: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from talkface.preprocess.executors import RAY_ADDRESS_HELP, executor_help
+from talkface.core.executors import RAY_ADDRESS_HELP, executor_help
 
 metrics_app = typer.Typer(
     help="The metrics talkface computes: names, variants, direction, inputs.", no_args_is_help=True
@@ -88,8 +88,8 @@ def evaluate(
       talkface evaluate --generated out/ours --data data/grid --part test --method ours --out results/
       talkface evaluate ... --executor ray --ray-address auto    # clips as Ray tasks on a cluster
     """
+    from talkface.core.executors import EXECUTORS
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
-    from talkface.preprocess.executors import EXECUTORS
 
     data = _data_path(data, reference)
     if executor not in EXECUTORS:
@@ -138,8 +138,8 @@ def _data_path(data: Path | None, reference: Path | None) -> Path:
 
 def _errors() -> tuple[type[BaseException], ...]:
     """What evaluate reports as one line and exit 2 (all user-facing, none a bug)."""
+    from talkface.core.executors import ExecutorError
     from talkface.evaluate.metrics.base import MetricUnavailable
-    from talkface.preprocess.executors import ExecutorError
     from talkface.utils.lock import FolderLocked
 
     # ValueError covers DatasetError, EvaluateError, ResultsError; KeyError an unknown metric;

@@ -24,7 +24,7 @@ A clip whose video cannot be read becomes one failed row per metric with the rea
 Results are written only through :class:`talkface.store.results.ResultsStore`, with the run's
 :class:`~talkface.store.results.Protocol` in the run record, by the process that called
 :func:`run_evaluate`; the clips are scored by :func:`score_clip` in that process, in a process pool
-(``workers`` > 1) or as Ray tasks (``executor="ray"``, :mod:`talkface.preprocess.executors`), which give
+(``workers`` > 1) or as Ray tasks (``executor="ray"``, :mod:`talkface.core.executors`), which give
 the same rows. Reference landmarks are cached beside the results
 (:mod:`talkface.evaluate.reference_cache`): a second method scored against the same reference clips
 reuses them.
@@ -230,7 +230,7 @@ class Pairing:
 
 def read_generated(path: Path, fps: float | None = None) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB from a video file or a folder of frames."""
-    from talkface.preprocess.media import MediaError, read_video
+    from talkface.core.media import MediaError, read_video
 
     if path.is_dir():
         files = sorted(q for q in path.iterdir() if q.suffix.lower() in FRAME_SUFFIXES)
@@ -294,7 +294,7 @@ def _init_worker(setup: WorkerSetup, metrics: Sequence[Metric] | None = None) ->
     _WORKER["landmarks"] = None
     _WORKER["cache"] = setup.cache
     if _needs_landmarks(metrics):
-        from talkface.preprocess.landmarks import get_landmark_backend
+        from talkface.core.landmarks import get_landmark_backend
 
         _WORKER["landmarks"] = get_landmark_backend(setup.landmark_backend, **setup.landmark_options)
 
@@ -350,7 +350,7 @@ class ClipScore:
 
 def score_clip(job: ClipJob) -> ClipScore:
     """Score one clip with the worker's metrics; never raises (failures become rows)."""
-    from talkface.preprocess.media import probe_video, read_audio, read_video
+    from talkface.core.media import probe_video, read_audio, read_video
 
     metrics: list[Metric] = _WORKER["metrics"]
     flags: list[str] = []
@@ -399,10 +399,10 @@ def score_clip(job: ClipJob) -> ClipScore:
 
 def identity_frame_index(ref_landmarks: np.ndarray) -> int:
     """The reference frame identity metrics compare against: the one ``generate --data`` and every
-    baseline take the identity from (:func:`talkface.generation.pipeline.choose_identity_frame`), so a
+    baseline take the identity from (:func:`talkface.generation.generator.choose_identity_frame`), so a
     method is scored against the image it was given; frame 0 when no frame has landmarks."""
-    from talkface.generation.pipeline import choose_identity_frame
-    from talkface.preprocess.landmarks.base import NoFaceError
+    from talkface.core.landmarks.base import NoFaceError
+    from talkface.generation.generator import choose_identity_frame
 
     try:
         return choose_identity_frame(ref_landmarks)
@@ -552,7 +552,7 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
 
     Returns the run record (also in ``out/runs/<method>.json``).
     """
-    from talkface.preprocess.executors import EXECUTORS
+    from talkface.core.executors import EXECUTORS
 
     if cfg.executor not in EXECUTORS:
         raise EvaluateError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -616,7 +616,7 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
             for job in jobs:
                 collect(score_clip(job))
         elif cfg.executor == "ray":
-            from talkface.preprocess import executors
+            from talkface.core import executors
 
             def failure(job: ClipJob, message: str) -> ClipScore:  # the task's worker died
                 return ClipScore(clip_rows(job.method, job.clip_id, plan.metrics, [], error=message))
@@ -649,7 +649,7 @@ def _detector_settings(
     """The settings of the workers' landmark detector (built here only to read them), if one is used."""
     if not _needs_landmarks(metrics):
         return None
-    from talkface.preprocess.landmarks import get_landmark_backend
+    from talkface.core.landmarks import get_landmark_backend
 
     return get_landmark_backend(backend, **options).settings()
 

@@ -1,6 +1,6 @@
 """Generation: trained stages -> talking-face videos, the built-in baselines, side-by-side comparisons.
 
-- :mod:`talkface.generation.pipeline`: the four stages chained (load the stages, speech features,
+- :mod:`talkface.generation.generator`: the four stages chained (load the stages, speech features,
   landmarks, blinks, retargeting, rendering, writing the mp4), for one audio file + identity image or
   for every clip of a prepared dataset's part.
 - :mod:`talkface.generation.baselines`: the reference methods every comparison table needs

@@ -1,9 +1,9 @@
 """Built-in baselines: the reference methods every comparison table needs, one registry.
 
-Each baseline is a :class:`~talkface.generation.pipeline.Method` run by
-:func:`~talkface.generation.pipeline.generate_part`, exactly like the trained pipeline of
+Each baseline is a :class:`~talkface.generation.generator.Method` run by
+:func:`~talkface.generation.generator.generate_part`, exactly like the trained pipeline of
 ``generate --data``: one ``<clip_id>.mp4`` per usable clip of a part, the reference crop's frame count,
-the clip's audio track, the same codec and quality (:data:`~talkface.generation.pipeline.VIDEO_CODEC`),
+the clip's audio track, the same codec and quality (:data:`~talkface.generation.generator.VIDEO_CODEC`),
 and a ``generation.json`` with the baseline's definition and the SHA-256 of every checkpoint it loaded.
 ``talkface baseline <name>`` is generated from :data:`BASELINES`, so a registered baseline always has
 its command.
@@ -30,7 +30,7 @@ from talkface.registry import Registry
 if TYPE_CHECKING:
     import numpy as np
 
-    from talkface.generation.pipeline import ClipInputs, Generator
+    from talkface.generation.generator import ClipInputs, Generator
 
 # Light on purpose (no numpy, torch or media at import): ``talkface baseline <name>`` commands are
 # generated from this registry when the CLI starts; each method imports its work when it runs.
@@ -66,7 +66,7 @@ class MeanFace(Method):
     def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
         import numpy as np
 
-        from talkface.generation.pipeline import render_frames, to_identity
+        from talkface.generation.generator import render_frames, to_identity
 
         crop, px = clip.identity_at(gen.size)
         unit = np.repeat(gen.mean_face[None], clip.n_frames, axis=0)
@@ -84,7 +84,7 @@ class OracleLandmarks(Method):
     def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
         import numpy as np
 
-        from talkface.generation.pipeline import render_frames
+        from talkface.generation.generator import render_frames
 
         crop, _ = clip.identity_at(gen.size)
         points = fill_missing(clip.reference_landmarks) * np.float32(gen.size / clip.crop_size)

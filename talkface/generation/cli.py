@@ -99,7 +99,7 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 def _errors() -> tuple[type[BaseException], ...]:
     """What a generation command reports as one line and exit 2 (all user-facing, none a bug)."""
-    from talkface.preprocess.media import MediaError
+    from talkface.core.media import MediaError
     from talkface.utils.lock import FolderLocked
 
     # ValueError covers NoFaceError, DatasetError, CheckpointError; FileNotFoundError StageMissing.
@@ -159,7 +159,7 @@ def generate(
     clip's audio, so `talkface evaluate` pairs them frame by frame. The --data form skips videos that
     exist (rerun to resume), records failures in OUT/generation.json and goes on.
     """
-    from talkface.generation import pipeline
+    from talkface.generation import generator as pipeline
 
     single = audio is not None or identity is not None
     if single == (data is not None):
@@ -217,7 +217,7 @@ def _baseline_command(name: str) -> Callable[..., None]:
                                  f"(e.g. out/{name})."),
         opts: RunOptions = RunOptions(),
     ) -> None:
-        from talkface.generation import pipeline
+        from talkface.generation import generator as pipeline
         from talkface.generation.baselines import get_baseline
 
         part = resolve_part(opts.part, opts.split, f"baseline {name}")

@@ -10,7 +10,7 @@
   video's length. Frame count: the shortest input's; inputs whose lengths differ by more than one
   frame are refused (a method must not look better for being cut short), as are inputs at different
   frame rates.
-- Written with the codec and quality generation uses (:func:`talkface.generation.pipeline.write_video`).
+- Written with the codec and quality generation uses (:func:`talkface.generation.generator.write_video`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from talkface.generation.pipeline import SAMPLE_RATE, write_video
-from talkface.preprocess import media
+from talkface.core import media
+from talkface.generation.generator import SAMPLE_RATE, write_video
 
 MAX_FRAME_DIFFERENCE = 1
 _NAME = re.compile(r"^[A-Za-z0-9][\w.+-]*$")

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from talkface.generation.pipeline import ClipInputs, Generator
+    from talkface.generation.generator import ClipInputs, Generator
 
 
 class Method(ABC):
     """The trained pipeline or a baseline, run over a dataset's part by
-    :func:`talkface.generation.pipeline.generate_part`.
+    :func:`talkface.generation.generator.generate_part`.
 
-    ``stages``: the trained stages it needs (loaded by :func:`~talkface.generation.pipeline.load_generator`,
+    ``stages``: the trained stages it needs (loaded by :func:`~talkface.generation.generator.load_generator`,
     nothing else is read); ``definition``: one sentence saying what it computes, recorded in
     generation.json and shown by ``--help``.
     """
@@ -48,7 +48,7 @@ class TrainedPipeline(Method):
     blinks = True
 
     def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
-        from talkface.generation.pipeline import landmarks_from_features, render_frames
+        from talkface.generation.generator import landmarks_from_features, render_frames
 
         crop, px = clip.identity_at(gen.size)
         feats = gen.features.compute(clip.audio, n_frames=clip.n_frames, fps=clip.fps)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkface.preprocess.alignment import STABLE_POINTS, estimate_similarity
+from talkface.core.alignment import STABLE_POINTS, estimate_similarity
 
 #: Points that move with speech: jaw line 0-16 and mouth 48-67 (the rest stays the mean face's).
 SPEECH_POINTS = np.r_[0:17, 48:68]

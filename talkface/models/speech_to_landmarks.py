@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from talkface.models import data as mdata
-from talkface.models.fabric_loop import TrainContext, TrainSettings
-from talkface.models.train_options import config_from_dict
 from talkface.store import checkpoints
+from talkface.train import data as mdata
+from talkface.train.loop import TrainContext, TrainSettings
+from talkface.train.settings import config_from_dict
 
 log = logging.getLogger("talkface.models.speech_to_landmarks")
 

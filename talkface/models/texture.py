@@ -12,7 +12,7 @@ connections, residual blocks at the bottleneck; a 70x70 PatchGAN discriminator o
 image); LSGAN losses (real target 1, fake 0); L1 reconstruction; GANimation's attention regularisers
 (mean of A, total variation of A).
 
-Training (:class:`TextureStage` for :func:`talkface.models.fabric_loop.run_training`). Data: one
+Training (:class:`TextureStage` for :func:`talkface.train.loop.run_training`). Data: one
 item is a (target frame, identity frame) pair from one clip of the prepared dataset. The aligned
 crops (``crops/<id>.mp4``) are decoded in DataLoader workers, a clip at a time, and kept in a
 per-worker LRU cache bounded in bytes, so no process ever holds the whole dataset. The target frame's
@@ -41,12 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from talkface.models import data as mdata
-from talkface.models.fabric_loop import Stage, TrainContext, TrainSettings
+from talkface.core import media
 from talkface.models.render import RenderSettings, render_batch
-from talkface.models.train_options import config_from_dict
-from talkface.preprocess import media
 from talkface.store import checkpoints
+from talkface.train import data as mdata
+from talkface.train.loop import Stage, TrainContext, TrainSettings
+from talkface.train.settings import config_from_dict
 
 log = logging.getLogger("talkface.models.texture")
 
@@ -481,7 +481,7 @@ def build_stage(data: str | os.PathLike, protocol: str | None, l1_weight: float 
 
 
 class TextureStage(Stage):
-    """Stage 4 of the paper for :func:`talkface.models.fabric_loop.run_training`."""
+    """Stage 4 of the paper for :func:`talkface.train.loop.run_training`."""
 
     name = "texture"
 

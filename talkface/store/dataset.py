@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from talkface.preprocess.corpora.base import hash_fraction
+from talkface.prepare.corpora.base import hash_fraction
 
 log = logging.getLogger("talkface.store.dataset")
 
@@ -390,7 +390,7 @@ class Parts:
 def hash_val_split(train: list[str], seed: int, fraction: float = VAL_FALLBACK_FRACTION
                    ) -> tuple[list[str], list[str]]:
     """(train, val): the ``fraction`` of ``train`` with the smallest seeded hash (at least one clip
-    when there are two or more), by :func:`talkface.preprocess.corpora.base.hash_fraction`."""
+    when there are two or more), by :func:`talkface.prepare.corpora.base.hash_fraction`."""
     if len(train) < 2:
         return list(train), []
     ranked = sorted(train, key=lambda c: hash_fraction(c, seed))
@@ -487,7 +487,7 @@ class Dataset:
 
     def _protocol_hint(self, protocol: str) -> str:
         try:
-            from talkface.preprocess.corpora import get_recipe
+            from talkface.prepare.corpora import get_recipe
 
             offered = get_recipe(self.corpus).splits
         except (KeyError, ValueError):
@@ -664,7 +664,7 @@ def recognise_protocol(corpus: str, manifest: pd.DataFrame) -> str | None:
     if "split" not in manifest.columns or manifest.empty or not corpus:
         return None
     try:
-        from talkface.preprocess.corpora import get_recipe
+        from talkface.prepare.corpora import get_recipe
 
         recipe = get_recipe(corpus)
     except (KeyError, ValueError):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from talkface import __version__
-from talkface.preprocess.media import MediaError
+from talkface.core.media import MediaError
 from talkface.study.design import (
     BUILTIN_QUESTIONS,
     DESIGNS,
@@ -316,7 +316,7 @@ def run_export(cfg: ExportConfig, progress: bool = True) -> ExportResult:
 
 def _auto_size(by_name: dict[str, MethodSource], media_keys) -> int:
     """The smallest side among the sources, so no method's video is enlarged."""
-    from talkface.preprocess.media import probe_video
+    from talkface.core.media import probe_video
 
     sides = set()
     for method, clip, _ in media_keys:

@@ -7,7 +7,7 @@ are centre-cropped square, resized to one size and resampled to one frame rate; 
 one integrated loudness (ITU-R BS.1770-4, gated). Every file is then padded with an MP4 ``free`` box
 to one common byte size, so sizes tell nothing either.
 
-Reading uses the project's readers (:mod:`talkface.preprocess.media`); writing needs options that
+Reading uses the project's readers (:mod:`talkface.core.media`); writing needs options that
 ``write_video`` does not take (48 kHz audio, bitexact, faststart, no metadata), so it lives here.
 """
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from scipy.signal import lfilter
 
-from talkface.preprocess.media import MediaError, iter_frames, read_audio
+from talkface.core.media import MediaError, iter_frames, read_audio
 
 SAMPLE_RATE = 48000
 PAD_BLOCK = 4096

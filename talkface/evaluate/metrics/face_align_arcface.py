@@ -41,8 +41,8 @@ def five_points_from_68(points68: np.ndarray) -> np.ndarray:
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity mapping ``src`` onto ``dst`` as the 2x3 matrix for ``cv2.warpAffine``:
     Umeyama's estimator, the one insightface uses, computed by the project's one solver
-    (:func:`talkface.preprocess.alignment.estimate_similarity`)."""
-    from talkface.preprocess.alignment import estimate_similarity
+    (:func:`talkface.core.alignment.estimate_similarity`)."""
+    from talkface.core.alignment import estimate_similarity
 
     return estimate_similarity(src, dst)
 

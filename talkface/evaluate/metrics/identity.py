@@ -211,7 +211,7 @@ class DlibDescriptor:
     def __init__(self) -> None:
         import dlib
 
-        from talkface.preprocess.landmarks.dlib_models import dlib_model_path
+        from talkface.core.landmarks.dlib_models import dlib_model_path
 
         try:
             path = dlib_model_path("face_descriptor")
@@ -277,7 +277,7 @@ class _IdentityMetric(Metric):
         if pts is not None:
             return np.asarray(pts, dtype=np.float64)
         if self._landmarker is None:
-            from talkface.preprocess.landmarks import get_landmark_backend
+            from talkface.core.landmarks import get_landmark_backend
 
             self._landmarker = get_landmark_backend("dlib")
         return self._landmarker.detect(sample.identity_image)

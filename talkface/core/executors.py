@@ -1,0 +1,160 @@
+"""Where the per-clip work runs: in this process, a process pool, or Ray tasks on a cluster.
+
+Every executor runs the same function on one clip at a time, with the backends built once per worker
+process: :func:`talkface.prepare.run.prepare_clip` for ``prepare`` (here wrapped by
+:func:`run_ray`), :func:`talkface.evaluate.runner.score_in_worker` for ``evaluate``; both go through
+:func:`run_ray_tasks`, which knows nothing of either. The process that called ``run_prepare`` holds
+the dataset's writer lock, decides which clips are left (resume), receives each finished row and alone
+writes the manifest; the one that called ``run_evaluate`` receives each clip's rows and alone writes
+the results (through ``ResultsStore``, under the results folder's writer lock). ``prepare``'s workers
+write a clip's files (``clips/<id>.npz``, ``crops/<id>.mp4``, ``rows/<id>.json``) atomically
+(temporary file, then rename) into the dataset folder, so with Ray that folder must be on storage every
+node sees at the same path (see docs/scale.md); ``evaluate``'s workers only read.
+
+``ray``: ``ray.init(address=...)`` joins a running cluster (``auto``, or ``host:port`` of ``ray start
+--head``); without an address a Ray instance is started on this machine with ``num_cpus`` CPUs. When
+Ray is already initialised (a notebook, a test), that instance is used and left running. Each clip is
+one task needing one CPU; at most twice the cluster's CPUs are in flight. A task whose worker dies
+(killed, out of memory, node lost) becomes a failure row naming the cause, as a crashing clip does
+in the pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXECUTORS = ("process", "ray")
+#: ``--ray-address`` of every command that runs clips on an executor (prepare, evaluate).
+RAY_ADDRESS_HELP = ("Ray cluster to join with --executor ray: auto, or host:port of 'ray start --head' "
+                    "(default: start Ray on this machine with --workers CPUs).")
+
+
+def executor_help(shared: str) -> str:
+    """``--executor`` of a command whose ``shared`` folders Ray workers read or write."""
+    return (f"process (this machine: --workers processes) or ray (Ray tasks; needs the ray extra; {shared} "
+            "must be on storage every node sees).")
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot run (Ray missing, cluster unreachable): one sentence for the user."""
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ExecutorError(
+            "--executor ray needs Ray: pip install 'talkface[ray]' (or pip install 'ray>=2.9')"
+        ) from exc
+    return ray
+
+
+# -- the worker side ------------------------------------------------------------------------------
+
+_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _tools_for(config: Any, root: str) -> tuple[Any, Any]:
+    """(ClipTools, DatasetStore) of this worker process, built on its first clip of a run."""
+    from talkface.prepare.run import ClipTools
+    from talkface.store.dataset_writer import DatasetStore
+
+    key = (repr(config), root)
+    if key not in _CACHE:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        _CACHE.clear()
+        _CACHE[key] = (ClipTools(config), DatasetStore(root))
+    return _CACHE[key]
+
+
+def prepare_in_worker(source: Any, config: Any, root: str) -> dict[str, Any]:
+    """One clip in a Ray worker: the pipeline's ``prepare_clip`` with this worker's cached backends."""
+    from talkface.prepare.run import prepare_clip
+
+    tools, store = _tools_for(config, root)
+    return prepare_clip(source, store, tools)
+
+
+# -- the driver side ------------------------------------------------------------------------------
+
+
+def run_ray(
+    todo: Sequence[Any],
+    root: str,
+    config: Any,
+    record: Callable[[dict[str, Any]], None],
+    failure_row: Callable[[Any, str], dict[str, Any]],
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> None:
+    """Prepare ``todo`` as Ray tasks; ``record`` gets each row in completion order.
+
+    ``failure_row(source, message)`` builds (and writes) the row of a clip whose task died.
+    KeyboardInterrupt cancels the tasks in flight (their atomic writes leave only temporary files,
+    removed by the next run) and propagates.
+    """
+    run_ray_tasks(prepare_in_worker, todo, (config, root), record, failure_row, address, num_cpus)
+
+
+def run_ray_tasks(
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    shared: Sequence[Any],
+    record: Callable[[Any], None],
+    failure: Callable[[Any, str], Any],
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> None:
+    """Run ``fn(item, *shared)`` as one Ray task per item; ``record`` gets each result in completion
+    order, ``failure(item, "ray task failed: ...")`` stands in for the result of a task that died.
+
+    ``fn`` must be importable by the workers (a module-level function); ``shared`` is put in Ray's
+    object store once. KeyboardInterrupt cancels the tasks in flight and propagates.
+    """
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                         log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ExecutorError(f"cannot start or join Ray at {address or 'this machine'}: {exc}") from exc
+        started = True
+    task = ray.remote(num_cpus=1, max_retries=0)(fn)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+        shared_refs = [ray.put(value) for value in shared]
+        queue = list(items)
+        pending: dict[Any, Any] = {}
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * cpus:
+                    item = queue.pop(0)
+                    pending[task.remote(item, *shared_refs)] = item
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    item = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the worker died: not the clip's fault
+                        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        result = failure(item, f"ray task failed: {type(exc).__name__}: {message}")
+                    record(result)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,28 @@
+"""Speech features at the video frame rate, windowed as the paper windows DeepSpeech: (T, W, D).
+
+Backends are chosen by name from a registry::
+
+    backend = get_feature_backend("logmel")
+    feats = backend.compute(audio_16k, n_frames=75, fps=25.0)   # (75, 16, 40) float32
+
+The ``deepspeech`` backend registers itself from :mod:`talkface.core.features.deepspeech`.
+"""
+
+from talkface.core.features.base import (
+    FEATURE_BACKENDS,
+    FeatureBackend,
+    available_feature_backends,
+    get_feature_backend,
+    register_feature_backend,
+)
+from talkface.core.features.windowing import interpolate_to_frames, window_frames
+
+__all__ = [
+    "FEATURE_BACKENDS",
+    "FeatureBackend",
+    "available_feature_backends",
+    "get_feature_backend",
+    "interpolate_to_frames",
+    "register_feature_backend",
+    "window_frames",
+]

@@ -1,0 +1,1 @@
+"""Corpus preparation: the corpus recipes, the per-clip work, the prepare run and its command."""

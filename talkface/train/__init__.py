@@ -1,0 +1,1 @@
+"""Training: the loop, the stages and their datasets, the all-stages run, the settings and their CLI."""

@@ -1,0 +1,263 @@
+"""``talkface train pipeline``: the one-command recipe that trains every stage in sequence.
+
+    talkface train pipeline --data D --out runs/                       # the documented step counts
+    talkface train pipeline --data D --out runs/ --budget 45m          # a wall-time budget instead
+    talkface train pipeline --data D --out runs/ --steps lm=3000,tex=2000
+
+Stages, folders and the documented step counts (:data:`RECIPE`): landmarks -> ``runs/lm`` (1500
+steps), blinks -> ``runs/blink`` (400 steps), texture -> ``runs/tex`` (1000 steps), each with its own
+``train <stage>`` defaults otherwise (batch size, learning rate, validation interval). The step counts
+are the ones measured to beat the still-frame baseline on mouth LMD on the GRID s1 fixtures (about 35
+CPU-minutes on 2 cores). ``--budget`` gives each stage a share of the wall time instead (landmarks 25%,
+blinks 10%, texture 65%, from those stages' measured CPU throughput: about 3, 3 and 1 steps/s); a
+stage stops, validates and saves when its share is spent (the steps of a stage not named in ``--steps``
+then cap at 20x the recipe's). ``--steps`` with ``--budget``: whichever ends first.
+
+Last, the blink amplitude is calibrated through the trained texture stage
+(:mod:`talkface.train.blink_calibration`: blink rate in generated frames against the real crops, on 24
+training clips, about 2 minutes, 7.5 s a clip reserved out of ``--budget``; ``--calibration-clips 0``
+skips it) into ``runs/blink/calibration.json``, which ``generate`` applies while the blink and texture
+weights it was measured with are unchanged.
+
+Resume: rerun the same command. A stage whose ``checkpoint.json`` says it reached its steps (or spent
+its time share) is skipped; a stage stopped part-way continues exactly (``--resume``). One progress
+view shows the recipe and the running stage; the end prints each stage's validation against its
+baseline (mean face, real blinks, copying the identity frame), for the file ``generate`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from talkface.train import settings as to
+
+
+@dataclass(frozen=True)
+class RecipeStage:
+    """One stage of the recipe: which registered stage, its folder under OUT, steps, time share."""
+
+    stage: str
+    folder: str
+    steps: int
+    time_share: float
+    rows: tuple[tuple[str, str, str, str], ...]  # summary rows: (label, ours, baseline, baseline name)
+
+
+RECIPE: tuple[RecipeStage, ...] = (
+    RecipeStage("landmarks", "lm", 1500, 0.25, (
+        ("mouth point error, px", "point_error_mouth", "baseline_point_error_mouth", "mean face"),
+        ("lmd_mouth:centroid-mean, px", "lmd_mouth_centroid_mean", "baseline_lmd_mouth_centroid_mean",
+         "mean face"),
+    )),
+    RecipeStage("blinks", "blink", 400, 0.10, (
+        ("blinks per minute", "gen_blinks_per_min", "real_blinks_per_min", "real clips"),
+        ("blink duration, frames", "gen_mean_duration_frames", "real_mean_duration_frames", "real clips"),
+    )),
+    RecipeStage("texture", "tex", 1000, 0.65, (
+        ("L1 to the real frame", "l1", "l1_identity_copy", "identity frame copied"),
+        ("SSIM to the real frame", "ssim", "ssim_identity_copy", "identity frame copied"),
+    )),
+)
+ALIASES = {"lm": "landmarks", "landmarks": "landmarks", "blink": "blinks", "blinks": "blinks",
+           "tex": "texture", "texture": "texture"}
+BUDGET_STEP_FACTOR = 20  # with --budget alone, steps cap at 20x the recipe's (time decides)
+
+
+def parse_budget(text: str) -> float:
+    """``"45m"``, ``"1h30m"``, ``"90s"``, ``"2h"`` or a bare number of minutes -> seconds."""
+    text = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text) * 60.0
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"--budget {text!r}: expected a duration such as 45m, 1h30m, 90s or 2h")
+    seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError("--budget must be longer than zero")
+    return seconds
+
+
+def parse_steps(text: str) -> dict[str, int]:
+    """``"lm=1500,blink=400,tex=1000"`` (any subset; lm|landmarks, blink|blinks, tex|texture)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, value = item.partition("=")
+        stage = ALIASES.get(name.strip())
+        if not sep or stage is None or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--steps {text!r}: expected STAGE=N pairs such as lm=1500,blink=400,tex=1000 "
+                             "(stages lm, blink, tex; N >= 1)")
+        out[stage] = int(value)
+    return out
+
+
+@dataclass
+class Plan:
+    """What the recipe does with one stage this time: train fresh, resume, or skip (finished)."""
+
+    recipe: RecipeStage
+    out_dir: Path
+    max_steps: int
+    max_seconds: float | None
+    action: str  # "train" | "resume" | "skip"
+    done_step: int = 0
+
+
+#: Seconds of ``--budget`` kept per calibration clip for the blink calibration after training (measured
+#: on 2 cores: 129 s for 24 clips, 5.4 s a clip; 24 clips keep 3 minutes).
+CALIBRATION_S_PER_CLIP = 7.5
+
+
+def calibration_reserve_s(calibration_clips: int | None) -> float:
+    from talkface.train.blink_calibration import N_CLIPS
+
+    clips = N_CLIPS if calibration_clips is None else calibration_clips
+    return CALIBRATION_S_PER_CLIP * clips
+
+
+def plan(out: Path, steps: dict[str, int], budget_s: float | None, calibration_clips: int | None = 0
+         ) -> list[Plan]:
+    """Each stage's run folder, limits and action, from the ``checkpoint.json`` files already there;
+    a ``budget_s`` first gives up the calibration's reserve (at most half of it)."""
+    from talkface.store.checkpoints import CheckpointError, read_meta
+
+    if budget_s is not None:
+        budget_s = max(budget_s - calibration_reserve_s(calibration_clips), 0.5 * budget_s)
+    plans = []
+    for r in RECIPE:
+        max_steps = steps.get(r.stage, r.steps if budget_s is None else r.steps * BUDGET_STEP_FACTOR)
+        max_seconds = budget_s * r.time_share if budget_s is not None else None
+        run_dir = out / r.folder
+        meta = read_meta(run_dir / "checkpoints")
+        action, done = "train", 0
+        if meta is not None:
+            if meta.stage != r.stage:
+                raise CheckpointError(f"{run_dir} holds a '{meta.stage}' run, not '{r.stage}': move it away "
+                                      "or choose another --out")
+            spent = float(meta.budget.get("train_seconds") or 0.0)
+            finished = meta.step >= max_steps or (max_seconds is not None and spent >= max_seconds)
+            action, done = ("skip" if finished else "resume"), meta.step
+        elif (run_dir / "checkpoints" / "last.pt").exists():
+            action = "resume"  # an old run without a sidecar
+        plans.append(Plan(r, run_dir, max_steps, max_seconds, action, done))
+    return plans
+
+
+def last_validation(out_dir: Path, step: int | None = None) -> dict[str, float]:
+    """The validation line of ``OUT/metrics.jsonl`` at ``step`` (the last one when None)."""
+    path = out_dir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if step is not None:
+        lines = [line for line in lines if line.get("step") == step] or lines
+    return lines[-1] if lines else {}
+
+
+def summary_rows(out: Path) -> list[dict[str, Any]]:
+    """Per stage and row: our validation number and its baseline, for the file generation loads
+    (``best.pt``'s validation when the stage selected one, else the last validation)."""
+    from talkface.store.checkpoints import read_meta
+
+    rows = []
+    for r in RECIPE:
+        run_dir = out / r.folder
+        meta = read_meta(run_dir / "checkpoints")
+        step = meta.best.step if meta is not None and meta.best is not None else None
+        val = last_validation(run_dir, step)
+        for label, ours, base, base_name in r.rows:
+            rows.append({"stage": r.stage, "folder": str(run_dir), "step": val.get("step"),
+                         "file": meta.weights_name() if meta is not None else None,
+                         "train_seconds": (meta.budget.get("train_seconds") if meta is not None else None),
+                         "label": label, "ours": val.get(ours), "baseline": val.get(base),
+                         "baseline_name": base_name})
+        if r.stage == "blinks":
+            rows.extend(calibration_rows(run_dir))
+    return rows
+
+
+def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The blink calibration's summary row (none when the run has no calibration.json)."""
+    from talkface.train.blink_calibration import calibration_path, chosen_rate
+
+    path = calibration_path(run_dir)
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    return [{"stage": "blinks", "folder": str(run_dir), "step": None, "file": path.name,
+             "train_seconds": None,
+             "label": f"blinks per minute in generated frames, calibrated x{record['amplitude']:g}",
+             "ours": chosen_rate(record),
+             "baseline": record["real_blinks_per_min"], "baseline_name": "real crops"}]
+
+
+def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, int], budget_s: float | None,
+                 common: dict[str, Any], calibration_clips: int | None = None) -> list[dict[str, Any]]:
+    """Train the recipe's stages in sequence into ``out`` under one progress view, then calibrate the
+    blink amplitude on ``calibration_clips`` training clips (default ``calibrate.N_CLIPS``; 0: not);
+    return the summary."""
+    from talkface.utils.progress import console, make_progress
+
+    plans = plan(out, steps, budget_s, calibration_clips)
+    progress = make_progress()
+    overall = progress.add_task("pipeline", total=len(plans), info="")
+    with progress:
+        for i, p in enumerate(plans):
+            spec = to.STAGES.get(p.recipe.stage)
+            progress.update(overall, completed=i, info=f"{p.recipe.stage} -> {p.out_dir} ({p.action})")
+            if p.action == "skip":
+                console.print(f"{p.recipe.stage}: finished at step {p.done_step} in {p.out_dir}; skipped")
+                continue
+            values = {name: spec.default(name) for name, _, _ in to.SHARED_OPTIONS}
+            values.update(common, out=p.out_dir, max_steps=p.max_steps, resume=p.action == "resume")
+            settings = to.settings_from_cli(**values)
+            settings.max_seconds = p.max_seconds
+            stage = spec.build(data, protocol, **{o.name: o.default for o in spec.options})
+            result = to.run_training(stage, settings, progress=progress)
+            console.print(f"{p.recipe.stage}: step {result.step} ({result.stopped_by}), "
+                          f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}")
+        progress.update(overall, completed=len(plans), info="done")
+    if calibration_clips != 0:
+        calibrate(data, out, protocol, int(common.get("seed") or 0), calibration_clips)
+    return summary_rows(out)
+
+
+def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: int | None = None) -> None:
+    """The blink amplitude through the texture stage, unless a calibration of these very weights exists."""
+    from talkface.generation.generator import load_generator
+    from talkface.train import blink_calibration as calibration
+    from talkface.utils.progress import console
+
+    gen = load_generator(out, device="auto", needed_by="blink calibration", data=data)
+    done = gen.provenance.get("blink_amplitude", {}).get("calibration", {})
+    if done.get("applied"):
+        console.print(f"blinks: calibrated amplitude x{done['amplitude']:g} ({done['file']}); kept")
+        return
+    record = calibration.calibrate_blink_amplitude(data, out, protocol, seed=seed,
+                                                   n_clips=n_clips or calibration.N_CLIPS, gen=gen)
+    console.print(f"blinks: amplitude x{record['amplitude']:g} calibrated through the texture stage: "
+                  f"{calibration.chosen_rate(record):.1f} blinks/min in generated frames, "
+                  f"{record['real_blinks_per_min']:.1f} in the real crops ({len(record['clips'])} training "
+                  "clips)")
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from talkface.utils.progress import console
+
+    table = Table(title="validation of the trained stages (the files `generate` loads)")
+    for col in ("stage", "file @ step", "train time", "number", "ours", "baseline"):
+        table.add_column(col)
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+
+    for row in rows:
+        secs, step = row["train_seconds"], row["step"]
+        table.add_row(row["stage"], f"{row['file'] or '-'} @ {'-' if step is None else step}",
+                      "-" if secs is None else f"{secs / 60:.1f} min", row["label"], fmt(row["ours"]),
+                      f"{fmt(row['baseline'])} ({row['baseline_name']})")
+    console.print(table)
