@@ -93,7 +93,7 @@ def test_static_frame_repeats_the_identity_frame(prepared_grid, tmp_path):
     for clip_id in clip_ids:
         reference = media.read_video(ds.crop_path(clip_id))
         lm = ds.load_clip(clip_id)["landmarks_aligned"]
-        from talkface.generation.generator import choose_identity_frame
+        from talkface.core.face68 import choose_identity_frame
 
         identity = reference[choose_identity_frame(lm)]  # the rule generate and every baseline use
         video = media.read_video(out / f"{clip_id}.mp4")

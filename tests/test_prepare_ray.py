@@ -69,7 +69,7 @@ def test_ray_dataset_equals_process_pool(local_ray, grid_root: Path, tmp_path: P
 
 def test_a_dead_ray_worker_becomes_a_failure_row(local_ray, grid_root: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from talkface.core import executors
+    from talkface.prepare import run as executors
 
     sources = _sources(grid_root, tmp_path)[:1]
     real = executors.prepare_in_worker

@@ -1,15 +1,16 @@
 """Where the per-clip work runs: in this process, a process pool, or Ray tasks on a cluster.
 
 Every executor runs the same function on one clip at a time, with the backends built once per worker
-process: :func:`talkface.prepare.run.prepare_clip` for ``prepare`` (here wrapped by
-:func:`run_ray`), :func:`talkface.evaluate.runner.score_in_worker` for ``evaluate``; both go through
-:func:`run_ray_tasks`, which knows nothing of either. The process that called ``run_prepare`` holds
-the dataset's writer lock, decides which clips are left (resume), receives each finished row and alone
-writes the manifest; the one that called ``run_evaluate`` receives each clip's rows and alone writes
-the results (through ``ResultsStore``, under the results folder's writer lock). ``prepare``'s workers
-write a clip's files (``clips/<id>.npz``, ``crops/<id>.mp4``, ``rows/<id>.json``) atomically
-(temporary file, then rename) into the dataset folder, so with Ray that folder must be on storage every
-node sees at the same path (see docs/scale.md); ``evaluate``'s workers only read.
+process: :func:`talkface.prepare.run.prepare_clip` for ``prepare`` (wrapped by
+:func:`talkface.prepare.run.run_ray`), :func:`talkface.evaluate.runner.score_in_worker` for
+``evaluate``; both go through :func:`run_ray_tasks`, which knows nothing of either. The process that
+called ``run_prepare`` holds the dataset's writer lock, decides which clips are left (resume), receives
+each finished row and alone writes the manifest; the one that called ``run_evaluate`` receives each
+clip's rows and alone writes the results (through ``ResultsStore``, under the results folder's writer
+lock). ``prepare``'s workers write a clip's files (``clips/<id>.npz``, ``crops/<id>.mp4``,
+``rows/<id>.json``) atomically (temporary file, then rename) into the dataset folder, so with Ray that
+folder must be on storage every node sees at the same path (see docs/scale.md); ``evaluate``'s workers
+only read.
 
 ``ray``: ``ray.init(address=...)`` joins a running cluster (``auto``, or ``host:port`` of ``ray start
 --head``); without an address a Ray instance is started on this machine with ``num_cpus`` CPUs. When
@@ -21,7 +22,6 @@ in the pool.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,57 +51,7 @@ def import_ray() -> Any:
     return ray
 
 
-# -- the worker side ------------------------------------------------------------------------------
-
-_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def _tools_for(config: Any, root: str) -> tuple[Any, Any]:
-    """(ClipTools, DatasetStore) of this worker process, built on its first clip of a run."""
-    from talkface.prepare.run import ClipTools
-    from talkface.store.dataset_writer import DatasetStore
-
-    key = (repr(config), root)
-    if key not in _CACHE:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        try:
-            import torch
-
-            torch.set_num_threads(1)
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
-        _CACHE.clear()
-        _CACHE[key] = (ClipTools(config), DatasetStore(root))
-    return _CACHE[key]
-
-
-def prepare_in_worker(source: Any, config: Any, root: str) -> dict[str, Any]:
-    """One clip in a Ray worker: the pipeline's ``prepare_clip`` with this worker's cached backends."""
-    from talkface.prepare.run import prepare_clip
-
-    tools, store = _tools_for(config, root)
-    return prepare_clip(source, store, tools)
-
-
 # -- the driver side ------------------------------------------------------------------------------
-
-
-def run_ray(
-    todo: Sequence[Any],
-    root: str,
-    config: Any,
-    record: Callable[[dict[str, Any]], None],
-    failure_row: Callable[[Any, str], dict[str, Any]],
-    address: str | None = None,
-    num_cpus: int | None = None,
-) -> None:
-    """Prepare ``todo`` as Ray tasks; ``record`` gets each row in completion order.
-
-    ``failure_row(source, message)`` builds (and writes) the row of a clip whose task died.
-    KeyboardInterrupt cancels the tasks in flight (their atomic writes leave only temporary files,
-    removed by the next run) and propagates.
-    """
-    run_ray_tasks(prepare_in_worker, todo, (config, root), record, failure_row, address, num_cpus)
 
 
 def run_ray_tasks(

@@ -399,10 +399,10 @@ def score_clip(job: ClipJob) -> ClipScore:
 
 def identity_frame_index(ref_landmarks: np.ndarray) -> int:
     """The reference frame identity metrics compare against: the one ``generate --data`` and every
-    baseline take the identity from (:func:`talkface.generation.generator.choose_identity_frame`), so a
+    baseline take the identity from (:func:`talkface.core.face68.choose_identity_frame`), so a
     method is scored against the image it was given; frame 0 when no frame has landmarks."""
+    from talkface.core.face68 import choose_identity_frame
     from talkface.core.landmarks.base import NoFaceError
-    from talkface.generation.generator import choose_identity_frame
 
     try:
         return choose_identity_frame(ref_landmarks)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-MOUTH = slice(48, 68)
-EYES = (slice(36, 42), slice(42, 48))
+from talkface.core.face68 import LEFT_EYE, MOUTH, RIGHT_EYE
+
+EYES = (RIGHT_EYE, LEFT_EYE)
 MOUTH_AXES = (1.0, 1.6)  # x the mouth's (width, height) span
 MIN_MOUTH_HEIGHT = 0.4  # x its width: a closed mouth's ellipse still reaches the chin
 EYE_AXES = (1.0, 1.0)  # x the eye's width, both axes

@@ -40,9 +40,8 @@ import numpy as np
 
 from talkface import __version__
 from talkface.core import media
-from talkface.core.landmarks.base import NoFaceError
+from talkface.core.face68 import IDENTITY_RULE, NoFaceError, choose_identity_frame
 from talkface.generation.method import Method, TrainedPipeline  # noqa: F401 (re-exported)
-from talkface.models.retarget import mouth_opening
 from talkface.utils import atomic
 
 FPS = 25.0
@@ -440,34 +439,6 @@ def resize_crop(frame: np.ndarray, size: int) -> np.ndarray:
     if frame.shape[0] == size:
         return frame
     return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-
-
-# The identity frame of a prepared clip, in words (generation.json records it; every method uses it).
-IDENTITY_RULE = ("the clip's frame with the most closed, neutral mouth among its frames with both eyes open "
-                 "(inner-lip gap plus mouth-width change, relative to mouth width; EAR at least the clip's "
-                 "median), from its aligned crops")
-
-
-def choose_identity_frame(landmarks: np.ndarray) -> int:
-    """The identity frame of a clip (:data:`IDENTITY_RULE`): among frames with all landmarks and eyes
-    open (EAR, the evaluation's, at least the median over those frames), the one minimising the mouth's
-    opening plus its width's relative change from the clip's median width, so a closed mouth at rest,
-    not a spread or pursed one; the earliest such frame on ties. ``NoFaceError`` without any landmarks.
-
-    Why: the texture stage copies what it does not change from the identity frame; an open mouth or
-    shut eyes there show through in every generated frame (docs/models.md).
-    """
-    from talkface.evaluate.metrics.blinks import eye_aspect_ratio
-
-    pts = np.asarray(landmarks, np.float64)
-    valid = np.flatnonzero(np.isfinite(pts).all(axis=(1, 2)))
-    if not len(valid):
-        raise NoFaceError("no frame with landmarks to take the identity from")
-    ear = eye_aspect_ratio(pts[valid])
-    open_eyes = valid[ear >= np.median(ear)]
-    width = np.linalg.norm(pts[open_eyes, 48] - pts[open_eyes, 54], axis=-1)
-    score = mouth_opening(pts[open_eyes]) + np.abs(width / np.median(width) - 1.0)
-    return int(open_eyes[int(np.argmin(score))])
 
 
 def clip_inputs(ds: Any, clip_id: str) -> ClipInputs:

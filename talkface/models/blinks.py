@@ -17,7 +17,7 @@ eye points (:func:`impose_blinks`).
 Blink statistics use the eye-aspect-ratio rule (Soukupova and Cech 2016): EAR averaged over both eyes,
 a blink is a run of at least ``min_frames`` frames with EAR below ``ear_rel_threshold`` x the sequence's
 median EAR (the evaluation's default rule; a fixed ``ear_threshold`` when one is configured), found by
-the evaluation's own detector (``talkface.evaluate.metrics.blinks.detect_blinks``).
+the evaluation's own detector (``talkface.core.face68.detect_blinks``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from talkface.core.face68 import BROWS, EYES, indices
 from talkface.store import checkpoints
 from talkface.train import data as mdata
 from talkface.train.loop import TrainContext, TrainSettings
@@ -39,11 +40,11 @@ from talkface.train.settings import config_from_dict
 
 log = logging.getLogger("talkface.models.blinks")
 
-EYES = slice(36, 48)
+
 #: The point sets a blink stage can generate, by name (iBUG 68-point indices, 0-based).
 POINT_SETS: dict[str, tuple[int, ...]] = {
-    "eyes": tuple(range(36, 48)),
-    "eyes+brows": tuple(range(17, 27)) + tuple(range(36, 48)),
+    "eyes": indices(EYES),
+    "eyes+brows": indices(BROWS) + indices(EYES),
 }
 
 
@@ -112,10 +113,10 @@ def eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
     """(T, 68, 2) landmarks or (T, n, 2) points of a :data:`POINT_SETS` set -> (T,) EAR averaged over
     both eyes.
 
-    The evaluation's function (:func:`talkface.evaluate.metrics.blinks.eye_aspect_ratio`), so the blink
+    The evaluation's function (:func:`talkface.core.face68.eye_aspect_ratio`), so the blink
     model is measured exactly as generated videos are; a point set is placed at its own indices.
     """
-    from talkface.evaluate.metrics.blinks import eye_aspect_ratio as ear_of_landmarks
+    from talkface.core.face68 import eye_aspect_ratio as ear_of_landmarks
 
     pts = np.asarray(points, dtype=np.float64)
     if pts.shape[1] != 68:
@@ -129,12 +130,12 @@ def detect_blinks(ear: np.ndarray, threshold: float | None = 0.2, min_frames: in
                   rel_threshold: float = 0.75) -> list[tuple[int, int]]:
     """Blinks as (start, end) frame ranges, by the evaluation's own detector.
 
-    The rule lives in :func:`talkface.evaluate.metrics.blinks.detect_blinks` (runs of at least
+    The rule lives in :func:`talkface.core.face68.detect_blinks` (runs of at least
     ``min_frames`` frames with EAR below ``threshold``, or below ``rel_threshold`` x the trace's median
     EAR when ``threshold`` is None), so the blink model is checked with exactly the detector that scores
     generated videos.
     """
-    from talkface.evaluate.metrics.blinks import detect_blinks as blink_events
+    from talkface.core.face68 import detect_blinks as blink_events
 
     ear = np.asarray(ear, dtype=np.float64)
     stats = blink_events(ear, fps=25.0, threshold=threshold, rel_threshold=rel_threshold,

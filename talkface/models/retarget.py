@@ -5,7 +5,7 @@ identity's landmarks, fitted by least squares on the stable points (nose, eye co
 with speech). The translation of that similarity drops out: only displacements are mapped.
 
 The anchor is the pose the identity image is assumed to show. The paper uses the mean face; but the
-identity frame is chosen with a closed, neutral mouth (``generation.pipeline.choose_identity_frame``)
+identity frame is chosen with a closed, neutral mouth (``talkface.core.face68.choose_identity_frame``)
 while the mean face's mouth is the average over speech (inner-lip gap 9% of the mouth width on GRID s1,
 against 3% in the most closed tenth of frames), so every generated mouth came out that much too closed.
 :func:`rest_anchor` gives the mean face with its speech-moved points (jaw and mouth) taken from the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkface.core.alignment import STABLE_POINTS, estimate_similarity
+from talkface.core.face68 import mouth_opening
 
 #: Points that move with speech: jaw line 0-16 and mouth 48-67 (the rest stays the mean face's).
 SPEECH_POINTS = np.r_[0:17, 48:68]
@@ -25,17 +26,6 @@ SPEECH_POINTS = np.r_[0:17, 48:68]
 REST_FRACTION = 0.1
 REST_ANCHOR_RULE = ("mean face, with jaw and mouth points (0-16, 48-67) averaged over the generated frames "
                     f"in the lowest {REST_FRACTION:.0%} of mouth opening (the identity frame's closed mouth)")
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) -> (T,) inner-lip gap (mean of the three vertical inner-lip distances 61-67, 62-66,
-    63-65) divided by the mouth width (corners 48-54); NaN where points are missing."""
-    pts = np.asarray(landmarks, np.float64)
-    gap = np.mean([np.linalg.norm(pts[:, a] - pts[:, b], axis=-1) for a, b in ((61, 67), (62, 66), (63, 65))],
-                  axis=0)
-    width = np.linalg.norm(pts[:, 48] - pts[:, 54], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return gap / width
 
 
 def rest_anchor(sequence: np.ndarray, mean_face: np.ndarray, fraction: float = REST_FRACTION) -> np.ndarray:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from talkface.core.face68 import MOUTH, OPENING_PAIRS
 from talkface.store import checkpoints
 from talkface.train import data as mdata
 from talkface.train.loop import TrainContext, TrainSettings
@@ -28,7 +29,7 @@ from talkface.train.settings import config_from_dict
 
 log = logging.getLogger("talkface.models.speech_to_landmarks")
 
-MOUTH = slice(48, 68)
+
 N_POINTS = 68
 
 
@@ -102,8 +103,6 @@ class SpeechToLandmarks(nn.Module):
         return self.mean_face + self.displacements(features)
 
 
-# vertical lip distances (upper point, lower point): outer lips 50-58, 51-57, 52-56, inner 61-67, 62-66, 63-65
-OPENING_PAIRS = ((50, 58), (51, 57), (52, 56), (61, 67), (62, 66), (63, 65))
 
 
 def mouth_openings(points: torch.Tensor) -> torch.Tensor:
@@ -154,9 +153,9 @@ def landmark_errors(pred: np.ndarray, target: np.ndarray, valid: np.ndarray,
 
 def lmd_mouth_centroid_mean(preds: list[np.ndarray], targets: list[np.ndarray], valids: list[np.ndarray],
                             crop_size: int) -> float:
-    """The evaluation metric ``lmd_mouth:centroid-mean`` (:func:`talkface.evaluate.metrics.lmd.lmd`) per
+    """The evaluation metric ``lmd_mouth:centroid-mean`` (:func:`talkface.core.face68.lmd`) per
     clip on the valid frames, in crop px, averaged over clips as the evaluation's summary does."""
-    from talkface.evaluate.metrics.lmd import lmd
+    from talkface.core.face68 import lmd
 
     scores = [lmd(p[v] * crop_size, t[v] * crop_size, points="mouth", reduction="mean")
               for p, t, v in zip(preds, targets, valids, strict=True) if v.any()]

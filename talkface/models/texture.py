@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from talkface.core import media
+from talkface.core.face68 import LEFT_EYE, MOUTH, RIGHT_EYE, indices
 from talkface.models.render import RenderSettings, render_batch
 from talkface.store import checkpoints
 from talkface.train import data as mdata
@@ -278,8 +279,8 @@ def attention_total_variation(attention: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-MOUTH_POINTS = tuple(range(48, 68))
-EYE_POINTS = (tuple(range(36, 42)), tuple(range(42, 48)))  # right eye, left eye (iBUG order)
+MOUTH_POINTS = indices(MOUTH)
+EYE_POINTS = (indices(RIGHT_EYE), indices(LEFT_EYE))  # iBUG order
 
 
 def region_boxes(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray:

@@ -393,6 +393,55 @@ def _run_in_worker(source: ClipSource) -> dict[str, Any]:
     return prepare_clip(source, _WORKER_STORE, _WORKER_TOOLS)
 
 
+# -- Ray tasks: each worker process builds its backends once -------------------------------------
+
+_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _tools_for(config: Any, root: str) -> tuple[Any, Any]:
+    """(ClipTools, DatasetStore) of this worker process, built on its first clip of a run."""
+    key = (repr(config), root)
+    if key not in _CACHE:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        _CACHE.clear()
+        _CACHE[key] = (ClipTools(config), DatasetStore(root))
+    return _CACHE[key]
+
+
+def prepare_in_worker(source: Any, config: Any, root: str) -> dict[str, Any]:
+    """One clip in a Ray worker: the pipeline's ``prepare_clip`` with this worker's cached backends."""
+    tools, store = _tools_for(config, root)
+    return prepare_clip(source, store, tools)
+
+
+
+
+def run_ray(
+    todo: Sequence[Any],
+    root: str,
+    config: Any,
+    record: Callable[[dict[str, Any]], None],
+    failure_row: Callable[[Any, str], dict[str, Any]],
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> None:
+    """Prepare ``todo`` as Ray tasks; ``record`` gets each row in completion order.
+
+    ``failure_row(source, message)`` builds (and writes) the row of a clip whose task died.
+    KeyboardInterrupt cancels the tasks in flight (their atomic writes leave only temporary files,
+    removed by the next run) and propagates.
+    """
+    from talkface.core.executors import run_ray_tasks
+
+    run_ray_tasks(prepare_in_worker, todo, (config, root), record, failure_row, address, num_cpus)
+
+
 @dataclass
 class RunSummary:
     total: int
@@ -507,8 +556,6 @@ def _run_clips(
     previous = signal.signal(signal.SIGINT, _stop_on_interrupt) if in_main else None
     try:
         if todo and executor == "ray":
-            from talkface.core.executors import run_ray
-
             run_ray(todo, str(store.root), config, record,
                     lambda src, error: failure_row(src, store, tools, error),
                     address=ray_address, num_cpus=workers)

@@ -31,7 +31,7 @@ def calibration_path(blink_run_dir: str | os.PathLike) -> Path:
 
 
 def _blink_count(detector: Any, frames: np.ndarray, fps: float) -> int:
-    from talkface.evaluate.metrics.blinks import detect_blinks, eye_aspect_ratio
+    from talkface.core.face68 import detect_blinks, eye_aspect_ratio
 
     track = detector.track(frames)
     return detect_blinks(eye_aspect_ratio(track.points), fps).count

@@ -9,11 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from talkface.core.face68 import BROWS, CHIN, LEFT_EYE, MOUTH, NOSE_TIP, RIGHT_EYE, NoFaceError  # noqa: F401
 from talkface.registry import Registry
-
-
-class NoFaceError(ValueError):
-    """An image in which the backend finds no face (e.g. an identity image for generation)."""
 
 
 @dataclass
@@ -86,11 +83,6 @@ def get_landmark_backend(name: str = "dlib", **options: Any) -> LandmarkBackend:
 # ---------------------------------------------------------------------------------------------
 # Plausibility: a 68-point set that is not a face is treated like a frame with no face.
 
-LEFT_EYE = tuple(range(36, 42))
-RIGHT_EYE = tuple(range(42, 48))
-BROWS = tuple(range(17, 27))
-MOUTH = tuple(range(48, 68))
-NOSE_TIP, CHIN = 30, 8
 
 #: Bounds in the face's own frame: origin between the eye centres, x along the eye line (subject's
 #: right eye -> left eye as the 68-point scheme numbers them), y perpendicular (down the face), unit =
@@ -119,13 +111,13 @@ IOD_WINDOW = 25
 def face_frame_measures(points: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame measures of (T, 68, 2) points in the face's own frame (see ``PLAUSIBLE_BOUNDS``)."""
     p = np.asarray(points, dtype=np.float64)
-    le, re = p[:, list(LEFT_EYE)].mean(1), p[:, list(RIGHT_EYE)].mean(1)
-    u = re - le
+    right, left = p[:, RIGHT_EYE].mean(1), p[:, LEFT_EYE].mean(1)
+    u = left - right
     d = np.linalg.norm(u, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         u = u / d[:, None]
     v = np.stack([-u[:, 1], u[:, 0]], axis=1)  # u turned +90 degrees with y pointing down the image
-    mid = (le + re) / 2
+    mid = (right + left) / 2
 
     def y(q: np.ndarray) -> np.ndarray:
         return ((q - mid) * v).sum(1) / d
@@ -133,12 +125,12 @@ def face_frame_measures(points: np.ndarray) -> dict[str, np.ndarray]:
     def x(q: np.ndarray) -> np.ndarray:
         return ((q - mid) * u).sum(1) / d
 
-    mouth = p[:, list(MOUTH)].mean(1)
+    mouth = p[:, MOUTH].mean(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
             "eye_distance": d,
             "roll_deg": np.degrees(np.arctan2(u[:, 1], u[:, 0])),
-            "brows_y": y(p[:, list(BROWS)].mean(1)),
+            "brows_y": y(p[:, BROWS].mean(1)),
             "nose_y": y(p[:, NOSE_TIP]),
             "mouth_y": y(mouth),
             "chin_y": y(p[:, CHIN]),

@@ -20,107 +20,18 @@ mean 2.55 vs 2.47 frames, mean absolute error 1.1 frames per blink against the a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from talkface.core.face68 import (
+    DEFAULT_MIN_FRAMES,
+    DEFAULT_REL_THRESHOLD,
+    BlinkStats,
+    detect_blinks,
+    eye_aspect_ratio,
+)
 from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
-
-RIGHT_EYE = np.arange(36, 42)
-LEFT_EYE = np.arange(42, 48)
-DEFAULT_REL_THRESHOLD = 0.75
-DEFAULT_MIN_FRAMES = 2
-
-
-def eye_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) -> (T,) mean EAR of both eyes (NaN where landmarks are NaN)."""
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.ndim == 2:
-        pts = pts[None]
-
-    def one(eye: np.ndarray) -> np.ndarray:
-        p = pts[:, eye]
-        vertical = np.linalg.norm(p[:, 1] - p[:, 5], axis=1) + np.linalg.norm(p[:, 2] - p[:, 4], axis=1)
-        horizontal = np.linalg.norm(p[:, 0] - p[:, 3], axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return vertical / (2.0 * horizontal)
-
-    return (one(RIGHT_EYE) + one(LEFT_EYE)) / 2.0
-
-
-@dataclass
-class BlinkStats:
-    """Blink events of one EAR trace; times in seconds, intervals between consecutive blink onsets."""
-
-    starts: np.ndarray  # first closed frame of each blink
-    lengths: np.ndarray  # frames per blink
-    threshold: float
-    n_frames: int
-    fps: float
-    closed_lengths: np.ndarray | None = None  # per blink, frames under the "closed" level (closed_rel)
-
-    @property
-    def count(self) -> int:
-        return int(self.starts.size)
-
-    @property
-    def duration_min(self) -> float:
-        return self.n_frames / self.fps / 60.0
-
-    @property
-    def rate_per_min(self) -> float:
-        return self.count / self.duration_min if self.n_frames else float("nan")
-
-    @property
-    def mean_duration_s(self) -> float:
-        return float(self.lengths.mean() / self.fps) if self.count else float("nan")
-
-    @property
-    def mean_closed_duration_s(self) -> float:
-        """Mean frames per blink under the "substantially closed" level, in seconds."""
-        if self.closed_lengths is None:
-            raise ValueError("detect_blinks(..., closed_rel=...) was not given a closed level")
-        return float(self.closed_lengths.mean() / self.fps) if self.count else float("nan")
-
-    @property
-    def mean_interval_s(self) -> float:
-        return float(np.diff(self.starts).mean() / self.fps) if self.count > 1 else float("nan")
-
-
-def detect_blinks(
-    ear: np.ndarray,
-    fps: float,
-    threshold: float | None = None,
-    rel_threshold: float = DEFAULT_REL_THRESHOLD,
-    min_frames: int = DEFAULT_MIN_FRAMES,
-    closed_rel: float | None = None,
-) -> BlinkStats:
-    """Blinks in an EAR trace: runs of >= ``min_frames`` frames below the threshold.
-
-    ``threshold`` None means ``rel_threshold`` x median EAR of the trace (finite frames only).
-    ``closed_rel`` also counts, per blink, its frames below ``closed_rel`` x the median EAR
-    (``closed_lengths``: the "substantially closed" duration).
-    """
-    ear = np.asarray(ear, dtype=np.float64)
-    finite = np.isfinite(ear)
-    if threshold is None:
-        threshold = float(rel_threshold * np.median(ear[finite])) if finite.any() else float("nan")
-    closed = finite & (ear < threshold)
-    padded = np.concatenate([[False], closed, [False]]).astype(np.int8)
-    edges = np.diff(padded)
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    lengths = ends - starts
-    keep = lengths >= min_frames
-    starts, lengths = starts[keep], lengths[keep]
-    closed_lengths = None
-    if closed_rel is not None:
-        level = closed_rel * np.median(ear[finite]) if finite.any() else np.nan
-        shut = (finite & (ear < level)).astype(np.int64)
-        cum = np.concatenate([[0], np.cumsum(shut)])
-        closed_lengths = cum[starts + lengths] - cum[starts]
-    return BlinkStats(starts, lengths, float(threshold), int(ear.size), float(fps), closed_lengths)
 
 
 class _Blinks(Metric):

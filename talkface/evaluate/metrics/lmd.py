@@ -14,39 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from talkface.core.face68 import POINT_SETS, REDUCTIONS, lmd_frames
 from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
-
-POINT_SETS: dict[str, np.ndarray] = {"mouth": np.arange(48, 68), "face": np.arange(68)}
-REDUCTIONS = ("mean", "sum")
-
-
-def lmd_frames(
-    pred: np.ndarray, ref: np.ndarray, points: str = "mouth", reduction: str = "mean"
-) -> np.ndarray:
-    """Per-frame LMD of (T, 68, 2) (or (68, 2)) landmarks; NaN where either frame has no landmarks."""
-    if points not in POINT_SETS:
-        raise ValueError(f"unknown point set {points!r}; choose from {sorted(POINT_SETS)}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; choose from {REDUCTIONS}")
-    p = np.asarray(pred, dtype=np.float64)
-    r = np.asarray(ref, dtype=np.float64)
-    if p.ndim == 2:
-        p, r = p[None], r[None]
-    if p.shape != r.shape or p.shape[1:] != (68, 2):
-        raise ValueError(f"expected matching (T, 68, 2) landmarks, got {p.shape} and {r.shape}")
-    idx = POINT_SETS[points]
-    p, r = p[:, idx], r[:, idx]
-    p = p - p.mean(axis=1, keepdims=True)
-    r = r - r.mean(axis=1, keepdims=True)
-    dist = np.linalg.norm(p - r, axis=2)
-    return dist.mean(axis=1) if reduction == "mean" else dist.sum(axis=1)
-
-
-def lmd(pred: np.ndarray, ref: np.ndarray, points: str = "mouth", reduction: str = "mean") -> float:
-    """Mean over frames (with landmarks on both sides) of the per-frame LMD, in pixels."""
-    per_frame = lmd_frames(pred, ref, points=points, reduction=reduction)
-    valid = per_frame[np.isfinite(per_frame)]
-    return float(valid.mean()) if valid.size else float("nan")
 
 
 class _LMD(Metric):
