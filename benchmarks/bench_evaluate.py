@@ -62,7 +62,7 @@ def evaluate(script: Path, **args) -> dict:
 
 def make_inputs(tmp: Path, n_clips: int) -> tuple[Path, dict[str, Path], list[str]]:
     import cv2
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     from talkface.core.media import read_audio, read_video, write_video
     from talkface.prepare.corpora import get_recipe

@@ -141,7 +141,7 @@ def bench_ssim_psnr(clip: Path) -> dict:
 
 
 def bench_evaluate(clips: list[Path], tmp: Path) -> dict:
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     from talkface.core.media import read_audio, write_video
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate

@@ -57,7 +57,7 @@ from pathlib import Path
 from talkface.prepare.corpora import get_recipe
 from talkface.prepare.corpora.base import ClipSource
 from talkface.prepare.run import PrepareConfig, run_prepare
-from talkface.prepare.store import DatasetStore
+from talkface.store.dataset_writer import DatasetStore
 args = json.loads(sys.argv[1])
 if args.get("video"):
     sources = [ClipSource(clip_id="long", corpus="bench", speaker="x", split="train",

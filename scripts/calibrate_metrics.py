@@ -216,7 +216,7 @@ def floors(n_clips: int, work: Path) -> dict:
     """Noise floor per metric: reference crops re-encoded by generate's writer vs the originals."""
     import json
 
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     from talkface.core.media import read_audio, read_video
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate

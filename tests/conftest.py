@@ -51,7 +51,7 @@ PREPARED_GRID_N = 10
 
 
 def _prepare_grid(root: Path, out: Path, clip_filter, workers: int = 1) -> Path:
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     from talkface.prepare.corpora import get_recipe
     from talkface.prepare.run import PrepareConfig, run_prepare
@@ -113,7 +113,7 @@ def _run_keeping_track(source) -> dict:
 @pytest.fixture(scope="session")
 def _grid_all(grid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(store root, {resolved source video: raw LandmarkTrack}) of the 127-clip preparation."""
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     from talkface.prepare import run as pipeline
     from talkface.prepare.corpora import get_recipe

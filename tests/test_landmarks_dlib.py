@@ -95,7 +95,7 @@ def test_all_s1_clips_faces_crops_and_still_jitter(backend: DlibBackend, grid_ro
     The tracks are this backend's own on each clip's frames, kept from the session's one preparation
     of all fixture clips (conftest ``grid_tracks``) rather than computed a second time: that run used
     the same backend settings, and a clip tracked again here gives the same track exactly."""
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     clips = sorted((grid_root / "s1").glob("*.mpg"))
     assert len(clips) == 125

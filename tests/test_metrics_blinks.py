@@ -70,7 +70,7 @@ PHYSIOLOGICAL_RANGE = (2.0, 50.0)
 
 
 def test_grid_s1_rate_is_physiological(prepared_grid) -> None:
-    from talkface.prepare.store import DatasetStore
+    from talkface.store.dataset_writer import DatasetStore
 
     store = DatasetStore(prepared_grid)
     manifest = store.read_manifest()

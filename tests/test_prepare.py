@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from talkface.prepare.store import DatasetStore, SettingsMismatch
+from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
 
 from talkface.core import media
 from talkface.prepare.corpora.base import ClipSource

@@ -60,7 +60,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from talkface.prepare.corpora.base import hash_fraction
+from talkface.store.splits import CORPUS_PROTOCOLS, hash_fraction
+from talkface.store.splits import recognise_protocol as recognise_committed
 
 log = logging.getLogger("talkface.store.dataset")
 
@@ -390,7 +391,7 @@ class Parts:
 def hash_val_split(train: list[str], seed: int, fraction: float = VAL_FALLBACK_FRACTION
                    ) -> tuple[list[str], list[str]]:
     """(train, val): the ``fraction`` of ``train`` with the smallest seeded hash (at least one clip
-    when there are two or more), by :func:`talkface.prepare.corpora.base.hash_fraction`."""
+    when there are two or more), by :func:`talkface.store.splits.hash_fraction`."""
     if len(train) < 2:
         return list(train), []
     ranked = sorted(train, key=lambda c: hash_fraction(c, seed))
@@ -486,11 +487,8 @@ class Dataset:
         return protocol
 
     def _protocol_hint(self, protocol: str) -> str:
-        try:
-            from talkface.prepare.corpora import get_recipe
-
-            offered = get_recipe(self.corpus).splits
-        except (KeyError, ValueError):
+        offered = CORPUS_PROTOCOLS.get(self.corpus)
+        if offered is None:
             return ""
         if protocol in offered:
             return (f"; add it with `talkface prepare {self.corpus} <corpus folder> --protocol {protocol} "
@@ -660,21 +658,13 @@ def protocol_counts(manifest: pd.DataFrame, column: str) -> dict[str, int]:
 
 
 def recognise_protocol(corpus: str, manifest: pd.DataFrame) -> str | None:
-    """The protocol an old manifest's ``split`` column follows, when its corpus recipe can tell."""
+    """The protocol an old manifest's ``split`` column follows, when its corpus's committed split rules
+    can tell (:func:`talkface.store.splits.recognise_protocol`)."""
     if "split" not in manifest.columns or manifest.empty or not corpus:
         return None
-    try:
-        from talkface.prepare.corpora import get_recipe
-
-        recipe = get_recipe(corpus)
-    except (KeyError, ValueError):
-        return None
-    recognise = getattr(recipe, "recognise_protocol", None)
-    if recognise is None:
-        return None
     rows = manifest[["clip_id", "speaker", "split"]].dropna()
-    return recognise(list(zip(rows.clip_id.astype(str), rows.speaker.astype(str), rows.split.astype(str),
-                              strict=True)))
+    return recognise_committed(corpus, list(zip(rows.clip_id.astype(str), rows.speaker.astype(str),
+                                                 rows.split.astype(str), strict=True)))
 
 
 __all__ = [

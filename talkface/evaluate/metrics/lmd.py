@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from talkface.core.face68 import POINT_SETS, REDUCTIONS, lmd_frames
+from talkface.core.face68 import POINT_SETS, REDUCTIONS, lmd, lmd_frames  # noqa: F401  (lmd: the functional twin)
 from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
 
 

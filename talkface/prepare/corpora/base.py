@@ -7,8 +7,6 @@ discovering 34,000 GRID clips takes seconds; the per-clip pipeline does the heav
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -16,7 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talkface.registry import Registry, UnknownName
+from talkface.registry import Registry
+from talkface.store.splits import (  # noqa: F401  (re-exported: the recipes' helpers)
+    COMMITTED_SPLITS,
+    CORPUS_PROTOCOLS,
+    CommittedParts,
+    CorpusError,
+    HashSplitRule,
+    committed_parts,
+    committed_speaker_split,
+    data_manifests_dir,
+    hash_fraction,
+    recognise_protocol,
+    rule_from_fractions,
+)
 
 #: What ``talkface.prepare.corpora`` offers its users; the recipe modules import the helpers for
 #: writing a recipe (check_root, natural_key, ...) from here by name.
@@ -28,16 +39,13 @@ __all__ = [
     "Discovery",
     "HashSplitRule",
     "RecipeOption",
-    "available_recipes",
-    "get_recipe",
     "hash_fraction",
 ]
 
 Word = tuple[float, float, str]
 
 
-class CorpusError(ValueError):
-    """A corpus folder that cannot be used at all (missing, empty, wrong layout)."""
+
 
 
 @dataclass
@@ -132,54 +140,31 @@ class CorpusRecipe(ABC):
         return None
 
 
-@dataclass(frozen=True)
-class CommittedParts:
-    """The part of each clip under one committed protocol: a speaker table (``speaker-independent``;
-    a speaker it lacks is ``unassigned``) or a seeded per-clip hash rule (``seen``)."""
-
-    protocol: str
-    speakers: dict[str, str]  # speaker -> part under speaker-independent; empty under seen
-    seen: HashSplitRule | None  # the rule under seen; None under speaker-independent
-
-    def part(self, clip_id: str, speaker: str) -> str:
-        if self.seen is not None:
-            return self.seen.assign(clip_id)
-        return self.speakers.get(speaker, "unassigned")
-
-
 class CommittedSplitRecipe(CorpusRecipe):
-    """A recipe whose two protocols are committed in ``data_manifests/<manifest_folder>/`` (GRID,
-    TCD-TIMIT): ``speaker-independent`` from ``speaker_independent.csv``, ``seen`` from ``seen_file``."""
+    """A recipe whose two protocols are committed in ``data_manifests/<folder>/`` (GRID, TCD-TIMIT):
+    ``speaker-independent`` from ``speaker_independent.csv``, ``seen`` from its seen file. Which folder
+    and file are the dataset contract's (:data:`talkface.store.splits.COMMITTED_SPLITS`)."""
 
-    splits = ("speaker-independent", "seen")
-    manifest_folder: str = ""
-    seen_file: str = ""
+    splits = ("speaker-independent", "seen")  # CORPUS_PROTOCOLS of grid and tcd-timit
 
     @classmethod
     def load_speaker_split(cls, path: str | os.PathLike | None = None) -> dict[str, str]:
         """speaker -> part of the speaker-independent protocol (``path``: another table)."""
-        return committed_speaker_split(cls.manifest_folder, path)
+        return committed_speaker_split(COMMITTED_SPLITS[cls.name][0], path)
 
     @classmethod
     def load_seen_split(cls, path: str | os.PathLike | None = None) -> HashSplitRule:
         """The seen rule: a seeded hash of the clip id decides each clip's part (``path``: another file)."""
-        return HashSplitRule.from_csv(path or data_manifests_dir() / cls.manifest_folder / cls.seen_file)
+        folder, seen_file = COMMITTED_SPLITS[cls.name]
+        return HashSplitRule.from_csv(path or data_manifests_dir() / folder / seen_file)
 
     def committed_parts(self, protocol: str) -> CommittedParts:
-        return CommittedParts(protocol,
-                              self.load_speaker_split() if protocol == "speaker-independent" else {},
-                              self.load_seen_split() if protocol == "seen" else None)
+        return committed_parts(self.name, protocol)
 
     def recognise_protocol(self, rows: list[tuple[str, str, str]]) -> str | None:
         """``seen`` or ``speaker-independent`` when every ``(clip_id, speaker, part)`` row follows that
         protocol's rule (``seen`` is tried first)."""
-        if not rows:
-            return None
-        for protocol in ("seen", "speaker-independent"):
-            parts = self.committed_parts(protocol)
-            if all(part == parts.part(clip_id, speaker) for clip_id, speaker, part in rows):
-                return protocol
-        return None
+        return recognise_protocol(self.name, rows)
 
 
 class HashSplitRecipe(CorpusRecipe):
@@ -210,24 +195,12 @@ CORPORA: Registry[type[CorpusRecipe]] = Registry("corpus recipe")
 def register_recipe(name: str) -> Callable[[type[CorpusRecipe]], type[CorpusRecipe]]:
     """Class decorator: make a recipe available as ``get_recipe(name)`` and ``talkface prepare name``."""
 
-    return CORPORA.register_named(name)
+    def decorate(recipe: type[CorpusRecipe]) -> type[CorpusRecipe]:
+        CORPORA.register_named(name)(recipe)
+        CORPUS_PROTOCOLS.setdefault(name, tuple(recipe.splits))  # the dataset contract's hints name them
+        return recipe
 
-
-def available_recipes() -> list[str]:
-    import talkface.prepare.corpora  # noqa: F401  (registers the built-in recipes)
-
-    return CORPORA.names()
-
-
-def get_recipe(name: str) -> CorpusRecipe:
-    """The recipe registered under ``name`` (``grid``, ``folder``, ``voxceleb``)."""
-    import talkface.prepare.corpora  # noqa: F401  (registers the built-in recipes)
-
-    try:
-        return CORPORA.get(name)()
-    except UnknownName:
-        known = ", ".join(available_recipes())
-        raise CorpusError(f"unknown corpus recipe {name!r}; available: {known}") from None
+    return decorate
 
 
 def check_root(root: str | os.PathLike, corpus: str) -> Path:
@@ -257,91 +230,3 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
-# Seeded hash splits ------------------------------------------------------------------------------------
-
-
-def hash_fraction(clip_id: str, seed: int | str) -> float:
-    """A uniform number in [0, 1) fixed by (seed, clip_id) alone: the one hash behind every seeded
-    split in talkface (corpus split rules, and the validation fallback of
-    :meth:`talkface.store.dataset.Dataset.parts`).
-
-    Depending on nothing else is what makes a hash split stable: adding or removing clips never moves
-    an existing clip to another split (unlike a shuffled list cut at fixed positions).
-    """
-    digest = hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-@dataclass(frozen=True)
-class HashSplitRule:
-    """Split by ``hash_fraction(clip_id, seed)``: ``split`` where ``lower <= h < upper``."""
-
-    bounds: tuple[tuple[str, float, float], ...]
-    seed: int = 0
-    hash: str = "sha256"
-
-    def __post_init__(self) -> None:
-        if self.hash != "sha256":
-            raise CorpusError(f"hash split: only sha256 is implemented, got {self.hash!r}")
-        edges = sorted((lo, hi) for _, lo, hi in self.bounds)
-        if not edges or edges[0][0] != 0.0 or edges[-1][1] != 1.0:
-            raise CorpusError(f"hash split bounds must cover [0, 1): {self.bounds}")
-        for (_, hi), (lo, _) in zip(edges, edges[1:], strict=False):
-            if abs(hi - lo) > 1e-12:
-                raise CorpusError(f"hash split bounds leave a gap or overlap at {hi} / {lo}: {self.bounds}")
-
-    def assign(self, clip_id: str) -> str:
-        h = hash_fraction(clip_id, self.seed)
-        for split, lo, hi in self.bounds:
-            if lo <= h < hi:
-                return split
-        raise AssertionError(f"hash {h} outside [0, 1)")  # unreachable: bounds cover [0, 1)
-
-    def fractions(self) -> dict[str, float]:
-        return {split: hi - lo for split, lo, hi in self.bounds}
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike) -> HashSplitRule:
-        """Read ``split,lower,upper,seed,hash`` rows (one seed and hash for all rows)."""
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows:
-            raise CorpusError(f"{path}: no split rows")
-        seeds = {r["seed"] for r in rows}
-        hashes = {r["hash"] for r in rows}
-        if len(seeds) != 1 or len(hashes) != 1:
-            raise CorpusError(f"{path}: every row must share one seed and one hash")
-        bounds = tuple((r["split"], float(r["lower"]), float(r["upper"])) for r in rows)
-        return cls(bounds=bounds, seed=int(rows[0]["seed"]), hash=rows[0]["hash"])
-
-
-def rule_from_fractions(fractions: tuple[float, float, float], seed: int = 0) -> HashSplitRule:
-    """A train/val/test hash split with the given fractions (which must sum to 1)."""
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise CorpusError(f"split fractions (train, val, test) must be >= 0 and sum to 1, got {fractions}")
-    train, val, _ = fractions
-    return HashSplitRule(
-        bounds=(("train", 0.0, train), ("val", train, train + val), ("test", train + val, 1.0)), seed=seed
-    )
-
-
-def data_manifests_dir() -> Path:
-    """Committed split lists and corpus fix-ups: ``$TALKFACE_DATA_MANIFESTS`` or the repo's folder."""
-    env = os.environ.get("TALKFACE_DATA_MANIFESTS")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "data_manifests"
-    if not path.is_dir():
-        raise CorpusError(
-            f"data_manifests folder not found at {path}: install talkface from its source tree "
-            "(pip install -e .) or set TALKFACE_DATA_MANIFESTS to the repository's data_manifests folder"
-        )
-    return path
-
-
-def committed_speaker_split(corpus_folder: str, path: str | os.PathLike | None = None) -> dict[str, str]:
-    """speaker -> part of a committed speaker-independent protocol: ``path``, or
-    ``data_manifests/<corpus_folder>/speaker_independent.csv`` (columns speaker, split)."""
-    import csv
-
-    path = Path(path) if path else data_manifests_dir() / corpus_folder / "speaker_independent.csv"
-    with open(path, newline="") as fh:
-        return {row["speaker"]: row["split"] for row in csv.DictReader(fh)}

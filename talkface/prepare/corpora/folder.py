@@ -30,6 +30,7 @@ from talkface.prepare.corpora.videos import (  # noqa: F401  (re-exported: the n
     read_transcript,
 )
 from talkface.prepare.corpora.voxceleb import speaker_in_path
+from talkface.store.splits import CORPUS_PROTOCOLS
 
 
 def speaker_for(root: Path, video: Path) -> str:
@@ -42,7 +43,7 @@ def speaker_for(root: Path, video: Path) -> str:
 class FolderRecipe(HashSplitRecipe):
     """Any folder of videos (mp4, avi, mov, mkv, mpg, webm), recursively, split by a seeded hash."""
 
-    splits = ("hash",)
+    splits = CORPUS_PROTOCOLS["folder"]
     root_help = ("A folder of talking-face videos (searched recursively); the first folder level (or a "
                  "VoxCeleb idXXXXX level) is the speaker.")
 

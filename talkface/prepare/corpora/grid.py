@@ -167,8 +167,6 @@ def _best_matching_folder(root: Path, videos: list[Path]) -> tuple[str, float] |
 class GridRecipe(CommittedSplitRecipe):
     """GRID in the Zenodo or the original-site layout, with checked alignments and committed splits."""
 
-    manifest_folder = "grid"
-    seen_file = "seen_speaker.csv"
     root_help = ("GRID root: Zenodo layout (s1/*.mpg, alignments/s1/*.align) or the original site layout "
                  "(s1/video/mpg_6000/*.mpg, s1/align/*.align).")
     options = (

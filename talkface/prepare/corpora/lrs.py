@@ -41,8 +41,9 @@ from talkface.prepare.corpora.base import (
     register_recipe,
     rule_from_fractions,
 )
+from talkface.store.splits import CORPUS_PROTOCOLS
 
-SPLITS = ("official", "speaker-hash", "hash")
+SPLITS = CORPUS_PROTOCOLS["lrs"]
 LRS2_LISTS = {"train.txt": "train", "val.txt": "val", "test.txt": "test", "pretrain.txt": "train"}
 LRS3_PARTS = {"trainval": "train", "test": "test", "pretrain": "train"}
 PRETRAIN = "pretrain"

@@ -238,8 +238,6 @@ def _find_mlfs(root: Path) -> list[Path]:
 class TcdTimitRecipe(CommittedSplitRecipe):
     """TCD-TIMIT volunteers and lipspeakers (29.97 fps), with the published speaker-independent split."""
 
-    manifest_folder = "tcd_timit"  # speaker_independent.csv: train / test / unassigned
-    seen_file = "seen.csv"
     root_help = ("TCD-TIMIT root holding volunteers/01M/Clips/straightcam/sa1.mp4 (or volunteers/01M/"
                  "straightcam/sa1.mp4) and lipspeakers/Lipspkr1/...; label files (*.mlf) at the root are "
                  "read where present.")

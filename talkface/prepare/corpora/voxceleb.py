@@ -41,10 +41,11 @@ from talkface.prepare.corpora.base import (
     register_recipe,
 )
 from talkface.prepare.corpora.videos import ID_SEPARATOR, find_videos
+from talkface.store.splits import CORPUS_PROTOCOLS
 
 SPEAKER_RE = re.compile(r"^id\d{5}$")
 OFFICIAL_PARTS = {"dev": "train", "test": "test"}
-SPLITS = ("official", "speaker-hash", "hash")
+SPLITS = CORPUS_PROTOCOLS["voxceleb"]
 AUDIO_SUFFIXES = (".m4a", ".wav")
 #: the parallel audio trees of the releases, tried in this order (``<part>/mp4`` -> ``<part>/aac``)
 AUDIO_TREES = {".m4a": "aac", ".wav": "wav"}
