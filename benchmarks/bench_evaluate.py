@@ -62,12 +62,12 @@ def evaluate(script: Path, **args) -> dict:
 
 def make_inputs(tmp: Path, n_clips: int) -> tuple[Path, dict[str, Path], list[str]]:
     import cv2
-    from talkface.store.dataset_writer import DatasetStore
 
     from talkface.core.media import read_audio, read_video, write_video
     from talkface.prepare.corpora import get_recipe
     from talkface.prepare.run import PrepareConfig, run_prepare
     from talkface.store.dataset import Dataset
+    from talkface.store.dataset_writer import DatasetStore
     from talkface.utils.fixtures import fixtures_dir
 
     clips = sorted((c for c in get_recipe("grid").discover(fixtures_dir() / "grid", split="seen").clips

@@ -141,12 +141,11 @@ def bench_ssim_psnr(clip: Path) -> dict:
 
 
 def bench_evaluate(clips: list[Path], tmp: Path) -> dict:
-    from talkface.store.dataset_writer import DatasetStore
-
     from talkface.core.media import read_audio, write_video
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
     from talkface.prepare.corpora import get_recipe
     from talkface.prepare.run import PrepareConfig, run_prepare
+    from talkface.store.dataset_writer import DatasetStore
 
     names = {c.stem for c in clips}
     grid = fixtures_dir() / "grid"

@@ -12,7 +12,7 @@
    the blink stage selects against its training data), so ``val`` and ``test`` are both held out.
 3. Generate the trained pipeline and the five built-in baselines (``ground-truth``, ``static-frame``,
    ``mean-face``, ``oracle-landmarks``, ``no-blinks``) on the held-out parts with
-   ``talkface.generation.generator.generate_part``, the code of ``generate --data`` / ``baseline``.
+   ``talkface.generation.part.generate_part``, the code of ``generate --data`` / ``baseline``.
 4. ``talkface evaluate`` each method (PSNR, SSIM, mouth and face LMD, blink rate and duration; dlib
    landmarks on generated and reference frames alike).
 5. Paired comparisons over clips (the same clips for both methods; bootstrap of the mean difference,
@@ -108,8 +108,9 @@ def stage_records(runs: Path) -> dict[str, Any]:
 
 def generate(data: Path, runs: Path, videos: Path, parts: list[str], seed: int) -> dict[str, Any]:
     from talkface.generation.baselines import get_baseline
-    from talkface.generation.generator import generate_part, load_generator
+    from talkface.generation.generator import load_generator
     from talkface.generation.method import TrainedPipeline
+    from talkface.generation.part import generate_part
 
     gen = load_generator(runs, device="auto")
     timing = {}
@@ -139,9 +140,10 @@ def landmark_stage_per_clip(data: Path, runs: Path, parts: list[str]) -> dict[st
     import pandas as pd
     import torch
 
-    from talkface.models.speech_to_landmarks import lmd_mouth_centroid_mean, load_landmark_stage
+    from talkface.models.speech_to_landmarks import load_landmark_stage
     from talkface.store.dataset import Dataset
     from talkface.train import data as mdata
+    from talkface.train.landmarks import lmd_mouth_centroid_mean
 
     model, config, _ = load_landmark_stage(runs / "lm")
     store = Dataset.open(data)

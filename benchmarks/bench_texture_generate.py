@@ -158,8 +158,9 @@ def _batch(n: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tenso
 def texture_train_rate(batch: dict[str, torch.Tensor], steps: int, device: torch.device, bf16: bool) -> float:
     from lightning.fabric import Fabric
 
-    from talkface.models.texture import TextureConfig, TextureStage
+    from talkface.models.texture import TextureConfig
     from talkface.train.loop import TrainContext, TrainSettings
+    from talkface.train.texture import TextureStage
 
     stage = TextureStage(".", config=TextureConfig())
     stage.channels_last = device.type == "cuda"

@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from talkface.models.speech_to_landmarks import (
-    LandmarkConfig,
-    LandmarkStage,
-    SpeechToLandmarks,
-    landmark_loss,
-)
+from talkface.models.speech_to_landmarks import LandmarkConfig, SpeechToLandmarks, landmark_loss
 from talkface.store.dataset import Dataset
 from talkface.store.dataset_writer import DatasetStore
 from talkface.train import data as mdata
+from talkface.train.landmarks import LandmarkStage
 from talkface.train.loop import TrainSettings, run_training
 from talkface.utils import atomic
 from talkface.utils.provenance import provenance

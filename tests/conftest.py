@@ -51,10 +51,9 @@ PREPARED_GRID_N = 10
 
 
 def _prepare_grid(root: Path, out: Path, clip_filter, workers: int = 1) -> Path:
-    from talkface.store.dataset_writer import DatasetStore
-
     from talkface.prepare.corpora import get_recipe
     from talkface.prepare.run import PrepareConfig, run_prepare
+    from talkface.store.dataset_writer import DatasetStore
 
     sources = [s for s in get_recipe("grid").discover(root, split="seen").clips if clip_filter(s)]
     store = DatasetStore(out)
@@ -113,10 +112,9 @@ def _run_keeping_track(source) -> dict:
 @pytest.fixture(scope="session")
 def _grid_all(grid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(store root, {resolved source video: raw LandmarkTrack}) of the 127-clip preparation."""
-    from talkface.store.dataset_writer import DatasetStore
-
     from talkface.prepare import run as pipeline
     from talkface.prepare.corpora import get_recipe
+    from talkface.store.dataset_writer import DatasetStore
 
     out = tmp_path_factory.mktemp("prepared_grid_all")
     sources = get_recipe("grid").discover(grid_root, split="seen").clips

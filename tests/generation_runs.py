@@ -18,10 +18,11 @@ def trained_runs(prepared_grid: Path, tmp_path_factory) -> Path:
     """runs/{lm,blink,tex}, each stage trained for 2 steps (made on first use, then reused)."""
     import torch
 
-    from talkface.models.blinks import BlinkStage
-    from talkface.models.speech_to_landmarks import LandmarkStage
-    from talkface.models.texture import TextureConfig, TextureStage
+    from talkface.models.texture import TextureConfig
+    from talkface.train.blinks import BlinkStage
+    from talkface.train.landmarks import LandmarkStage
     from talkface.train.loop import TrainSettings, run_training
+    from talkface.train.texture import TextureStage
 
     root = tmp_path_factory.getbasetemp() / "generation_runs"
     done = root / "done"

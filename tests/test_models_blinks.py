@@ -15,13 +15,13 @@ from talkface.models.blinks import (
     blink_statistics,
     detect_blinks,
     eye_aspect_ratio,
-    eye_sequences,
     impose_blinks,
     local_windows,
     rbf_mmd2,
 )
 from talkface.store.dataset import Dataset
 from talkface.train import data as mdata
+from talkface.train.blinks import eye_sequences
 
 torch.set_num_threads(1)
 
@@ -98,7 +98,7 @@ def test_open_eye_origin_by_hand() -> None:
         face[t, 36:42], face[t, 42:48] = eye, eye + [10, 0]
     clip = mdata.ClipArrays(clip_id="c", speaker="s", landmarks=face, valid=np.ones(4, bool),
                             features=np.zeros((4, 1, 1), np.float32), crop_size=128)
-    from talkface.models.blinks import origin_shape
+    from talkface.train.blinks import origin_shape
 
     np.testing.assert_allclose(origin_shape(clip, "eyes", "open-eyes")[:6], open_eye)
     np.testing.assert_allclose(origin_shape(clip, "eyes", "mean")[:6], (3 * open_eye + shut) / 4)
@@ -139,7 +139,7 @@ def test_generator_overfits_real_eye_sequences(prepared_grid: Path) -> None:
     real = torch.from_numpy(eye_sequences(clips, 40, 20)[:16])
     cfg = BlinkConfig(scale=float(real.std()), hidden=32, rnn_layers=1,
                       bandwidths_seq=[2.0, 4.0, 8.0, 16.0], bandwidths_local=[1.0, 2.0, 4.0, 8.0])
-    from talkface.models.blinks import BlinkStage
+    from talkface.train.blinks import BlinkStage
 
     stage = BlinkStage.__new__(BlinkStage)
     stage.config = cfg

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from talkface.store import checkpoints as ck
+from talkface.store.blink_calibration import CALIBRATION_FILE
 from talkface.train import all_stages as recipe
 
 
@@ -73,7 +74,7 @@ def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_pa
     tex = rows[("texture", "L1 to the real frame")]
     assert tex["baseline_name"] == "identity frame copied" and 0 < tex["baseline"] < tex["ours"]
     assert rows[("blinks", "blinks per minute")]["baseline"] > 0  # the real clips' rate
-    calibrated = json.loads((out / "blink" / calibrate.CALIBRATION_FILE).read_text())
+    calibrated = json.loads((out / "blink" / CALIBRATION_FILE).read_text())
     assert calibrated["amplitude"] in calibrate.AMPLITUDES and len(calibrated["clips"]) == 2
     row = rows[("blinks", f"blinks per minute in generated frames, calibrated x{calibrated['amplitude']:g}")]
     assert row["baseline_name"] == "real crops" and row["baseline"] == calibrated["real_blinks_per_min"]

@@ -241,8 +241,8 @@ def test_config_round_trip():
 
 def test_crop_pairs_identity_is_never_the_target(prepared_grid):
     from talkface.core import media
-    from talkface.models.texture import CropPairDataset
     from talkface.store.dataset import Dataset
+    from talkface.train.texture import CropPairDataset
 
     store = Dataset.open(prepared_grid)
     ids = store.parts(val_fallback_seed=0).train[:2]
@@ -279,8 +279,8 @@ def test_texture_stage_overfits_a_tiny_batch_of_real_crops(prepared_grid, tmp_pa
     identity within 60 steps (tiny widths, lr 2e-3, CPU)."""
     from lightning.fabric import Fabric
 
-    from talkface.models.texture import TextureStage
     from talkface.train.loop import TrainContext, TrainSettings
+    from talkface.train.texture import TextureStage
 
     torch.manual_seed(0)
     settings = TrainSettings(out_dir=tmp_path, batch_size=4, lr=2e-3, accelerator="cpu")
@@ -320,9 +320,9 @@ def test_instance_norm_equals_torch_instance_norm():
 
 def test_texture_training_resumes_to_the_same_weights(prepared_grid, tmp_path):
     """4 steps straight == 2 steps, then --resume to 4 (weights equal exactly on CPU, fixed seed)."""
-    from talkface.models.texture import TextureStage
     from talkface.store.checkpoints import load_checkpoint
     from talkface.train.loop import TrainSettings, run_training
+    from talkface.train.texture import TextureStage
 
     def train(out, steps, resume=False):
         settings = TrainSettings(out_dir=out, max_steps=steps, batch_size=2, accelerator="cpu", seed=3,
@@ -344,9 +344,10 @@ def test_texture_training_resumes_to_the_same_weights(prepared_grid, tmp_path):
 def test_validation_and_generation_use_the_weight_average(prepared_grid, tmp_path):
     """The checkpoint holds models.generator_ema; validation reports it (and the raw generator as
     l1_raw); texture_generator_from_state loads it, and a checkpoint without it loads the raw weights."""
-    from talkface.models.texture import TextureStage, texture_generator_from_state
+    from talkface.models.texture import texture_generator_from_state
     from talkface.store.checkpoints import load_checkpoint
     from talkface.train.loop import TrainSettings, run_training
+    from talkface.train.texture import TextureStage
 
     settings = TrainSettings(out_dir=tmp_path / "r", max_steps=3, batch_size=2, accelerator="cpu", seed=1,
                              val_every=3, image_every=1000, lr=1e-3)

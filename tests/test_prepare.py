@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
 
 from talkface.core import media
 from talkface.prepare.corpora.base import ClipSource
 from talkface.prepare.run import ClipTools, PrepareConfig, prepare_clip, run_prepare
+from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
 
 INNER_LIP_TOP, INNER_LIP_BOTTOM = 62, 66
 

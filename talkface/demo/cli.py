@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -23,34 +24,40 @@ Examples:
 """
 
 
-def demo(
-    out: Path = typer.Option(Path("demo-output"), "--out", "-o",
-                             help="Folder receiving everything the demo makes (resumed when rerun)."),
-    quick: bool = typer.Option(False, "--quick",
-                               help="CI size: a few training steps, fewer metrics."),
-    data: Path | None = typer.Option(
-        None, "--data", help="A prepared dataset (`talkface prepare ...`) to run on instead of the built-in "
-        "clips: trains on its train part, generates and scores its test part. It is only read."),
-    protocol: str | None = typer.Option(
-        None, "--protocol", help="With --data: the split protocol (default: the dataset's own)."),
-    gpu: bool = typer.Option(False, "--gpu", help="Train and generate on the GPU (--accelerator gpu, "
-                             "--device cuda)."),
-) -> None:
-    from talkface.demo.run import DemoConfig, DemoError, StepFailed, run_demo
+def demo_command(app: typer.Typer) -> Callable[..., None]:
+    """The ``demo`` command, running its steps as commands of ``app`` (the root talkface app, handed
+    down by :mod:`talkface.cli` so the demo never imports the command line above it)."""
 
-    config = DemoConfig(out=out, quick=quick, data=data, protocol=protocol, gpu=gpu)
-    try:
-        run_demo(config)
-    except DemoError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except StepFailed as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code if exc.exit_code not in (0, None) else 1) from None
-    except KeyboardInterrupt:
-        typer.echo("stopped: run the same command again to continue where it stopped", err=True)
-        raise typer.Exit(130) from None
+    def demo(
+        out: Path = typer.Option(Path("demo-output"), "--out", "-o",
+                                 help="Folder receiving everything the demo makes (resumed when rerun)."),
+        quick: bool = typer.Option(False, "--quick",
+                                   help="CI size: a few training steps, fewer metrics."),
+        data: Path | None = typer.Option(
+            None, "--data", help="A prepared dataset (`talkface prepare ...`) to run on instead of the "
+            "built-in clips: trains on its train part, generates and scores its test part. It is only read."),
+        protocol: str | None = typer.Option(
+            None, "--protocol", help="With --data: the split protocol (default: the dataset's own)."),
+        gpu: bool = typer.Option(False, "--gpu", help="Train and generate on the GPU (--accelerator gpu, "
+                                 "--device cuda)."),
+    ) -> None:
+        from talkface.demo.run import DemoConfig, DemoError, StepFailed, run_demo
+
+        config = DemoConfig(out=out, quick=quick, data=data, protocol=protocol, gpu=gpu)
+        try:
+            run_demo(config, app)
+        except DemoError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except StepFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code if exc.exit_code not in (0, None) else 1) from None
+        except KeyboardInterrupt:
+            typer.echo("stopped: run the same command again to continue where it stopped", err=True)
+            raise typer.Exit(130) from None
+
+    return demo
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo", help=DEMO_HELP)(demo)
+    app.command("demo", help=DEMO_HELP)(demo_command(app))

@@ -133,6 +133,7 @@ class Context:
     held_out: list[str]
     console: Console
     state: dict[str, Any] = field(default_factory=dict)
+    app: Any = None  # the talkface Typer app whose commands the steps run
 
     @property
     def profile(self) -> Profile:
@@ -158,15 +159,14 @@ class Context:
 # The talkface commands, called in this process ---------------------------------------------------------
 
 
-def invoke(args: Sequence[str]) -> int:
-    """Run ``talkface ARGS`` in this process; return its exit status (a command's own errors are printed
-    by the command; an unexpected exception propagates)."""
+def invoke(app: Any, args: Sequence[str]) -> int:
+    """Run ``talkface ARGS`` (a command of ``app``, the talkface Typer app) in this process; return its
+    exit status (a command's own errors are printed by the command; an unexpected exception propagates).
+    The app is given, not imported: the demo stands below the command line that holds it."""
     import importlib
 
     import typer
     import typer.main
-
-    from talkface.cli import app
 
     # click's exceptions, wherever this typer takes click from (typer >= 0.2x vendors it as typer._click,
     # older releases depend on the click package): never import click directly
@@ -201,15 +201,9 @@ def _gen_common(ctx: Context) -> list[str]:
 
 
 def _videos_complete(ctx: Context, method: str) -> bool:
-    import json
+    from talkface.store.generated_videos import is_complete
 
-    folder = ctx.videos(method)
-    try:
-        record = json.loads((folder / "generation.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (bool(record.get("complete")) and not record.get("failed")
-            and all((folder / f"{c}.mp4").is_file() for c in ctx.held_out))
+    return is_complete(ctx.videos(method), list(ctx.held_out))
 
 
 def _evaluated(ctx: Context, method: str) -> bool:
@@ -558,7 +552,7 @@ def _run_step(ctx: Context, step: Step) -> str:
     notes = []
     for args in step.command(ctx):
         ctx.console.print(f"[dim]$ talkface {escape(' '.join(args))}[/]", highlight=False, soft_wrap=True)
-        code = invoke(args)
+        code = invoke(ctx.app, args)
         if code != 0:
             raise StepFailed(f"step '{step.title}' failed: `talkface {' '.join(args)}` exited with status "
                              f"{code} (its message is above); fix it and run the demo again to continue",
@@ -568,10 +562,10 @@ def _run_step(ctx: Context, step: Step) -> str:
     return "; ".join(n for n in notes if n)
 
 
-def run_demo(config: DemoConfig, console: Console | None = None, out_console: Console | None = None
-             ) -> dict[str, Any]:
-    """Run (or resume) the demo; return its summary. Raises :class:`DemoError` for bad input or a refused
-    folder and :class:`StepFailed` when a step's command fails."""
+def run_demo(config: DemoConfig, app: Any, console: Console | None = None,
+             out_console: Console | None = None) -> dict[str, Any]:
+    """Run (or resume) the demo with the commands of ``app`` (``talkface.cli.app``); return its summary.
+    Raises :class:`DemoError` for bad input or a refused folder and :class:`StepFailed` when a step's command fails."""
     from talkface.utils.lock import FolderLocked, WriterLock
 
     console = console or Console(stderr=True)
@@ -600,7 +594,7 @@ def run_demo(config: DemoConfig, console: Console | None = None, out_console: Co
         raise DemoError(str(exc)) from None
     try:
         state = check_out_folder(out, settings)  # again, now that no other demo can write it
-        ctx = Context(config, out, data, protocol, held_out, console, state)
+        ctx = Context(config, out, data, protocol, held_out, console, state, app)
         if config.data is None and _prepared(ctx):
             ctx.held_out = _held_out(data, protocol)
         return _run_steps(ctx, out_console)

@@ -1,7 +1,7 @@
 """Built-in baselines: the reference methods every comparison table needs, one registry.
 
-Each baseline is a :class:`~talkface.generation.generator.Method` run by
-:func:`~talkface.generation.generator.generate_part`, exactly like the trained pipeline of
+Each baseline is a :class:`~talkface.generation.method.Method` run by
+:func:`~talkface.generation.part.generate_part`, exactly like the trained pipeline of
 ``generate --data``: one ``<clip_id>.mp4`` per usable clip of a part, the reference crop's frame count,
 the clip's audio track, the same codec and quality (:data:`~talkface.generation.generator.VIDEO_CODEC`),
 and a ``generation.json`` with the baseline's definition and the SHA-256 of every checkpoint it loaded.

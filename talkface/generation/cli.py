@@ -159,7 +159,9 @@ def generate(
     clip's audio, so `talkface evaluate` pairs them frame by frame. The --data form skips videos that
     exist (rerun to resume), records failures in OUT/generation.json and goes on.
     """
-    from talkface.generation import generator as pipeline
+    from talkface.generation import generator
+    from talkface.generation.method import TrainedPipeline
+    from talkface.generation.part import generate_part
 
     single = audio is not None or identity is not None
     if single == (data is not None):
@@ -169,13 +171,13 @@ def generate(
         raise typer.BadParameter("the one-video form needs both --audio and --identity")
     part = resolve_part(opts.part, opts.split, "generate")
     try:
-        inputs = pipeline.read_inputs(audio, identity) if single else None  # before loading any model
-        gen = pipeline.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
+        inputs = generator.read_inputs(audio, identity) if single else None  # before loading any model
+        gen = generator.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
                                       data=data)
         if single:
-            record = pipeline.generate_from_files(gen, audio, identity, out, opts.seed, inputs)
+            record = generator.generate_from_files(gen, audio, identity, out, opts.seed, inputs)
         else:
-            summary = pipeline.generate_part(gen, pipeline.TrainedPipeline(), data, part, out, opts.seed,
+            summary = generate_part(gen, TrainedPipeline(), data, part, out, opts.seed,
                                              opts.protocol, opts.quiet)
     except _errors() as exc:
         raise _fail(exc) from exc
@@ -217,16 +219,17 @@ def _baseline_command(name: str) -> Callable[..., None]:
                                  f"(e.g. out/{name})."),
         opts: RunOptions = RunOptions(),
     ) -> None:
-        from talkface.generation import generator as pipeline
+        from talkface.generation import generator
         from talkface.generation.baselines import get_baseline
+        from talkface.generation.part import generate_part
 
         part = resolve_part(opts.part, opts.split, f"baseline {name}")
         method = get_baseline(name)
         try:
-            gen = pipeline.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
+            gen = generator.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
                                           stages=method.stages, needed_by=f"baseline {name}",
                                           data=data)  # no stages: reads nothing
-            summary = pipeline.generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
+            summary = generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
                                              opts.quiet)
         except _errors() as exc:
             raise _fail(exc) from exc

@@ -12,7 +12,8 @@ Two forms, one writer:
 - every usable clip of a prepared dataset's part (``generate --data D --part test``): one
   ``<clip_id>.mp4`` per clip with exactly the reference crop's frame count and the clip's own audio,
   identity = the clip's frame with a closed, neutral mouth and open eyes
-  (:func:`choose_identity_frame`). :func:`generate_part` runs any :class:`Method`
+  (:func:`talkface.core.face68.choose_identity_frame`). :func:`talkface.generation.part.generate_part`
+  runs any :class:`~talkface.generation.method.Method`
   this way, which is how the built-in baselines (:mod:`talkface.generation.baselines`) write videos
   that differ from the trained pipeline's only in what the method computes.
 
@@ -40,8 +41,7 @@ import numpy as np
 
 from talkface import __version__
 from talkface.core import media
-from talkface.core.face68 import IDENTITY_RULE, NoFaceError, choose_identity_frame
-from talkface.generation.method import Method, TrainedPipeline  # noqa: F401 (re-exported)
+from talkface.core.face68 import NoFaceError, choose_identity_frame
 from talkface.utils import atomic
 
 FPS = 25.0
@@ -55,7 +55,6 @@ VIDEO_CODEC = {"video": "libx264", "pix_fmt": "yuv420p", "crf": 18, "preset": "u
 # The smallest face the dlib HOG detector finds with its one upsampled retry, measured on GRID frames
 # scaled down (a face-filling 48x48 image is found, 40x40 is not).
 MIN_FACE_PX = 48
-GENERATION_JSON = "generation.json"
 
 
 def n_frames_for(n_samples: int, sr: int = SAMPLE_RATE, fps: float = FPS) -> int:
@@ -169,8 +168,6 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
         gen.provenance["image_size"] = gen.size
         gen.provenance["composite"] = composite.RULE
     if gen.blink_model is not None:
-        from talkface.train.blink_calibration import apply_calibration
-
         amplitude: dict[str, Any] = {"checkpoint": float(gen.blink_model.config.amplitude)}
         calibration = apply_calibration(gen, runs["blinks"].out_dir)
         if calibration is not None:
@@ -473,82 +470,25 @@ def clip_inputs(ds: Any, clip_id: str) -> ClipInputs:
                       crop_path=crop_path)
 
 
-def generate_part(gen: Generator, method: Method, data: str | os.PathLike, part: str,
-                  out_dir: str | os.PathLike, seed: int = 0, protocol: str | None = None,
-                  quiet: bool = False) -> dict[str, Any]:
-    """One ``<clip_id>.mp4`` per usable clip of ``part`` (train/val/test) of ``protocol`` (the dataset's
-    own by default); resumes by skipping existing files.
+def apply_calibration(gen: Generator, blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Set the generator's blink amplitude from the blink run's calibration record when it was measured
+    with exactly the loaded blink and texture weights; returns what generation records (None: not
+    applied)."""
+    from talkface.store import blink_calibration as record_file
 
-    A clip that fails is recorded (``OUT/generation.json``, ``failed``) and the run goes on. An output
-    folder that holds another method's videos, or videos made with other checkpoints or another seed,
-    is refused rather than mixed.
-    """
-    from talkface.store.dataset import Dataset
-    from talkface.utils.lock import WriterLock
-    from talkface.utils.progress import make_progress
-
-    if part not in ("train", "val", "test"):
-        raise ValueError(f"--part must be train, val or test, not {part!r}")
-    ds = Dataset.open(data)
-    parts = ds.parts(protocol).require(part)  # DatasetError naming what the protocol holds
-    clip_ids = list(parts[part])
-    out_dir = Path(out_dir)
-    header = {**method.describe(), "identity_frame": IDENTITY_RULE, "data": str(Path(data).resolve()),
-              "protocol": parts.protocol,
-              "part": part, "seed": seed, "fps": ds.fps, "crop_size": int(ds.crop_size),
-              "frame_count_rule": "the reference crop's frame count", "video": VIDEO_CODEC,
-              "audio": "the clip's audio (source file, else the crop's track), fitted to the frame count",
-              **gen.provenance}
-    done, skipped, failed = [], [], {}
-    with WriterLock(out_dir, f"{method.name} videos"):
-        _check_same_run(out_dir, header)
-        atomic.write_json(out_dir / GENERATION_JSON, {**header, "complete": False})
-        progress = make_progress()
-        if not quiet:
-            progress.start()
-        try:
-            task = progress.add_task(f"{method.name} {part}", total=len(clip_ids), info="")
-            for clip_id in clip_ids:
-                target = out_dir / f"{clip_id}.mp4"
-                if target.exists():
-                    skipped.append(clip_id)
-                else:
-                    try:
-                        clip = clip_inputs(ds, clip_id)
-                        write_video(target, method.frames(gen, clip, seed), clip.audio, clip.fps,
-                                    expect_frames=clip.n_frames)
-                        done.append(clip_id)
-                    except (media.MediaError, ValueError, OSError, KeyError) as exc:  # NoFaceError too
-                        failed[clip_id] = f"{type(exc).__name__}: {exc}"
-                progress.update(task, advance=1, info=f"{len(failed)} failed")
-        finally:
-            if not quiet:
-                progress.stop()
-        summary = {**header, "complete": True, "generated": done, "skipped_existing": skipped,
-                   "failed": failed}
-        atomic.write_json(out_dir / GENERATION_JSON, summary)
-    return summary
-
-
-# The header fields whose change makes earlier videos in the folder another run's.
-_SAME_RUN_KEYS = ("method", "data", "protocol", "part", "seed", "crop_size", "identity_frame")
-
-
-def _check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
-    import json
-
-    path = out_dir / GENERATION_JSON
-    if not path.exists() or not any(out_dir.glob("*.mp4")):
-        return
+    if gen.blink_model is None or gen.texture is None:
+        return None
+    path = record_file.calibration_path(blink_run_dir)
     try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    diffs = [k for k in _SAME_RUN_KEYS if k in old and old.get(k) != header.get(k)]
-    old_ck = {s: c.get("sha256") for s, c in (old.get("checkpoints") or {}).items()}
-    new_ck = {s: c.get("sha256") for s, c in (header.get("checkpoints") or {}).items()}
-    if old_ck != new_ck:
-        diffs.append("checkpoints")
-    if diffs:
-        raise ValueError(f"{out_dir} already holds videos made with another {', '.join(diffs)} "
-                         f"({old.get('method')!r}): write to another --out, or empty it to redo them")
+        record = record_file.read_calibration(blink_run_dir)
+    except record_file.CalibrationUnreadable as exc:
+        return {"applied": False, "why": str(exc)}
+    if record is None:
+        return None
+    loaded = gen.provenance["checkpoints"]
+    if not record_file.measured_with(record, loaded["blinks"]["sha256"], loaded["texture"]["sha256"]):
+        return {"applied": False, "why": f"{path} was measured with other blink or texture weights"}
+    gen.blink_model.config.amplitude = float(record["amplitude"])
+    return {"applied": True, "file": str(path), "amplitude": float(record["amplitude"]),
+            "real_blinks_per_min": record.get("real_blinks_per_min"),
+            "generated_blinks_per_min": record.get("generated_blinks_per_min")}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 class Method(ABC):
     """The trained pipeline or a baseline, run over a dataset's part by
-    :func:`talkface.generation.generator.generate_part`.
+    :func:`talkface.generation.part.generate_part`.
 
     ``stages``: the trained stages it needs (loaded by :func:`~talkface.generation.generator.load_generator`,
     nothing else is read); ``definition``: one sentence saying what it computes, recorded in

@@ -181,7 +181,7 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
 
 def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The blink calibration's summary row (none when the run has no calibration.json)."""
-    from talkface.train.blink_calibration import calibration_path, chosen_rate
+    from talkface.store.blink_calibration import calibration_path, chosen_rate
 
     path = calibration_path(run_dir)
     if not path.exists():
@@ -216,7 +216,9 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             settings = to.settings_from_cli(**values)
             settings.max_seconds = p.max_seconds
             stage = spec.build(data, protocol, **{o.name: o.default for o in spec.options})
-            result = to.run_training(stage, settings, progress=progress)
+            from talkface.train.loop import run_training
+
+            result = run_training(stage, settings, progress=progress)
             console.print(f"{p.recipe.stage}: step {result.step} ({result.stopped_by}), "
                           f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}")
         progress.update(overall, completed=len(plans), info="done")
@@ -228,6 +230,7 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
 def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: int | None = None) -> None:
     """The blink amplitude through the texture stage, unless a calibration of these very weights exists."""
     from talkface.generation.generator import load_generator
+    from talkface.store.blink_calibration import chosen_rate
     from talkface.train import blink_calibration as calibration
     from talkface.utils.progress import console
 
@@ -239,7 +242,7 @@ def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: i
     record = calibration.calibrate_blink_amplitude(data, out, protocol, seed=seed,
                                                    n_clips=n_clips or calibration.N_CLIPS, gen=gen)
     console.print(f"blinks: amplitude x{record['amplitude']:g} calibrated through the texture stage: "
-                  f"{calibration.chosen_rate(record):.1f} blinks/min in generated frames, "
+                  f"{chosen_rate(record):.1f} blinks/min in generated frames, "
                   f"{record['real_blinks_per_min']:.1f} in the real crops ({len(record['clips'])} training "
                   "clips)")
 

@@ -10,24 +10,21 @@ the same clips. Training clips only (the blink stage needs no speech and the hel
 unseen); every amplitude renders the same clips with the same seed.
 
 The result goes to ``<blink run>/calibration.json`` with the SHA-256 of the blink and texture weights
-it was measured with; :func:`apply_calibration` uses it only while both files are unchanged.
+it was measured with; generation (:func:`talkface.generation.generator.apply_calibration`) uses it
+only while both files are unchanged. The record's reader and writer: :mod:`talkface.store.blink_calibration`.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-CALIBRATION_FILE = "calibration.json"
+from talkface.store.blink_calibration import write_calibration
+
 AMPLITUDES = (1.0, 1.2, 1.4, 1.6, 1.8)
 N_CLIPS = 24
-
-
-def calibration_path(blink_run_dir: str | os.PathLike) -> Path:
-    return Path(blink_run_dir) / CALIBRATION_FILE
 
 
 def _blink_count(detector: Any, frames: np.ndarray, fps: float) -> int:
@@ -48,7 +45,6 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
     from talkface.generation.generator import clip_inputs, find_run, load_generator
     from talkface.generation.method import TrainedPipeline
     from talkface.store.dataset import Dataset
-    from talkface.utils import atomic
     from talkface.utils.progress import make_progress
 
     if gen is None:
@@ -102,32 +98,5 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
         "blinks_sha256": blink_ckpt["sha256"], "texture_sha256": texture_ckpt["sha256"],
         "blink_stage_amplitude": gen.provenance.get("blink_amplitude", {}).get("checkpoint"),
     }
-    atomic.write_json(calibration_path(find_run(checkpoints, "blinks").out_dir), record)
+    write_calibration(find_run(checkpoints, "blinks").out_dir, record)
     return record
-
-
-def chosen_rate(record: dict[str, Any]) -> float:
-    """A calibration's blink rate in generated frames at the amplitude it chose."""
-    return float(record["generated_blinks_per_min"][format(record["amplitude"], "g")])
-
-
-def apply_calibration(gen: Any, blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """Set the generator's blink amplitude from ``calibration.json`` when it was measured with exactly
-    the loaded blink and texture weights; returns what generation records (None: not applied)."""
-    import json
-
-    path = calibration_path(blink_run_dir)
-    if gen.blink_model is None or gen.texture is None or not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"applied": False, "why": f"{path} is not readable JSON"}
-    loaded = gen.provenance["checkpoints"]
-    if (record.get("blinks_sha256") != loaded["blinks"]["sha256"]
-            or record.get("texture_sha256") != loaded["texture"]["sha256"]):
-        return {"applied": False, "why": f"{path} was measured with other blink or texture weights"}
-    gen.blink_model.config.amplitude = float(record["amplitude"])
-    return {"applied": True, "file": str(path), "amplitude": float(record["amplitude"]),
-            "real_blinks_per_min": record.get("real_blinks_per_min"),
-            "generated_blinks_per_min": record.get("generated_blinks_per_min")}

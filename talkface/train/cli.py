@@ -81,7 +81,9 @@ def run_stage_command(spec: to.StageSpec, values: dict[str, Any]) -> None:
     try:
         settings = to.settings_from_cli(**values)
         stage = spec.build(values["data"], protocol, **own)
-        result = to.run_training(stage, settings)
+        from talkface.train.loop import run_training
+
+        result = run_training(stage, settings)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:  # DatasetError, CheckpointError too
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc

@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -43,7 +43,7 @@ class TrainSettings:
     ckpt_every: int = 500
     keep_step_checkpoints: bool = True
     log_every: int = 25
-    val_every: int = 500
+    val_every: int = 250
     image_every: int = 500
     num_workers: int = 0
     lr: float = 1e-3
@@ -70,6 +70,10 @@ def parse_devices(devices: str) -> int | str | list[int]:
     return int(devices)
 
 
+#: The defaults of :class:`TrainSettings`: the shared options below take theirs from here, so the
+#: command line and the library cannot disagree.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+
 # -------------------------------------------------------------------------------------------------
 # The shared options of every ``train`` command, declared once: (parameter name, annotated type,
 # default). A stage overrides defaults in its StageSpec.
@@ -90,31 +94,35 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
         "OUT/tensorboard, validation numbers in OUT/metrics.jsonl.")], ...),
     ("max_steps", Annotated[int, typer.Option(
         "--max-steps", min=1, help="Optimiser steps in total (a resumed run continues up to this count).")],
-     2000),
+     DEFAULTS["max_steps"]),
     ("batch_size", Annotated[int, typer.Option("--batch-size", min=1, help="Samples per device per step.")],
-     16),
+     DEFAULTS["batch_size"]),
     ("devices", Annotated[str, typer.Option(
-        "--devices", help="Devices per node: a count ('4'), ids ('0,1') or 'auto'. >1 runs DDP.")], "1"),
+        "--devices", help="Devices per node: a count ('4'), ids ('0,1') or 'auto'. >1 runs DDP.")],
+     DEFAULTS["devices"]),
     ("num_nodes", Annotated[int, typer.Option(
         "--num-nodes", min=1, help="Machines in a multi-node DDP run (launch with torchrun or the Fabric "
-        "launcher).")], 1),
-    ("accelerator", Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu.")], "auto"),
+        "launcher).")], DEFAULTS["num_nodes"]),
+    ("accelerator", Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu.")],
+     DEFAULTS["accelerator"]),
     ("precision", Annotated[str | None, typer.Option(
-        "--precision", help="Fabric precision; default 32-true on CPU, bf16-mixed on GPU.")], None),
+        "--precision", help="Fabric precision; default 32-true on CPU, bf16-mixed on GPU.")],
+     DEFAULTS["precision"]),
     ("seed", Annotated[int, typer.Option(
-        "--seed", help="Seeds weights, data order and noise: same seed, same run.")], 0),
+        "--seed", help="Seeds weights, data order and noise: same seed, same run.")], DEFAULTS["seed"]),
     ("resume", Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Continue from OUT/checkpoints/last.pt exactly (weights, optimiser, "
-        "RNG states, data position).")], False),
+        "RNG states, data position).")], DEFAULTS["resume"]),
     ("ckpt_every", Annotated[int, typer.Option(
-        "--ckpt-every", min=1, help="Write a checkpoint every N steps (and at the end).")], 500),
+        "--ckpt-every", min=1, help="Write a checkpoint every N steps (and at the end).")],
+     DEFAULTS["ckpt_every"]),
     ("log_every", Annotated[int, typer.Option(
-        "--log-every", min=1, help="TensorBoard scalars every N steps.")], 25),
+        "--log-every", min=1, help="TensorBoard scalars every N steps.")], DEFAULTS["log_every"]),
     ("val_every", Annotated[int, typer.Option(
-        "--val-every", min=1, help="Validate every N steps (and at the end).")], 250),
+        "--val-every", min=1, help="Validate every N steps (and at the end).")], DEFAULTS["val_every"]),
     ("num_workers", Annotated[int, typer.Option(
-        "--num-workers", min=0, help="DataLoader worker processes per device.")], 0),
-    ("lr", Annotated[float, typer.Option("--lr", help="Learning rate (Adam).")], 1e-3),
+        "--num-workers", min=0, help="DataLoader worker processes per device.")], DEFAULTS["num_workers"]),
+    ("lr", Annotated[float, typer.Option("--lr", help="Learning rate (Adam).")], DEFAULTS["lr"]),
 )
 
 
@@ -140,31 +148,8 @@ def resolve_protocol(protocol: str | None, split: str | None, warn: Callable[[st
     return protocol
 
 
-def run_training(stage: Any, settings: TrainSettings, **kwargs: Any) -> Any:
-    """Import the training loop (torch, Lightning) only when a command really trains."""
-    from talkface.train.loop import run_training as _run
-
-    return _run(stage, settings, **kwargs)
-
-
 # -------------------------------------------------------------------------------------------------
 # config dataclasses
-
-C = TypeVar("C")
-
-
-def config_from_dict(cls: type[C], d: dict[str, Any]) -> C:
-    """A config dataclass from its saved dict: unknown keys dropped, lists back to tuples where the
-    field's default is a tuple (JSON and torch.save keep tuples as lists in some paths)."""
-    values = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in d:
-            continue
-        value = d[f.name]
-        if isinstance(f.default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        values[f.name] = value
-    return cls(**values)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -211,7 +196,7 @@ STAGES: Registry[StageSpec] = Registry("training stage")
 
 STAGES.add("landmarks", StageSpec(
     name="landmarks",
-    builder="talkface.models.speech_to_landmarks:build_stage",
+    builder="talkface.train.landmarks:build_stage",
     doc="""Speech -> landmarks: learn displacements of the 68 points from the training part's mean face.
 
     Input features are whatever the dataset was prepared with (deepspeech 16x29, logmel 16x40, mfcc
@@ -236,7 +221,7 @@ STAGES.add("landmarks", StageSpec(
 
 STAGES.add("blinks", StageSpec(
     name="blinks",
-    builder="talkface.models.blinks:build_stage",
+    builder="talkface.train.blinks:build_stage",
     doc="""Eye blinks: a noise -> eye-landmark-motion generator, trained without labels by MMD.
 
     Real sequences are the 12 eye points (36-47) of the dataset's aligned landmarks minus each clip's
@@ -255,7 +240,7 @@ STAGES.add("blinks", StageSpec(
 
 STAGES.add("texture", StageSpec(
     name="texture",
-    builder="talkface.models.texture:build_stage",
+    builder="talkface.train.texture:build_stage",
     doc="""Texture: identity crop + landmark sketch -> frame, with an attention map and a colour map.
 
     The generator's output is A*C + (1-A)*identity (A: attention in [0,1], C: colour in [-1,1],

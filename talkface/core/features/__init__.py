@@ -8,6 +8,9 @@ Backends are chosen by name from a registry::
 The ``deepspeech`` backend registers itself from :mod:`talkface.core.features.deepspeech`.
 """
 
+# The built-in weight-free backends (logmel, mfcc) register on import of this package (importing
+# ``talkface.core.features.base`` imports the package first, so they are always there).
+from talkface.core.features import spectral  # noqa: F401
 from talkface.core.features.base import (
     FEATURE_BACKENDS,
     FeatureBackend,

@@ -62,6 +62,3 @@ def get_feature_backend(name: str, **options: Any) -> FeatureBackend:
     """
     return FEATURE_BACKENDS.get(name)(**options)
 
-
-# Built-in weight-free backends register on import.
-from talkface.core.features import spectral as _spectral  # noqa: E402,F401

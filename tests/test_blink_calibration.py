@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from talkface.train.blink_calibration import CALIBRATION_FILE, apply_calibration
+from talkface.generation.generator import apply_calibration
+from talkface.store.blink_calibration import CALIBRATION_FILE
 
 
 def _generator(blinks_sha: str, texture_sha: str) -> SimpleNamespace:

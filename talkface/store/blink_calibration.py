@@ -1,0 +1,56 @@
+"""The blink calibration record: ``<blink run>/calibration.json``, written by the all-stages training run
+(:mod:`talkface.train.blink_calibration`) and read by generation, which applies its amplitude only while
+the blink and texture weights it was measured with are the ones loaded.
+
+Fields: ``amplitude`` (chosen), ``rule``, ``real_blinks_per_min``, ``generated_blinks_per_min`` (per
+amplitude, keyed by ``format(amplitude, "g")``), ``clips``, ``failed``, ``minutes``, ``seed``,
+``protocol``, ``detector``, ``blink_rule``, ``blinks_sha256``, ``texture_sha256``,
+``blink_stage_amplitude``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from talkface.utils import atomic
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def calibration_path(blink_run_dir: str | os.PathLike) -> Path:
+    return Path(blink_run_dir) / CALIBRATION_FILE
+
+
+def write_calibration(blink_run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write ``record`` atomically beside the blink stage's checkpoints."""
+    path = calibration_path(blink_run_dir)
+    atomic.write_json(path, record)
+    return path
+
+
+class CalibrationUnreadable(ValueError):
+    """A calibration file that exists but is not readable JSON."""
+
+
+def read_calibration(blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The record, or None when the blink run has none; :class:`CalibrationUnreadable` when damaged."""
+    path = calibration_path(blink_run_dir)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise CalibrationUnreadable(f"{path} is not readable JSON") from None
+
+
+def measured_with(record: dict[str, Any], blinks_sha256: str, texture_sha256: str) -> bool:
+    """Whether the record was measured with exactly these blink and texture weights."""
+    return record.get("blinks_sha256") == blinks_sha256 and record.get("texture_sha256") == texture_sha256
+
+
+def chosen_rate(record: dict[str, Any]) -> float:
+    """A calibration's blink rate in generated frames at the amplitude it chose."""
+    return float(record["generated_blinks_per_min"][format(record["amplitude"], "g")])
