@@ -565,7 +565,8 @@ def _run_step(ctx: Context, step: Step) -> str:
 def run_demo(config: DemoConfig, app: Any, console: Console | None = None,
              out_console: Console | None = None) -> dict[str, Any]:
     """Run (or resume) the demo with the commands of ``app`` (``talkface.cli.app``); return its summary.
-    Raises :class:`DemoError` for bad input or a refused folder and :class:`StepFailed` when a step's command fails."""
+    Raises :class:`DemoError` for bad input or a refused folder and :class:`StepFailed` when a step's
+    command fails."""
     from talkface.utils.lock import FolderLocked, WriterLock
 
     console = console or Console(stderr=True)
