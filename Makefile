@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint install clean browser
+.PHONY: demo test bench lint install clean browser package-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ test: $(VENV)/.installed-test browser
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
+
+# The package as a user installs it: a wheel (not editable) in a clean venv, run from outside the source
+# tree, must find its package data and split lists and run the quick demo end to end.
+WHEEL_DIR := build/wheel-check
+package-check: $(VENV)/.installed-test
+	rm -rf $(WHEEL_DIR) build/lib
+	$(BIN)/pip wheel . --no-deps --no-build-isolation -q -w $(WHEEL_DIR)
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/pip install -q $(WHEEL_DIR)/talkface-*.whl
+	cd $(WHEEL_DIR) && venv/bin/talkface demo --quick --out demo-quick
+	test -f $(WHEEL_DIR)/demo-quick/SUMMARY.md
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check talkface tests benchmarks scripts

@@ -1,7 +1,8 @@
 """Run every benchmark (``benchmarks/bench_*.py --out benchmarks/results``) and collect their results.
 
 ``make bench`` calls this. Each benchmark writes its own JSON under benchmarks/results/; this script
-adds ``benchmarks/results/summary.md`` with the machine and date, which the README quotes.
+adds ``benchmarks/results/summary.md`` with the machine and date, then runs scripts/render_figures.py,
+which rewrites the README's and docs' figures from those files (only when ``--out`` is that folder).
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def main() -> int:
         data = json.loads(path.read_text())
         lines.append(f"## {path.stem}\n\n```json\n{json.dumps(data, indent=2)[:4000]}\n```\n")
     (args.out / "summary.md").write_text("\n".join(lines))
+    if args.out.resolve() == (HERE / "results").resolve():
+        # The README's and docs' figures are rendered from these files (scripts/render_figures.py).
+        sys.path.insert(0, str(HERE.parent / "scripts"))
+        import render_figures
+
+        print("== render_figures.py", flush=True)
+        if render_figures.main([]):
+            failed.append("render_figures.py")
     if failed:
         print("failed:", ", ".join(failed))
     return 1 if failed else 0

@@ -7,12 +7,12 @@ fail under ``CI=true``, so a green CI always means the pages were really loaded 
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -26,9 +26,7 @@ def chromium_executable() -> Path | None:
 
 
 def _missing(message: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{message} (required under CI=true; `make test` installs it with apt-get)")
-    pytest.skip(message)
+    missing(f"{message} (`make test` installs it with apt-get)")
 
 
 @pytest.fixture

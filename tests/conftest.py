@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from browser import browser_page  # noqa: F401  (headless Chromium fixture for page tests)
+from needs import require_path
 
 from talkface.utils.fixtures import fixtures_dir
 
@@ -23,12 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def _require(path: Path) -> Path:
-    if not path.exists():
-        message = f"real-clip fixtures not found at {path} (set TALKFACE_FIXTURES)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_path(path, "real-clip fixtures")
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,7 @@ def test_reference_is_a_deprecated_spelling_of_data(
     result = _run("--generated", str(generated), "--reference", str(prepared_grid), "--method", "m",
                   "--out", str(tmp_path / "res"), "--metrics", "psnr")
     assert result.exit_code == 0, result.output
-    assert "--reference` is deprecated: use --data" in result.output
+    assert "--reference is deprecated; use --data" in result.output
     line = _one_error_line(_run("--generated", str(generated), "--reference", str(prepared_grid),
                                 "--data", str(tmp_path), "--method", "m", "--metrics", "psnr"))
     assert "disagree" in line

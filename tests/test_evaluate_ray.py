@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from needs import require_import
 from typer.testing import CliRunner
 
 from talkface.evaluate.reference_cache import CACHE_SUBDIR
@@ -19,12 +20,7 @@ from talkface.evaluate.runner import EvaluateConfig, EvaluateError, run_evaluate
 from talkface.store.dataset import Dataset
 from talkface.store.results import ResultsStore
 
-try:
-    import ray
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("ray is not installed (pip install 'talkface[ray]')", allow_module_level=True)
+ray = require_import("ray", "pip install 'talkface[ray]'")
 
 # deterministic metrics, landmarks on both sides (cpbd is left out: it adds time, not coverage)
 METRICS = ["psnr", "ssim", "lmd_mouth", "lmd_face", "blink_rate"]

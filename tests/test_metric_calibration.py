@@ -7,20 +7,20 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from needs import missing, require_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def calibrate(fixtures_root):
-    if not (fixtures_root / "reference" / "cpbd").is_dir():
-        pytest.skip("reference data not found under the fixtures")
+    require_path(fixtures_root / "reference" / "cpbd", "the authors' MATLAB CPBD outputs")
     script = ROOT / "scripts" / "calibrate_metrics.py"
     spec = importlib.util.spec_from_file_location("calibrate_metrics", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if module._cpbd_package() is None:
-        pytest.skip("cpbd==1.0.7 not installed (pip install cpbd==1.0.7 --no-deps)")
+        missing("cpbd==1.0.7 not installed (pip install cpbd==1.0.7 --no-deps)")
     return module
 
 

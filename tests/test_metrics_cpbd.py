@@ -9,6 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from needs import missing, require_import, require_path
 
 from talkface.evaluate.metrics import cpbd, get_metric
 from talkface.evaluate.metrics._image import to_gray_u8
@@ -92,7 +93,7 @@ def test_sharp_frame_beats_its_blurred_copies_monotonically(grid_gray, variant) 
 def reference_cpbd():
     """The `cpbd` 1.0.7 package, importable on current SciPy by giving it the `imread` it imports
     (it is never used by `compute`). Test-only: talkface does not use or ship this code."""
-    pytest.importorskip("skimage")
+    require_import("skimage", "pip install scikit-image")
     import scipy.ndimage
 
     added = not hasattr(scipy.ndimage, "imread")
@@ -102,7 +103,7 @@ def reference_cpbd():
         sys.modules.pop("cpbd", None)
         module = importlib.import_module("cpbd")
     except ImportError:
-        pytest.skip("cpbd==1.0.7 not installed (pip install cpbd==1.0.7 --no-deps)")
+        missing("cpbd==1.0.7 not installed (pip install cpbd==1.0.7 --no-deps)")
     finally:
         if added:
             del scipy.ndimage.imread
@@ -158,9 +159,7 @@ IMG1_MATLAB = 0.1352566  # sharpness_LIVE_matlab.csv, img1
 
 @pytest.fixture(scope="module")
 def live_img1(fixtures_root) -> dict[str, np.ndarray]:
-    folder = fixtures_root / "reference" / "cpbd"
-    if not folder.is_dir():
-        pytest.skip(f"reference data not found at {folder}")
+    folder = require_path(fixtures_root / "reference" / "cpbd", "the authors' MATLAB CPBD outputs")
     return {
         name: np.loadtxt(folder / f"reference_img1_{name}.txt", delimiter=",")
         for name in ("input", "sobel", "canny", "marziliano")
@@ -210,9 +209,7 @@ def test_live_reference_tables_port_vs_matlab(fixtures_root) -> None:
     is from MATLAB (the gap the `matlab` variant closes): mean 0.0116, max 0.0559."""
     import pandas as pd
 
-    folder = fixtures_root / "reference" / "cpbd"
-    if not folder.is_dir():
-        pytest.skip(f"reference data not found at {folder}")
+    folder = require_path(fixtures_root / "reference" / "cpbd", "the authors' MATLAB CPBD outputs")
     m = pd.read_csv(folder / "sharpness_LIVE_matlab.csv").set_index("image")["sharpness"]
     p = pd.read_csv(folder / "sharpness_LIVE_python.csv").set_index("image")["sharpness"]
     diff = (m - p.reindex(m.index)).abs()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import require_import
 from scipy import ndimage
 from skimage.transform import SimilarityTransform
 
@@ -20,7 +21,7 @@ from talkface.evaluate.metrics.face_align_arcface import (
 )
 from talkface.evaluate.metrics.identity import graph_normalises_input, onnx_first_node_names
 
-onnx = pytest.importorskip("onnx")
+onnx = require_import("onnx", "pip install 'talkface[test]'")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 EMB_DIM = 8

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from needs import require_path
 
 from talkface.evaluate.metrics import get_metric, lpips
 from talkface.evaluate.metrics.base import ClipSample, MetricUnavailable
@@ -157,8 +158,7 @@ PUBLISHED_LPIPS_ALEX = (0.7237, 0.2572, 0.05079, 0.05205, 0.4253)  # published_v
 @pytest.fixture(scope="module")
 def reference_dir(fixtures_root):
     folder = fixtures_root / "reference"
-    if not (folder / "lpips" / "alex.pth").is_file():
-        pytest.skip(f"reference weights not found under {folder}")
+    require_path(folder / "lpips" / "alex.pth", "real LPIPS reference weights")
     return folder
 
 

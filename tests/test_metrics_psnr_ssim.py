@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from needs import require_path
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from talkface.evaluate.metrics import get_metric, psnr, ssim
@@ -126,8 +127,7 @@ PUBLISHED = {"psnr": (21.11, 20.99, 27.01, 23.3, 21.62), "ssim": (0.6993, 0.9978
 @pytest.fixture(scope="module")
 def iqa_pairs(fixtures_root):
     folder = fixtures_root / "reference" / "iqa_pairs"
-    if not folder.is_dir():
-        pytest.skip(f"reference pairs not found at {folder}")
+    require_path(folder, "reference image pairs")
 
     def read(kind):
         return np.stack([cv2.imread(str(folder / kind / f"{n}.bmp"))[..., ::-1] for n in PAIRS])

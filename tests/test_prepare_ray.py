@@ -7,13 +7,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from needs import require_import
 
 from talkface.prepare.corpora import get_recipe
 from talkface.prepare.run import PrepareConfig, run_prepare
 from talkface.store.dataset import Dataset
 from talkface.store.dataset_writer import DatasetStore
 
-ray = pytest.importorskip("ray")
+ray = require_import("ray", "pip install 'talkface[ray]'")
 
 CLIPS = ("bbaf2n", "bgah3a", "lbbe1s")
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from talkface.utils.cli_kit import fail
+
 DEMO_HELP = """The whole job on 12 real GRID clips, in about 6-7 minutes on 2 CPU cores.
 
 Prepares the built-in clips (GRID speaker s1, CC BY 4.0), trains the pipeline with a short budget,
@@ -47,8 +49,7 @@ def demo_command(app: typer.Typer) -> Callable[..., None]:
         try:
             run_demo(config, app)
         except DemoError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            fail(exc)
         except StepFailed as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code if exc.exit_code not in (0, None) else 1) from None

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from talkface.core.executors import RAY_ADDRESS_HELP, executor_help
+from talkface.utils.cli_kit import fail, renamed_option
 
 metrics_app = typer.Typer(
     help="The metrics talkface computes: names, variants, direction, inputs.", no_args_is_help=True
@@ -126,11 +127,10 @@ def evaluate(
 
 
 def _data_path(data: Path | None, reference: Path | None) -> Path:
-    if reference is not None:
-        typer.echo("note: `evaluate --reference` is deprecated: use --data (the prepared dataset)", err=True)
-        if data is not None and data != reference:
-            _fail(f"--data {data} and --reference {reference} disagree: give --data only")
-        data = reference
+    try:
+        data = renamed_option("--data", data, "--reference", reference, "the prepared dataset")
+    except typer.BadParameter as exc:
+        _fail(exc.message)
     if data is None:
         _fail("missing option --data: the prepared dataset whose crops are the ground truth")
     return data
@@ -147,11 +147,9 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (FileNotFoundError, KeyError, ValueError, MetricUnavailable, FolderLocked, ExecutorError)
 
 
-def _fail(exc: BaseException | str) -> None:
-    """Print one ``error:`` line and exit with status 2."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(2)
+def _fail(exc: BaseException | str) -> NoReturn:
+    """One ``error:`` line (white space folded: messages may name paths over several lines), exit 2."""
+    fail(exc, one_line=True)
 
 
 # -- the summary table ----------------------------------------------------------------------------

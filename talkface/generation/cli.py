@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from talkface.utils.cli_kit import fail, renamed_option
+
 PARTS = ("train", "val", "test")
 
 CheckpointsOpt = Annotated[Path, typer.Option(
@@ -90,13 +92,6 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
 
 
-def _fail(exc: BaseException) -> typer.Exit:
-    """Print ``exc`` as one ``error:`` line and return the exit (status 2) to raise."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def _errors() -> tuple[type[BaseException], ...]:
     """What a generation command reports as one line and exit 2 (all user-facing, none a bug)."""
     from talkface.core.media import MediaError
@@ -106,14 +101,11 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, KeyError, MediaError, FolderLocked)
 
 
-def resolve_part(part: str, split: str | None, command: str) -> str:
+def resolve_part(part: str, split: str | None) -> str:
     """``--part``, or the deprecated ``--split`` (with a note); ``BadParameter`` for anything else."""
-    if split is not None:
-        typer.echo(f"note: --split is deprecated in `{command}`; it names the part, use --part {split}",
-                   err=True)
-        if part != "test" and part != split:
-            raise typer.BadParameter(f"--split {split} and --part {part} disagree: give --part only")
-        part = split
+    given = None if part == "test" else part  # "test" is --part's default: not a choice the user made
+    part = renamed_option("--part", given, "--split", split,
+                          "in generate and baseline it names the part") or part
     if part not in PARTS:
         raise typer.BadParameter(f"--part must be train, val or test, not {part!r}")
     return part
@@ -169,7 +161,7 @@ def generate(
                                  "part)")
     if single and (audio is None or identity is None):
         raise typer.BadParameter("the one-video form needs both --audio and --identity")
-    part = resolve_part(opts.part, opts.split, "generate")
+    part = resolve_part(opts.part, opts.split)
     try:
         inputs = generator.read_inputs(audio, identity) if single else None  # before loading any model
         gen = generator.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
@@ -180,7 +172,7 @@ def generate(
             summary = generate_part(gen, TrainedPipeline(), data, part, out, opts.seed,
                                              opts.protocol, opts.quiet)
     except _errors() as exc:
-        raise _fail(exc) from exc
+        fail(exc)
     if single:
         typer.echo(f"wrote {out}: {record['n_frames']} frames, {record['duration_s']:.2f} s")
         typer.echo(json.dumps({k: record[k] for k in ("seed", "fps", "frame_count_rule")}))
@@ -223,7 +215,7 @@ def _baseline_command(name: str) -> Callable[..., None]:
         from talkface.generation.baselines import get_baseline
         from talkface.generation.part import generate_part
 
-        part = resolve_part(opts.part, opts.split, f"baseline {name}")
+        part = resolve_part(opts.part, opts.split)
         method = get_baseline(name)
         try:
             gen = generator.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
@@ -232,7 +224,7 @@ def _baseline_command(name: str) -> Callable[..., None]:
             summary = generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
                                              opts.quiet)
         except _errors() as exc:
-            raise _fail(exc) from exc
+            fail(exc)
         _report(summary, out)
 
     command.__name__ = f"baseline_{name.replace('-', '_')}"
@@ -262,7 +254,7 @@ def compare(
     try:
         made = compare_videos(resolve_inputs(parse_inputs(inputs), clip), out)
     except _errors() as exc:
-        raise _fail(exc) from exc
+        fail(exc)
     w, h = made["size"]
     typer.echo(f"wrote {out}: {' | '.join(made['methods'])}, {made['n_frames']} frames of {w}x{h}, audio "
                f"from {made['audio_from'] or 'no input'}")

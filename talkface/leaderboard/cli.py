@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from talkface.utils.cli_kit import fail
+
 app = typer.Typer(
     help=(
         "Comparison tables and plots from `talkface evaluate` results.\n\n"
@@ -39,17 +41,12 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _resolve_format(fmt: str | None, out: Path | None) -> str:
     from talkface.leaderboard.render import EXTENSIONS, FORMATS
 
     if fmt is not None:
         if fmt not in (*FORMATS, "all"):
-            _fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}, all")
+            fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}, all")
         return fmt
     if out is not None:
         by_ext = {v: k for k, v in EXTENSIONS.items()}
@@ -131,12 +128,12 @@ def build(
             published_dataset=include_published,
         )
     except LeaderboardError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     formats = list(FORMATS) if fmt == "all" else [fmt]
     if out is None:
         if fmt == "all":
-            _fail("--format all needs --out FOLDER")
+            fail("--format all needs --out FOLDER")
         typer.echo(render(board, fmt), nl=False)
         return
     if fmt == "all" or _is_folder(out):
@@ -186,13 +183,13 @@ def plot(
     from talkface.leaderboard.plots import KINDS, make_plot
 
     if kind not in KINDS:
-        _fail(f"--kind {kind!r}: choose one of {', '.join(KINDS)}")
+        fail(f"--kind {kind!r}: choose one of {', '.join(KINDS)}")
     chosen = _comma_list(methods) if methods else None
     try:
         loaded = load_results(results)
         path = make_plot(loaded, kind=kind, metric=metric, methods=chosen, out=out, allow_mixed=allow_mixed)
     except LeaderboardError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     typer.echo(f"wrote {path}")
 

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import typer
 
+from talkface.utils.cli_kit import fail, generated_command, keyword, renamed_option
+
 prepare_app = typer.Typer(
     help=(
         "Prepare a corpus into a dataset folder: aligned 68-point landmarks, aligned face crops (mp4 with "
@@ -25,18 +27,6 @@ prepare_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-
-def deprecated(old: str, new: str, meaning: str = "") -> None:
-    """One line on stderr: ``old`` still works, ``new`` is its name now."""
-    from talkface.utils.progress import console
-
-    what = f" ({meaning})" if meaning else ""
-    console.print(f"[yellow]note:[/yellow] {old} is deprecated; use {new}{what}. {old} still works.")
-
-
-def _option(name: str, annotation: Any, default: Any) -> _inspect.Parameter:
-    return _inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
 class _SharedOption(NamedTuple):
@@ -51,7 +41,7 @@ class _SharedOption(NamedTuple):
 
     def parameter(self) -> _inspect.Parameter:
         flag = "--" + self.param.replace("_", "-")
-        return _option(self.param, self.annotation,
+        return keyword(self.param, self.annotation,
                        typer.Option(self.default, flag, *self.short, help=self.help, **self.settings))
 
 
@@ -103,7 +93,7 @@ def _recipe_options(recipe: type) -> list[_inspect.Parameter]:
     params = []
     for option in recipe.options:
         help_text = option.help + (f" One of: {', '.join(option.choices)}." if option.choices else "")
-        params.append(_option(option.param, type(option.default),
+        params.append(keyword(option.param, type(option.default),
                               typer.Option(option.default, option.flag, help=help_text)))
     return params
 
@@ -112,17 +102,15 @@ def _make_prepare_command(name: str, recipe: type) -> Callable[..., None]:
     """``prepare <name>``: the recipe's root argument, the shared options, then the recipe's own."""
     recipe_params = {o.param for o in recipe.options}
 
-    def command(**kwargs: Any) -> None:
-        corpus_options = {k: kwargs.pop(k) for k in list(kwargs) if k in recipe_params}
-        _run_prepare(name, corpus_options=corpus_options, **kwargs)
+    def body(values: dict[str, Any]) -> None:
+        corpus_options = {k: values.pop(k) for k in list(values) if k in recipe_params}
+        _run_prepare(name, corpus_options=corpus_options, **values)
 
     root = _inspect.Parameter("root", _inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
                               default=typer.Argument(..., help=recipe.root_help))
-    command.__signature__ = _inspect.Signature(  # type: ignore[attr-defined]
-        [root, *_shared_prepare_options(recipe), *_recipe_options(recipe)])
-    command.__doc__ = (recipe.__doc__ or f"Prepare the {name} corpus.").strip().splitlines()[0]
-    command.__name__ = f"prepare_{name.replace('-', '_')}"
-    return command
+    return generated_command(f"prepare_{name.replace('-', '_')}",
+                             (recipe.__doc__ or f"Prepare the {name} corpus.").strip().splitlines()[0],
+                             [root, *_shared_prepare_options(recipe), *_recipe_options(recipe)], body)
 
 
 def _register_prepare_commands() -> None:
@@ -161,9 +149,8 @@ def _run_prepare(
     from talkface.utils.lock import FolderLocked
     from talkface.utils.progress import console, make_progress
 
-    if split is not None:
-        deprecated("--split", "--protocol", "in prepare it names a split protocol")
-        protocol = protocol or split
+    protocol = renamed_option("--protocol", protocol, "--split", split,
+                              "in prepare it names a split protocol")
     if crop_size not in (128, 256):
         raise typer.BadParameter("crop size must be 128 or 256", param_hint="--crop-size")
     feature_options: dict = {}
@@ -214,8 +201,7 @@ def _run_prepare(
     try:
         discovery = recipe.discover(root, split=protocol, **corpus_options)
     except CorpusError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        fail(exc)
     protocol = protocol or recipe.splits[0]
     sources = discovery.clips
     if speakers:
@@ -233,8 +219,7 @@ def _run_prepare(
     try:
         tools = ClipTools(config)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        fail(exc)
 
     done_before = sum(store.is_done(s.clip_id) for s in sources) if not overwrite else 0
     try:
@@ -254,8 +239,7 @@ def _run_prepare(
                                   on_clip=on_clip, protocol=protocol, tools=tools, corpus=recipe_name,
                                   executor=executor, ray_address=ray_address)
     except (SettingsMismatch, FolderLocked, ExecutorError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        fail(exc)
     except PrepareInterrupted as exc:
         console.print(f"[yellow]{exc}[/yellow]")
         raise typer.Exit(130) from None
@@ -357,20 +341,16 @@ def features(
     from talkface.utils.progress import console
     from talkface.utils.provenance import provenance
 
-    if backend is not None:
-        deprecated("--backend", "--features", "as in prepare")
-        features = features or backend
-    if model is not None:
-        deprecated("--model", "--deepspeech-model", "as in prepare and generate")
-        deepspeech_model = deepspeech_model or model
+    features = renamed_option("--features", features, "--backend", backend, "as in prepare")
+    deepspeech_model = renamed_option("--deepspeech-model", deepspeech_model, "--model", model,
+                                      "as in prepare and generate")
     features = features or "logmel"
     options = {"model_path": str(deepspeech_model)} if deepspeech_model else {}
     try:
         fb = get_feature_backend(features, **options)
         audio = media.read_audio(wav, media.AUDIO_RATE)
     except (FileNotFoundError, KeyError, ValueError, TypeError, media.MediaError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        fail(exc)
     t = n_frames or max(1, int(round(len(audio) / media.AUDIO_RATE * fps)))
     feats = fb.compute(audio, t, fps)
     with atomic.atomic_path(out, suffix=".npy") as tmp:

@@ -86,15 +86,19 @@ def rule_from_fractions(fractions: tuple[float, float, float], seed: int = 0) ->
 
 
 def data_manifests_dir() -> Path:
-    """Committed split lists and corpus fix-ups: ``$TALKFACE_DATA_MANIFESTS`` or the repo's folder."""
+    """Committed split lists and corpus fix-ups: ``$TALKFACE_DATA_MANIFESTS``, else the copy a wheel
+    carries (``talkface/data_manifests``), else the source tree's top-level folder (editable install)."""
     env = os.environ.get("TALKFACE_DATA_MANIFESTS")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "data_manifests"
-    if not path.is_dir():
-        raise CorpusError(
-            f"data_manifests folder not found at {path}: install talkface from its source tree "
-            "(pip install -e .) or set TALKFACE_DATA_MANIFESTS to the repository's data_manifests folder"
-        )
-    return path
+    package = Path(__file__).resolve().parents[1]
+    candidates = [Path(env)] if env else [package / "data_manifests", package.parent / "data_manifests"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise CorpusError(
+        f"data_manifests folder not found at {' or '.join(map(str, candidates))}: reinstall talkface "
+        "(pip install talkface, or pip install -e . from its source tree) or set TALKFACE_DATA_MANIFESTS "
+        "to the repository's data_manifests folder"
+    )
 
 
 def committed_speaker_split(corpus_folder: str, path: str | os.PathLike | None = None) -> dict[str, str]:

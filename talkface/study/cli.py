@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from talkface.utils.cli_kit import fail
+
 study_app = typer.Typer(
     help=(
         "User studies of generated talking faces: export a blinded, balanced questionnaire (a static "
@@ -94,8 +96,7 @@ def export(
                            size=size, fps=fps, loudness_lufs=loudness, crf=crf, workers=workers)
         result = run_export(cfg)
     except StudyError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(exc)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     typer.echo(f"study {result.study_id}: {result.n_videos} videos of {result.file_size} bytes each, "
@@ -133,8 +134,7 @@ def analyze(
     try:
         report, result, skipped = run_analyze(key, responses, out, max_check_failures=max_check_failures)
     except StudyError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(exc)
     for s in skipped:
         console.print(f"[yellow]skipped[/yellow] {escape(s.file)}: {escape(s.reason)}", highlight=False)
     typer.echo(f"{result['n_included']} participants analysed, {result['n_excluded_by_checks']} excluded by "
@@ -166,7 +166,6 @@ def simulate_cmd(
     from talkface.study.simulate import simulate
     from talkface.study.sources import StudyError
     from talkface.utils import atomic
-    from talkface.utils.progress import console
 
     try:
         study = load_key(key)
@@ -181,8 +180,7 @@ def simulate_cmd(
             except ValueError:
                 raise StudyError(f"--strength {s!r}: {value!r} is not a number") from None
     except StudyError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(exc)
     docs = simulate(study, strengths, seed=seed, inattentive=inattentive)
     for doc in docs:
         atomic.write_text(out / f"responses-p{doc['participant']:03d}.json", json.dumps(doc, indent=1) + "\n")

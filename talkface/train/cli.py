@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from talkface.train import settings as to
+from talkface.utils.cli_kit import fail, generated_command, keyword, renamed_option
 
 TRAIN_HELP = (
     "Train the stages of Sinha, Biswas and Bhowmick (IJCNN 2020), each on its own, from a prepared "
@@ -49,18 +50,8 @@ def paragraphs(doc: str) -> str:
 
 def typer_command(name: str, doc: str, options: list[tuple[str, Any, Any]],
                   body: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
-    """A function Typer reads as a command with ``options`` ((parameter, annotated type, default));
-    it calls ``body`` with the parsed values by parameter name."""
-
-    def command(**values: Any) -> None:
-        body(values)
-
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, keyword, annotation=a, default=d) for n, a, d in options])
-    command.__name__ = name
-    command.__doc__ = doc
-    return command
+    """A command with ``options`` ((parameter, annotated type, default)) calling ``body``."""
+    return generated_command(name, doc, [keyword(n, a, d) for n, a, d in options], body)
 
 
 def stage_command(spec: to.StageSpec) -> Callable[..., None]:
@@ -73,10 +64,10 @@ def stage_command(spec: to.StageSpec) -> Callable[..., None]:
 
 def run_stage_command(spec: to.StageSpec, values: dict[str, Any]) -> None:
     """Build the stage and train it; a dataset, checkpoint or folder problem is one line and exit 2."""
-    from talkface.utils.progress import console
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    protocol = to.resolve_protocol(values.pop("protocol"), values.pop("split"), console.print)
+    protocol = renamed_option("--protocol", values.pop("protocol"), "--split", values.pop("split"),
+                              "in train it names the split protocol")
     own = {o.name: values[o.name] for o in spec.options}
     try:
         settings = to.settings_from_cli(**values)
@@ -85,8 +76,7 @@ def run_stage_command(spec: to.StageSpec, values: dict[str, Any]) -> None:
 
         result = run_training(stage, settings)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:  # DatasetError, CheckpointError too
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from exc
+        fail(exc)
     print_summary(result)
 
 
@@ -126,7 +116,6 @@ def pipeline_command() -> Callable[..., None]:
 
 def run_pipeline_command(values: dict[str, Any]) -> None:
     from talkface.train import all_stages as recipe
-    from talkface.utils.progress import console
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -139,8 +128,7 @@ def run_pipeline_command(values: dict[str, Any]) -> None:
         rows = recipe.run_pipeline(values["data"], values["out"], values["protocol"], steps, budget, common,
                                    calibration_clips=values["calibration_clips"])
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from exc
+        fail(exc)
     recipe.print_summary(rows)
 
 

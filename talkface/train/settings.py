@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -133,19 +132,6 @@ def settings_from_cli(**kwargs: Any) -> TrainSettings:
     if "out" in kwargs:
         values["out_dir"] = kwargs["out"]
     return TrainSettings(**values)
-
-
-def resolve_protocol(protocol: str | None, split: str | None, warn: Callable[[str], None] | None = None
-                     ) -> str | None:
-    """``--protocol``, or the deprecated ``--split`` (which meant the protocol in ``train``)."""
-    if split is not None:
-        if protocol is not None and protocol != split:
-            raise typer.BadParameter(f"--split {split} and --protocol {protocol} disagree; give --protocol")
-        if warn is not None:
-            warn("note: --split is deprecated in `train`; it names the split protocol, use --protocol "
-                 f"{split}")
-        return split
-    return protocol
 
 
 # -------------------------------------------------------------------------------------------------

@@ -1,0 +1,977 @@
+"""Render every measured figure in README.md and docs/*.md from its results file (issue 19).
+
+    python scripts/render_figures.py            # rewrite the figures in place
+    python scripts/render_figures.py --check    # exit 1, naming each stale figure, when one differs
+
+``make bench`` (benchmarks/run_all.py) runs it after the benchmarks, so a new result reaches the README
+and the docs in the same step. Two kinds of marker, both HTML comments (invisible when rendered):
+
+* A region, for tables and their provenance lines::
+
+      <!-- figures:NAME begin: ... -->
+      ...rendered text...
+      <!-- figures:NAME end -->
+
+  NAME is a key of ``REGIONS``. Everything between the markers is generated, the begin marker too (it
+  names the region's source files): change the renderer below, not the text.
+
+* An inline figure, for a number in prose or in a hand-written table cell::
+
+      <!-- fig pipeline_quality.json:methods.pipeline.psnr.mean .2f -->27.70<!-- /fig -->
+
+  ``FILE:PATH [FORMAT]``: FILE under benchmarks/results/; PATH dotted keys, where ``key[k=v,...]``
+  picks the first element of a list whose fields match and a number indexes a list; FORMAT a Python
+  format spec, or ``ci`` + spec for a paired difference (``+0.090 [+0.019, +0.163]`` from ``diff``,
+  ``diff_lo``, ``diff_hi``). Instead of ``FILE:PATH`` a name of ``DERIVED``: a figure computed from
+  several numbers (a ratio, a verdict).
+
+A target's verdict ("met", "not met") is always computed from the file's number against the target
+(``verdict``), never typed. The script reads only files; it imports nothing from talkface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RESULTS_REL = "benchmarks/results"
+
+#: The targets the issues set (specifications, not measurements): the verdicts compare files' numbers
+#: with these.
+TARGETS = {
+    "prepare_x_real_time_per_core": 6.0,
+    "prepare_vs_naive": 2.0,
+    "landmarks_mean_dev_px": 1.0,
+    "prepare_peak_mib": 1024.0,
+    "deepspeech_rtf": 20.0,
+    "cpbd_speedup": 30.0,
+    "ssim_psnr_speedup": 3.0,
+    "generation_fps": 25.0,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading results
+
+
+class Results:
+    """The results files, read once each. ``data`` replaces files by name (tests fabricate them)."""
+
+    def __init__(self, folder: Path = RESULTS, data: Mapping[str, object] | None = None, root: Path = ROOT):
+        self.folder = Path(folder)
+        self.root = Path(root)
+        self._cache: dict[str, object] = dict(data or {})
+
+    def _path(self, name: str) -> Path:
+        return self.root / name if "/" in name else self.folder / name
+
+    def json(self, name: str) -> dict:
+        if name not in self._cache:
+            self._cache[name] = json.loads(self._path(name).read_text(encoding="utf-8"))
+        return self._cache[name]  # type: ignore[return-value]
+
+    def text(self, name: str) -> str:
+        if name not in self._cache:
+            self._cache[name] = self._path(name).read_text(encoding="utf-8")
+        return self._cache[name]  # type: ignore[return-value]
+
+
+_SEGMENT = re.compile(r"([^.\[\]]+)(?:\[([^\]]*)\])?")
+
+
+def lookup(data: object, path: str) -> object:
+    """``a.b[k=v,k2=v2].c`` or ``a.0.b``: keys, list indices and list selection by field values."""
+    value = data
+    for part in re.split(r"\.(?![^\[]*\])", path):  # dots inside [...] belong to a selector
+        m = _SEGMENT.fullmatch(part)
+        if m is None:
+            raise KeyError(f"bad path segment {part!r} in {path!r}")
+        key, selector = m.group(1), m.group(2)
+        if isinstance(value, list):
+            value = value[int(key)]
+        elif isinstance(value, dict):
+            if key not in value:
+                raise KeyError(f"{path!r}: no key {key!r} (keys: {', '.join(map(str, value))})")
+            value = value[key]
+        else:
+            raise KeyError(f"{path!r}: {key!r} looked up in a {type(value).__name__}")
+        if selector is not None:
+            wanted = dict(item.split("=", 1) for item in selector.split(","))
+            matches = [x for x in value if all(str(x.get(k)) == v for k, v in wanted.items())]
+            if not matches:
+                raise KeyError(f"{path!r}: no element with {selector}")
+            value = matches[0]
+    return value
+
+
+def ci(d: Mapping, spec: str = "+.3f") -> str:
+    """A paired difference with its interval: ``+0.090 [+0.019, +0.163]``."""
+    return f"{format(d['diff'], spec)} [{format(d['diff_lo'], spec)}, {format(d['diff_hi'], spec)}]"
+
+
+def format_value(value: object, fmt: str = "") -> str:
+    if fmt.startswith("ci"):
+        return ci(value, fmt[2:] or "+.3f")  # type: ignore[arg-type]
+    if fmt == "date":
+        return str(value)[:10]
+    return format(value, fmt) if fmt else str(value)
+
+
+def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
+    """"met" or "not met": the file's number against the target, never typed by hand."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "not measured"
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "not met"
+
+
+def target_cell(target: float, value: float, unit: str = "x", higher_is_better: bool = True,
+                digits: int = 2) -> str:
+    """``3x: **not met** (2.88x)``"""
+    return f"{target:g}{unit}: **{verdict(value, target, higher_is_better)}** ({value:.{digits}f}{unit})"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str] | None = None) -> str:
+    align = align or ["---"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Provenance: machine, date and load as each file records them
+
+
+def _loads(v: object) -> str:
+    """``0.80`` or, for the 1/5/15-minute triple, ``0.80/1.14/1.72``."""
+    if isinstance(v, (int, float)):
+        return f"{v:.2f}"
+    return "/".join(f"{x:.2f}" for x in v)  # type: ignore[union-attr]
+
+
+def _window(*values: object) -> str:
+    triple = any(isinstance(v, (list, tuple)) and len(v) == 3 for v in values)
+    return " (1/5/15 min)" if triple else " (1 min)"
+
+
+def provenance(name: str, d: Mapping) -> str:
+    """One line: the file, its date, machine and load average, as recorded (or "not recorded")."""
+    date = d.get("date")
+    if isinstance(date, str) and "T" in date:
+        date = date[:16].replace("T", " ") + " UTC"
+    machine = d.get("machine")
+    if isinstance(machine, dict):
+        cpu = machine.get("cpu") or machine.get("cpu_model")
+        cores = machine.get("cores") or machine.get("cpus")
+        mem = machine.get("memory") or (f"{machine['memory_gib']:g} GiB" if "memory_gib" in machine else None)
+        parts = [p for p in (cpu, f"{cores} cores" if cores else None, mem) if p]
+        if "gpu" in machine:
+            parts.append(f"GPU: {machine['gpu'] or 'none'}")
+        if machine.get("python"):
+            parts.append(f"Python {machine['python']}")
+        if machine.get("torch"):
+            parts.append(f"torch {machine['torch']}")
+        machine = ", ".join(parts)
+    elif not machine:
+        bits = [f"Python {d['python']}" if d.get("python") else None,
+                f"torch {d['torch']}" if d.get("torch") else None]
+        machine = ", ".join(b for b in bits if b) or None
+    threads = d.get("threads") or d.get("cpu_threads")
+    if threads:
+        machine = f"{machine}, {threads} threads" if machine else f"{threads} threads"
+    load = None
+    pairs = [("load_average_before", "load_average_after"), ("load_average_at_start", "load_average_at_end"),
+             ("load_start", "load_end"), ("load_average_before_after", None)]
+    for before, after in pairs:
+        if before == "load_average_before_after" and before in d:
+            b, a = d[before]
+            load = f"{_loads(b)} before, {_loads(a)} after{_window(b, a)}"
+            break
+        if before in d or after in d:
+            bits = []
+            if before in d:
+                bits.append(f"{_loads(d[before])} at the start")
+            if after in d:
+                bits.append(f"{_loads(d[after])} at the end")
+            load = ", ".join(bits) + _window(d.get(before), d.get(after))
+            break
+    nice = f"; nice {d['nice']}" if "nice" in d else ""
+    return (f"`{name}`: {date or 'date not recorded in the file'}; {machine or 'machine not recorded'}; "
+            f"load average {load or 'not recorded in the file'}{nice}")
+
+
+def sources_note(res: Results, names: Sequence[str]) -> str:
+    return "\n".join(f"- {provenance(n, res.json(n))}" for n in names)
+
+
+# --------------------------------------------------------------------------------------------------
+# The README's speed table: one function per row, each from its file's dict
+
+
+def _fps(source: str) -> float | None:
+    m = re.search(r"(\d+(?:\.\d+)?) fps", source)
+    return float(m.group(1)) if m else None
+
+
+def prepare_rows(p: Mapping) -> list[list[str]]:
+    t, n, r = p["talkface_1_worker"], p["naive_per_frame_loop"], p["ratio_vs_naive"]
+    dev, two = p["tracker_vs_per_frame_px"], p["talkface_2_workers"]
+    fps = _fps(p.get("source", ""))
+    clip = f"{t['frames'] / t['clips'] / fps:g} s clip" if fps else "clip"
+    x_target, naive_target = TARGETS["prepare_x_real_time_per_core"], TARGETS["prepare_vs_naive"]
+    steady_x, whole_x = t["steady_x_real_time_per_core"], t["whole_run_x_real_time_per_core"]
+    runs = len(t.get("runs", [])) or 1
+    first = [
+        f"prepare GRID (decode, landmarks, smoothing, alignment, logmel, crops + audio, npz), {t['clips']} "
+        f"s1 clips, 1 worker; each side's figure the mean of {runs} runs",
+        f"{t['steady_cpu_s_per_clip']:.2f} CPU s per {clip} in steady state (**{steady_x:.1f}x real time per "
+        f"core**); {t['whole_run_cpu_s_per_clip']:.2f} CPU s a clip over the whole run from process start "
+        f"({whole_x:.1f}x: {t['one_time_cpu_s']:.1f} CPU s of it once per process, imports and model "
+        f"loading); {t['wall_s']:.1f} s wall",
+        f"naive per-frame dlib loop (HOG + 68 points every frame, landmarks only), same run: "
+        f"{n['steady_cpu_s_per_clip']:.2f} CPU s a clip steady, {n['whole_run_cpu_s_per_clip']:.2f} whole "
+        "run",
+        f"{r['steady_state_cpu']:.1f}x steady state, {r['whole_run_cpu']:.1f}x whole run (CPU)",
+        f"{x_target:g}x real time per core: steady state **{verdict(steady_x, x_target)}** "
+        f"({steady_x:.2f}x), "
+        f"whole run **{verdict(whole_x, x_target)}** ({whole_x:.2f}x); {naive_target:g}x the naive loop: "
+        f"steady state **{verdict(r['steady_state_cpu'], naive_target)}**, whole run "
+        f"**{verdict(r['whole_run_cpu'], naive_target)}**; tracker {dev['mean']:.2f} px from the naive "
+        f"loop's points (mean; p95 {dev['p95']:.2f} px; {dev['clips']} clips)",
+    ]
+    second = [
+        "prepare, 2 workers, same run",
+        f"{two['clips_per_s']:.2f} clips/s ({two['wall_s']:.2f} s wall against {t['wall_s']:.2f} s with 1 "
+        f"worker; {two['cpu_s_per_clip_all_processes']:.2f} CPU s a clip over all processes)",
+        "",
+        f"{t['wall_s'] / two['wall_s']:.2f}x one worker's throughput",
+        f"each worker pays its {t['one_time_cpu_s']:.1f} CPU s start-up on about {t['clips'] / 2:g} clips, "
+        f"and the two cores also run the parent's manifest and the encoder threads; the per-worker share "
+        f"({two['throughput_per_worker_vs_1_worker']:.2f}) is a short-run figure, not a steady-state one",
+    ]
+    return [first, second]
+
+
+def prepare_memory_row(p: Mapping) -> list[str]:
+    by_len = p["peak_rss_mib_by_clip_length"]
+    cells = ", ".join(f"{v:.0f} MiB for {k.removesuffix('s')} s" for k, v in by_len.items())
+    peak = max(by_len.values())
+    limit = TARGETS["prepare_peak_mib"]
+    return ["prepare peak memory per worker, by clip length", cells + " (frames are bounded; the growth is "
+            "the features computed over the whole track)", "", "",
+            f"< 1 GiB: **{verdict(peak, limit, higher_is_better=False)}** (at most {peak:.0f} MiB)"]
+
+
+def crop_encoding_row(p: Mapping) -> list[str]:
+    c = p["crop_encoding"]
+    presets = c["presets"]
+    used = "ultrafast"
+
+    def desc(name: str) -> str:
+        q = presets[name]
+        return f"{q['psnr_db']:.1f} dB, {q['kib_per_clip']:.0f} KiB, {q['encode_cpu_ms_per_clip']:.0f} ms"
+
+    others = "; ".join(f"{name}: {desc(name)}" for name in presets if name != used)
+    fastest = min(presets, key=lambda k: presets[k]["encode_cpu_ms_per_clip"])
+    best = max(presets, key=lambda k: presets[k]["psnr_db"])
+    if fastest == used and best == used:
+        note = f"kept: {used}, the fastest preset, is also the most faithful at this CRF"
+    else:
+        note = f"{used} (prepare's preset): fastest here is {fastest}, most faithful {best}"
+    q = presets[used]
+    return [
+        f"prepare crops: x264 preset at CRF {c['crf']}, {c['clips']} GRID clips",
+        f"{used} (what prepare uses): {q['psnr_db']:.1f} dB PSNR of the decoded crop against the "
+        "uncompressed "
+        f"aligned crop, {q['kib_per_clip']:.0f} KiB, {q['encode_cpu_ms_per_clip']:.0f} CPU ms a clip",
+        others, "", note,
+    ]
+
+
+def landmarks_row(lm: Mapping) -> list[str]:
+    g, v = lm["grid_360x288"], lm["voxceleb_style_224x224"]
+    gsize = "x".join(map(str, g["per_clip"][0]["size"])) if g.get("per_clip") else "360x288"
+    vsize = "x".join(map(str, v["per_clip"][0]["size"])) if v.get("per_clip") else "224x224"
+    limit = TARGETS["landmarks_mean_dev_px"]
+    worst = max(g["mean_dev_px"], v["mean_dev_px"])
+    return [
+        f"landmarks: tracker vs per-frame detection, {g['clips']} GRID s1 clips at {gsize} ({g['frames']} "
+        "frames), one thread, decoding excluded",
+        f"{g['tracked_ms_per_frame_cpu']:.2f} CPU ms/frame (detector on "
+        f"{100 * g['detector_runs_fraction']:.1f}% "
+        "of frames, the 68-point model batched in NumPy)",
+        f"dlib's own HOG detector + `shape_predictor` on every frame, called directly: "
+        f"{g['naive_ms_per_frame_cpu']:.1f} CPU ms/frame",
+        f"{g['speedup_cpu']:.1f}x (CPU; {g['speedup_wall']:.1f}x wall); VoxCeleb-style {vsize} clips with "
+        f"head motion: {v['tracked_ms_per_frame_cpu']:.1f} vs {v['naive_ms_per_frame_cpu']:.1f} ms, "
+        f"{v['speedup_cpu']:.1f}x",
+        f"within {limit:g} px mean: **{verdict(worst, limit, higher_is_better=False)}** "
+        f"({g['mean_dev_px']:.2f} px "
+        f"mean, {g['p95_dev_px']:.2f} px p95; VoxCeleb-style {v['mean_dev_px']:.2f} px mean)",
+    ]
+
+
+def deepspeech_row(ds: Mapping) -> list[str]:
+    rtf, roof = ds["rtf"], ds["roofline"]
+    target = ds.get("target_rtf", TARGETS["deepspeech_rtf"])
+    clip_s = ds["audio_seconds"] / ds["batched_clips"]
+    return [
+        f"DeepSpeech v0.1.0 features, {ds['audio_seconds']:g} s audio, {ds['variant'].split(', ', 1)[-1]}, "
+        f"{ds['threads']} threads",
+        f"{rtf['talkface_batched']:.1f}x real time batched ({ds['batched_clips']} x {clip_s:g} s clips), "
+        f"{rtf['talkface_unbatched']:.1f}x unbatched",
+        f"NumPy float32 forward (TensorFlow 1.x does not install): {rtf['numpy_reference']:.1f}x",
+        f"{ds['ratio_vs_reference']['batched']:.2f}x batched",
+        f"{target_cell(target, rtf['talkface_batched'], digits=1)}; the run's own roofline "
+        f"({roof['gemm_gflops']:.0f} GFLOP/s GEMM, {roof['matvec_gb_per_s']:.0f} GB/s) caps this CPU at "
+        f"{roof['rtf_bound_batched']:.1f}x batched, {roof['rtf_bound_unbatched']:.1f}x unbatched",
+    ]
+
+
+def cpbd_row(m: Mapping) -> list[str]:
+    c = m["cpbd"]
+    ours, pkg = c["matlab"], c["cpbd_package"]
+    target = TARGETS["cpbd_speedup"]
+    wall, cpu = ours["speedup_vs_package"], ours["cpu_speedup_vs_package"]
+    return [
+        f"CPBD (`matlab` variant), {c['size']} gray frame ({c['frames']} frames, fastest of {c['rounds']} "
+        "rounds)",
+        f"{ours['ms_per_frame']:.1f} ms ({ours['cpu_ms_per_frame']:.1f} CPU ms)",
+        f"`cpbd` 1.0.7: {pkg['ms_per_frame']:.0f} ms ({pkg['cpu_ms_per_frame']:.0f} CPU ms)",
+        f"{wall:.1f}x wall, {cpu:.1f}x CPU",
+        f"{target:g}x: **{verdict(wall, target)}** in wall time, **{verdict(cpu, target)}** in CPU time",
+    ]
+
+
+def ssim_psnr_row(m: Mapping) -> list[str]:
+    s = m["ssim_psnr"]
+    return [
+        f"SSIM (Gaussian 11) + PSNR, {s['size']}, batched ({s['frames']}-frame clip)",
+        f"{s['talkface_ms_per_frame']:.2f} ms/frame",
+        f"scikit-image: {s['skimage_ms_per_frame']:.1f} ms/frame",
+        f"{s['speedup']:.2f}x",
+        target_cell(TARGETS["ssim_psnr_speedup"], s["speedup"]),
+    ]
+
+
+def evaluate_row(m: Mapping) -> list[str]:
+    e = m["evaluate"]
+    return [
+        f"`talkface evaluate` ({', '.join(e['metrics'])}; dlib landmarks on both sides), {e['clips']} clips, "
+        f"{e['workers1']['frames']} frames",
+        f"{e['workers1']['frames_per_s']:.1f} frames/s with 1 worker, {e['workers2']['frames_per_s']:.1f} "
+        "with 2",
+        "",
+        f"{e['speedup_2_vs_1_workers']:.2f}x (2 workers against 1)",
+        "",
+    ]
+
+
+def evaluate_cache_row(ev: Mapping) -> list[str]:
+    c1, c2 = ev["second_method_cache_1_worker"], ev["second_method_cache_2_workers"]
+    n1, n2 = ev["second_method_no_cache_1_worker"], ev["second_method_no_cache_2_workers"]
+    ref, ratios = ev["reference_landmarks_step_alone"], ev["ratios"]
+    equal = ev["cached_rows_equal_uncached"]
+    saved = 100 * (1 - c1["wall_s_best"] / n1["wall_s_best"])
+    return [
+        f"`evaluate`, a second method on the same references (cached reference landmarks), {ev['clips']} "
+        f"clips ({', '.join(ev['metrics'])}); fastest of {ev['repeats']} fresh processes",
+        f"{c1['wall_s_best']:.2f} s wall, {c1['cpu_s_of_best']:.2f} CPU s with 1 worker; "
+        f"{c2['wall_s_best']:.2f} s wall with 2 workers; reference landmarks read in "
+        f"{ref['cache_read_ms_per_clip_wall']:.0f} ms a clip",
+        f"the same run without the cache: {n1['wall_s_best']:.2f} s (1 worker), {n2['wall_s_best']:.2f} s "
+        f"(2 workers); reference tracking alone {ref['track_ms_per_clip_cpu']:.0f} CPU ms a clip",
+        f"{ratios['cache_speedup_1_worker_wall']:.2f}x (1 worker), "
+        f"{ratios['cache_speedup_2_workers_wall']:.2f}x "
+        "(2 workers)",
+        f"skip reference landmarks: **{'met' if equal else 'not met'}** (cached rows "
+        f"{'equal' if equal else 'differ from'} uncached ones); the cache saves {saved:.0f}% of a 1-worker "
+        "evaluation",
+    ]
+
+
+def train_landmarks_row(t: Mapping) -> list[str]:
+    c = t["cpu"]
+    return [
+        f"landmark stage training, CPU, batch {t['batch_size']}, {t['threads']} threads",
+        f"{c['talkface_fabric_samples_per_s']:.1f} samples/s",
+        f"the same model in a bare PyTorch loop: {c['plain_torch_samples_per_s']:.1f}",
+        f"{c['ratio_talkface_over_plain']:.2f}x",
+        "",
+    ]
+
+
+def texture_rows(tg: Mapping) -> list[list[str]]:
+    r = tg["results"]["cpu"]
+    size = tg["image_size"]
+    target = TARGETS["generation_fps"]
+    median = r["fps_after_features_median"]
+    return [
+        [f"texture stage training, {size} px, CPU, batch {r['train_batch']}",
+         f"{r['texture_train_samples_per_s']:.1f} samples/s",
+         f"pix2pix U-Net-128 + PatchGAN: {r['pix2pix_train_samples_per_s']:.1f}",
+         f"{r['ratio_train_vs_pix2pix']:.1f}x", ""],
+        [f"generation after features, {size} px, CPU",
+         f"{r['fps_after_features']:.0f} fps best, {median:.0f} fps median "
+         f"({r['fps_after_features_with_h264']:.0f} fps best with H.264 + AAC)",
+         f"pix2pix U-Net-128 generator alone: {r['pix2pix_unet128_fps']:.0f} fps",
+         f"{r['ratio_fps_vs_pix2pix']:.1f}x",
+         f"{target:g} fps: **{verdict(median, target)}** (median {median:.0f} fps)"],
+    ]
+
+
+SPEED_SOURCES = ("prepare.json", "landmarks.json", "deepspeech.json", "metrics.json", "evaluate.json",
+                 "train_landmarks.json", "texture_generate.json")
+
+
+def render_speed(res: Results) -> str:
+    p, m = res.json("prepare.json"), res.json("metrics.json")
+    rows = [*prepare_rows(p), landmarks_row(res.json("landmarks.json")), prepare_memory_row(p),
+            crop_encoding_row(p), deepspeech_row(res.json("deepspeech.json")), cpbd_row(m), ssim_psnr_row(m),
+            evaluate_row(m), evaluate_cache_row(res.json("evaluate.json")),
+            train_landmarks_row(res.json("train_landmarks.json")),
+            *texture_rows(res.json("texture_generate.json"))]
+    body = table(["what", "talkface", "the usual tool, same run", "ratio", "target"], rows)
+    return (body + "\n\nMachine, date and load of each file, as the file records them (`" + RESULTS_REL
+            + "/`):\n\n" + sources_note(res, SPEED_SOURCES))
+
+
+# --------------------------------------------------------------------------------------------------
+# The comparison on GRID s1 (bench_pipeline_quality.py)
+
+
+def leaderboard_table(md: str) -> str:
+    """The first markdown table of a leaderboard file, as it is."""
+    lines, started = [], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+            started = True
+        elif started:
+            break
+    if not lines:
+        raise ValueError("no table in the leaderboard file")
+    return "\n".join(lines)
+
+
+STAGE_ORDER = ["landmarks", "blinks", "texture"]
+
+
+def pipeline_run(pq: Mapping) -> str:
+    """The run's provenance: machine, date, load, split, training reached, calibration, timings."""
+    tr = pq["training"]
+    stages = tr["stages"]
+    minutes = sum(s["train_seconds"] for s in stages.values()) / 60
+    order = sorted(stages, key=lambda k: STAGE_ORDER.index(k) if k in STAGE_ORDER else len(STAGE_ORDER))
+    reached = ", ".join(f"{name} {stages[name]['step']} steps ({stages[name]['train_seconds'] / 60:.1f} min, "
+                        f"stopped by {stages[name]['stopped_by']})" for name in order)
+    budget = f"budget {pq['budget']}" if pq.get("budget") else f"steps {pq.get('steps')}"
+    cal = pq["generation"]["provenance"].get("blink_amplitude", {}).get("calibration")
+    cal_text = ""
+    if cal and cal.get("applied"):
+        rate = cal["generated_blinks_per_min"][f"{cal['amplitude']:g}"]
+        cal_text = (f"; blink amplitude calibrated through the texture stage: x{cal['amplitude']:g} "
+                    f"({rate:.1f} blinks/min in generated frames against {cal['real_blinks_per_min']:.1f} "
+                    "in the real crops of training clips)")
+    gen_s = sum(pq["generation"]["seconds"].values())
+    machine = pq["machine"]
+    return (f"Run: `{pq['command'].split(' --data')[0]}`, {pq['date'][:16].replace('T', ' ')} UTC; "
+            f"{machine['cpu_model']}, {machine['cpus']} CPUs, {machine['memory']}, GPU: "
+            f"{machine['gpu'] or 'none'}, "
+            f"torch {machine['torch']} ({machine['torch_threads']} threads); load average (1/5/15 min) "
+            f"{_loads(pq['load_start'])} at the start, {_loads(pq['load_end'])} at the end. Data: "
+            f"{pq['split']}. "
+            f"Training ({budget}, seed {pq['seed']}): {reached}; {minutes:.1f} min of training{cal_text}. "
+            f"Generation of the {len(pq['generation']['seconds'])} methods {gen_s:.0f} s, evaluation "
+            f"{pq['evaluate_s']:.0f} s.")
+
+
+def render_grid_leaderboard(res: Results) -> str:
+    pq = res.json("pipeline_quality.json")
+    n = pq["methods"]["pipeline"]["psnr"]["n"]
+    return (leaderboard_table(res.text("pipeline_quality.leaderboard.md")) + "\n\n"
+            f"(mean ± half the 95% bootstrap interval over the {n} held-out clips; bold best, italics "
+            "second; ≈ no "
+            "winner; ‡ the codec's floor, not ranked; every column's variant and resolution are footnoted in "
+            f"`{RESULTS_REL}/pipeline_quality.leaderboard.md`.)\n\n" + pipeline_run(pq))
+
+
+_DIGITS = {"psnr": ".2f", "ssim": ".3f", "lmd_mouth": ".3f", "lmd_face": ".3f", "blink_rate": ".1f",
+           "blink_duration": ".3f"}
+_UNITS = {"psnr": " dB", "lmd_mouth": " px", "lmd_face": " px", "blink_rate": " /min", "blink_duration": " s"}
+
+
+def target_rows(targets: Sequence[Mapping]) -> list[list[str]]:
+    rows = []
+    for t in targets:
+        spec, unit = _DIGITS.get(t["metric"], ".3f"), _UNITS.get(t["metric"], "")
+        measured = f"{format(t['mean_a'], spec)} vs {format(t['mean_b'], spec)}{unit}"
+        if "diff" in t:
+            measured += f", {ci(t, '+' + spec)}"
+        if "ratio" in t:
+            measured += f" (ratio {t['ratio']:.2f})"
+        holds = {True: "yes", False: "**no**", None: "-"}[t.get("holds")]
+        rows.append([t["target"], f"{t['a']} vs {t['b']}", str(t.get("n_clips", "")), measured, holds])
+    return rows
+
+
+def render_pipeline_targets(res: Results) -> str:
+    pq = res.json("pipeline_quality.json")
+    body = table(["target (paired over clips, 95% bootstrap interval of the mean difference a - b)", "a vs b",
+                  "clips", "measured: a vs b, a - b [95%]", "holds"], target_rows(pq["targets"]))
+    return body + f"\n\n(`{RESULTS_REL}/pipeline_quality.json`, `targets`; the run is described above.)"
+
+
+def render_pipeline_run(res: Results) -> str:
+    return pipeline_run(res.json("pipeline_quality.json"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Docs: speed tables of the benchmarks
+
+
+def render_metrics_speed(res: Results) -> str:
+    m = res.json("metrics.json")
+    c, s, e = m["cpbd"], m["ssim_psnr"], m["evaluate"]
+    pkg = c["cpbd_package"]
+    target = TARGETS["cpbd_speedup"]
+
+    def cpbd(variant: str, label: str, usual: str, with_target: bool) -> list[str]:
+        v = c[variant]
+        ratio = f"{v['speedup_vs_package']:.1f}x (CPU {v['cpu_speedup_vs_package']:.1f}x)"
+        if with_target:
+            ratio = (f"**{v['speedup_vs_package']:.1f}x** faster in wall time (target {target:g}x: "
+                     f"**{verdict(v['speedup_vs_package'], target)}**); {v['cpu_speedup_vs_package']:.1f}x "
+                     f"in CPU time (target: **{verdict(v['cpu_speedup_vs_package'], target)}**)")
+        return [label, f"{v['ms_per_frame']:.1f} ms (CPU {v['cpu_ms_per_frame']:.1f} ms)", usual, ratio]
+
+    rows = [
+        cpbd("matlab", f"CPBD `matlab` per {c['size']} gray frame ({c['frames']} frames)",
+             f"`cpbd` 1.0.7: {pkg['ms_per_frame']:.0f} ms (CPU {pkg['cpu_ms_per_frame']:.0f} ms)", True),
+        cpbd("python-cpbd", "CPBD `python-cpbd` (= the package, max difference "
+             f"{c['python-cpbd']['max_abs_difference_to_package']:g})", "same", False),
+        cpbd("matlab-legacy-canny", "CPBD `matlab-legacy-canny`", "same", False),
+        [f"SSIM (gaussian11, colour) + PSNR per {s['size'].split()[0]} frame, "
+         f"{s['frames']}-frame clip batched",
+         f"{s['talkface_ms_per_frame']:.1f} ms", f"scikit-image per frame: {s['skimage_ms_per_frame']:.1f} "
+         "ms",
+         f"{s['speedup']:.2f}x (target {TARGETS['ssim_psnr_speedup']:g}x: "
+         f"**{verdict(s['speedup'], TARGETS['ssim_psnr_speedup'])}**)"],
+        [f"`talkface evaluate` ({', '.join(e['metrics'])}; dlib landmarks on both sides), "
+         f"{e['clips']} prepared clips, {e['workers1']['frames']} frames",
+         f"1 worker: **{e['workers1']['frames_per_s']:.1f} frames/s**; 2 workers: "
+         f"{e['workers2']['frames_per_s']:.1f} frames/s", "",
+         f"{e['speedup_2_vs_1_workers']:.2f}x: 2 workers against 1"],
+    ]
+    return (table(["what", "talkface", "the usual tool", "ratio (target)"], rows) + "\n\nSource: "
+            + provenance("metrics.json", m) + ".")
+
+
+def render_deepspeech_speed(res: Results) -> str:
+    ds = res.json("deepspeech.json")
+    rtf, sec, ratio = ds["rtf"], ds["seconds"], ds["ratio_vs_reference"]
+    clip_s = ds["audio_seconds"] / ds["batched_clips"]
+    rows = [
+        [f"talkface, one {ds['audio_seconds']:g} s clip (unbatched)", f"{sec['talkface_unbatched']:.1f}",
+         f"{rtf['talkface_unbatched']:.2f}x", f"{ratio['unbatched']:.2f}x"],
+        [f"talkface, {ds['batched_clips']} clips of {clip_s:g} s, batch {ds['batch_size']}",
+         f"{sec['talkface_batched']:.1f}", f"{rtf['talkface_batched']:.2f}x", f"{ratio['batched']:.2f}x"],
+        [f"reference: {ds['reference']}, clip by clip ({ds['reference_audio_seconds']:g} s timed)",
+         f"{sec['numpy_reference']:.1f}", f"{rtf['numpy_reference']:.2f}x", "1"],
+    ]
+    head = (f"Source: {provenance('deepspeech.json', ds)}; device {ds['device']}, {ds['variant']}, "
+            "random weights at the "
+            f"released sizes (seed {ds['seed']}); {ds['audio_seconds']:g} s of audio; {ds['what']}.")
+    return head + "\n\n" + table(["run", "wall s", "real-time factor", "vs reference"], rows)
+
+
+def render_landmarks_speed(res: Results) -> str:
+    lm = res.json("landmarks.json")
+
+    def row(label: str, d: Mapping) -> list[str]:
+        size = "x".join(map(str, d["per_clip"][0]["size"]))
+        return [f"{label}, {d['clips']} clips, {size}, {d['frames']} frames",
+                f"{d['tracked_ms_per_frame_cpu']:.2f} ms/frame ({d['tracked_fps_cpu']:.0f} fps, "
+                f"{d['realtime_factor_cpu']:.1f}x real time)",
+                f"{d['naive_ms_per_frame_cpu']:.2f} ms/frame ({d['naive_fps_cpu']:.0f} fps)",
+                f"**{d['speedup_cpu']:.2f}x** (wall {d['speedup_wall']:.2f}x)",
+                f"{d['mean_dev_px']:.2f} / {d['p95_dev_px']:.2f} / {d['max_dev_px']:.1f} px",
+                f"{100 * d['detector_runs_fraction']:.1f}%"]
+
+    rows = [row("GRID s1", lm["grid_360x288"]), row("VoxCeleb-style", lm["voxceleb_style_224x224"])]
+    return (table(["clips", "tracked (CPU)", "naive per-frame (CPU)", "speed-up", "deviation from per-frame "
+                   "(mean / p95 / max)", "frames detected"], rows)
+            + f"\n\nSource: {provenance('landmarks.json', lm)}; {lm['timing']}; "
+            f"naive side: {lm['baseline']}.")
+
+
+def render_texture_speed(res: Results) -> str:
+    tg = res.json("texture_generate.json")
+    r = tg["results"]["cpu"]
+    size, target = tg["image_size"], TARGETS["generation_fps"]
+    median = r["fps_after_features_median"]
+    rows = [
+        [f"texture training, samples/s (batch {r['train_batch']}, D + G step)",
+         f"{r['texture_train_samples_per_s']:.1f}", f"{r['pix2pix_train_samples_per_s']:.1f}",
+         f"{r['ratio_train_vs_pix2pix']:.1f}x"],
+        ["generation after features (stages 1-3 + render + G), fps",
+         f"{r['fps_after_features']:.1f} (median {median:.1f})", f"{r['pix2pix_unet128_fps']:.1f} (G only)",
+         f"{r['ratio_fps_vs_pix2pix']:.1f}x"],
+        ["the same with H.264 + AAC encoding, fps",
+         f"{r['fps_after_features_with_h264']:.1f} (median "
+         f"{r['fps_after_features_with_h264_median']:.1f})", "", ""],
+    ]
+    head = f"at {size}x{size}, CPU {r['precision']}, {tg['cpu_threads']} threads"
+    return (table([head, "talkface", "pix2pix", "ratio"], rows)
+            + f"\n\nThe generation target (>= {target:g} fps on CPU, median after features): "
+            f"**{verdict(median, target)}** ({median:.1f} fps median, {r['fps_after_features']:.1f} best). "
+            f"Timing: {tg['timing_rule']}; weights {tg['weights']}.\n\nSource: "
+            + provenance("texture_generate.json", tg) + ".")
+
+
+def render_train_landmarks(res: Results) -> str:
+    t = res.json("train_landmarks.json")
+    c = t["cpu"]
+    windows = t["unit"].split("(")[-1].rstrip(")")
+    rows = [[f"landmark stage training, CPU, batch {t['batch_size']} ({windows}), "
+             f"{t['threads']} threads, {t['steps']} steps",
+             f"{c['talkface_fabric_samples_per_s']:.1f} samples/s through the talkface Fabric loop vs "
+             f"{c['plain_torch_samples_per_s']:.1f} samples/s for a bare PyTorch loop with the same model, "
+             f"data and loss (ratio {c['ratio_talkface_over_plain']:.2f})"]]
+    gpu = "measured" if "cuda" in t else "not measured (no GPU figure in the file)"
+    rows.append(["GPU", gpu])
+    return table(["what", "number"], rows) + "\n\nSource: " + provenance("train_landmarks.json", t) + "."
+
+
+def render_evaluate_cache(res: Results) -> str:
+    ev = res.json("evaluate.json")
+    c1, c2 = ev["second_method_cache_1_worker"], ev["second_method_cache_2_workers"]
+    n1, n2 = ev["second_method_no_cache_1_worker"], ev["second_method_no_cache_2_workers"]
+    ref, ratios = ev["reference_landmarks_step_alone"], ev["ratios"]
+    per_clip = ev["frames"] // ev["clips"]
+    slower = ratios["workers_2_vs_1_cache_wall"] < 1 and ratios["workers_2_vs_1_no_cache_wall"] < 1
+    workers = (
+        f"With 2 worker processes the same run was {'slower' if slower else 'not slower'} than with 1 (wall "
+        f"{ratios['workers_2_vs_1_no_cache_wall']:.2f}x the 1-worker speed without the cache, "
+        f"{ratios['workers_2_vs_1_cache_wall']:.2f}x with it; "
+        f"{c2['cpu_s_of_best']:.1f}-{n2['cpu_s_of_best']:.1f} "
+        "CPU s)")
+    if slower:
+        workers += (": each spawned worker imports the stack and loads the models before its first clip, "
+                    f"which {ev['clips']} clips on two cores do not repay")
+    return (
+        f"Measured by `benchmarks/bench_evaluate.py` (`{RESULTS_REL}/evaluate.json`; {ev['clips']} prepared "
+        f"GRID s1 clips, {ev['frames']} frames, {', '.join(ev['metrics'])}; each figure the fastest of "
+        f"{ev['repeats']} fresh "
+        f"processes; {provenance('evaluate.json', ev)}): the step the cache replaces, tracking one clip's "
+        f"{per_clip} reference frames, costs {ref['track_ms_per_clip_cpu']:.0f} ms of CPU "
+        f"({ref['track_ms_per_clip_wall']:.0f} ms wall) against {ref['cache_read_ms_per_clip_wall']:.1f} ms "
+        f"to read its entry; a whole second-method evaluation takes {c1['cpu_s_of_best']:.2f} CPU s with the "
+        f"cache against {n1['cpu_s_of_best']:.2f} without ({ratios['cache_speedup_1_worker_cpu']:.2f}x; wall "
+        f"{c1['wall_s_best']:.2f} s against {n1['wall_s_best']:.2f} s, "
+        f"{ratios['cache_speedup_1_worker_wall']:.2f}x),"
+        " the rest being decoding, the other metrics, landmarks on the generated frames and start-up. "
+        f"{workers}. Cached rows equal uncached ones: {'yes' if ev['cached_rows_equal_uncached'] else 'no'}. "
+        "On a shared machine, read the CPU seconds.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures derived from several numbers (inline ``<!-- fig NAME -->``)
+
+
+def _calibration_rows(res: Results) -> list[dict]:
+    rows = []
+    for line in res.text("docs/calibration.md").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0].startswith("`") and cells[4] not in ("reference value", "---:"):
+            rows.append({"metric": cells[0].strip("`"), "variant": cells[1].strip("`"), "item": cells[2],
+                         "reference": float(cells[4]), "talkface": float(cells[5]),
+                         "difference": float(cells[6])})
+    return rows
+
+
+def _max_abs_diff(res: Results, metric: str, variant: str) -> str:
+    diffs = [abs(r["difference"]) for r in _calibration_rows(res)
+             if (r["metric"], r["variant"]) == (metric, variant)]
+    return f"{max(diffs):.1g}"
+
+
+def _n_pairs(res: Results, metric: str) -> str:
+    return str(len([r for r in _calibration_rows(res) if r["metric"] == metric and "TID2013" in r["item"]]))
+
+
+def _cpbd_img1(res: Results) -> str:
+    key = ("cpbd", "matlab", "LIVE img1")
+    row = next(r for r in _calibration_rows(res) if (r["metric"], r["variant"], r["item"]) == key)
+    return f"{row['talkface']:.5f} vs {row['reference']:.5f}"
+
+
+def _blink_ratio_lo(res: Results) -> str:
+    t = lookup(res.json("pipeline_quality.json"), "targets[a=pipeline,b=ground-truth,metric=blink_rate]")
+    return f"{1 + t['diff_lo'] / t['mean_b']:.2f}"  # type: ignore[index]
+
+
+def _ds_share(res: Results, run: str) -> str:
+    ds = res.json("deepspeech.json")
+    return f"{100 * ds['rtf'][f'talkface_{run}'] / ds['roofline'][f'rtf_bound_{run}']:.0f}"
+
+
+def _ds_target(res: Results) -> str:
+    ds = res.json("deepspeech.json")
+    target = ds.get("target_rtf", TARGETS["deepspeech_rtf"])
+    text = verdict(ds["rtf"]["talkface_batched"], target)
+    if ds["roofline"]["rtf_bound_batched"] < target:
+        text += ", and cannot be in float32 on this machine"
+    return text
+
+
+def _ds_madds(res: Results) -> str:
+    ds = res.json("deepspeech.json")
+    return f"{ds['roofline']['gflop_per_audio_second'] * 1e3 / 50 / 2:.0f}"
+
+
+def _quick_generate_s(res: Results) -> str:
+    return f"{sum(res.json('pipeline_quality.quick.json')['generation']['seconds'].values()):.0f}"
+
+
+def _quick_minutes(res: Results) -> str:
+    q = res.json("pipeline_quality.quick.json")
+    total = q["training"]["wall_s"] + sum(q["generation"]["seconds"].values()) + q["evaluate_s"]
+    return f"{total / 60:.0f}"
+
+
+def _blink_duration_ratio(res: Results) -> str:
+    d = res.json("blink_annotation.json")["default"]
+    return f"{d['duration_detected'] / d['duration_marked']:.1f}"
+
+
+def _second_worker(res: Results) -> str:
+    return "slower" if res.json("metrics.json")["evaluate"]["speedup_2_vs_1_workers"] < 1 else "not slower"
+
+
+DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Results], str]]] = {
+    "blink.default-duration-ratio": (("blink_annotation.json",), _blink_duration_ratio),
+    "metrics.second-worker": (("metrics.json",), _second_worker),
+    "calibration.cpbd-matlab-img1": (("docs/calibration.md",), _cpbd_img1),
+    "calibration.lpips-alex-max-diff": (("docs/calibration.md",),
+                                        lambda r: _max_abs_diff(r, "lpips", "alex")),
+    "calibration.lpips-pairs": (("docs/calibration.md",), lambda r: _n_pairs(r, "lpips")),
+    "calibration.psnr-max-diff": (("docs/calibration.md",),
+                                  lambda r: _max_abs_diff(r, "psnr", "colour-range255-cap100")),
+    "calibration.ssim-wang-max-diff": (("docs/calibration.md",),
+                                       lambda r: _max_abs_diff(r, "ssim", "wang-matlab")),
+    "pipeline.blink-rate-ratio-lo": (("pipeline_quality.json",), _blink_ratio_lo),
+    "deepspeech.unbatched-share-of-bound": (("deepspeech.json",), lambda r: _ds_share(r, "unbatched")),
+    "deepspeech.batched-share-of-bound": (("deepspeech.json",), lambda r: _ds_share(r, "batched")),
+    "deepspeech.target-verdict": (("deepspeech.json",), _ds_target),
+    "deepspeech.madds-per-step-M": (("deepspeech.json",), _ds_madds),
+    "quick.generate-s": (("pipeline_quality.quick.json",), _quick_generate_s),
+    "quick.minutes": (("pipeline_quality.quick.json",), _quick_minutes),
+}
+
+
+def inline_figure(spec: str, res: Results) -> str:
+    """The text of ``<!-- fig SPEC -->``: ``FILE:PATH [FORMAT]`` or a ``DERIVED`` name."""
+    spec = spec.strip()
+    if spec in DERIVED:
+        return DERIVED[spec][1](res)
+    depth, cut = 0, len(spec)
+    for i, ch in enumerate(spec):  # the format starts at the first space outside [...]
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == " " and depth == 0:
+            cut = i
+            break
+    target, fmt = spec[:cut], spec[cut:]
+    if ":" not in target:
+        raise KeyError(f"inline figure {spec!r}: neither FILE:PATH nor a DERIVED name")
+    name, path = target.split(":", 1)
+    scale = 1.0
+    m = re.fullmatch(r"(.*?)([*/])([0-9.]+)", path)
+    if m:
+        path, op, number = m.group(1), m.group(2), float(m.group(3))
+        scale = number if op == "*" else 1 / number
+    value = lookup(res.json(name), path)
+    if scale != 1.0:
+        value = value * scale  # type: ignore[operator]
+    return format_value(value, fmt.strip())
+
+
+# --------------------------------------------------------------------------------------------------
+# Regions
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    docs: tuple[str, ...]
+    sources: tuple[str, ...]
+    render: Callable[[Results], str]
+
+
+REGIONS: dict[str, Region] = {
+    r.name: r
+    for r in [
+        Region("speed", ("README.md",), SPEED_SOURCES, render_speed),
+        Region("grid-leaderboard", ("README.md",),
+               ("pipeline_quality.leaderboard.md", "pipeline_quality.json"), render_grid_leaderboard),
+        Region("pipeline-targets", ("README.md", "docs/models.md"), ("pipeline_quality.json",),
+               render_pipeline_targets),
+        Region("pipeline-run", ("docs/models.md",), ("pipeline_quality.json",), render_pipeline_run),
+        Region("train-landmarks", ("docs/models.md",), ("train_landmarks.json",), render_train_landmarks),
+        Region("metrics-speed", ("docs/evaluate.md",), ("metrics.json",), render_metrics_speed),
+        Region("deepspeech-speed", ("docs/deepspeech.md",), ("deepspeech.json",), render_deepspeech_speed),
+        Region("landmarks-speed", ("docs/landmarks.md",), ("landmarks.json",), render_landmarks_speed),
+        Region("texture-generate-speed", ("docs/texture_generate.md",), ("texture_generate.json",),
+               render_texture_speed),
+        Region("evaluate-cache", ("docs/scale.md",), ("evaluate.json",), render_evaluate_cache),
+    ]
+}
+
+REGION_RE = re.compile(r"<!-- figures:(?P<name>[\w.-]+) begin(?P<note>[^\n]*?)-->\n(?P<body>.*?)"
+                       r"<!-- figures:(?P=name) end -->", re.S)
+ANY_BEGIN_RE = re.compile(r"<!-- figures:([\w.-]+) begin")
+INLINE_RE = re.compile(r"<!-- fig (?P<spec>[^\n>]*?) -->(?P<value>[^<\n]*)<!-- /fig -->")
+
+
+def begin_marker(name: str, sources: Sequence[str]) -> str:
+    files = ", ".join(s if "/" in s else f"{RESULTS_REL}/{s}" for s in sources)
+    return (f"<!-- figures:{name} begin: rendered by scripts/render_figures.py from {files}; "
+            "edit the script, not this text -->")
+
+
+@dataclass
+class Change:
+    kind: str  # "region", "figure" or "error"
+    name: str
+    old: str
+    new: str
+
+
+def rewrite(text: str, region: Callable[[str], tuple[Sequence[str], str]],
+            figure: Callable[[str], str]) -> tuple[str, list[Change]]:
+    """Rewrite every region and inline figure of ``text``.
+
+    ``region(name)`` gives a region's (sources, body); ``figure(spec)`` an inline figure's text. Returns
+    the new text and what changed (a region whose body or begin marker differs, a figure whose value
+    differs), plus an "error" change for a begin marker without its end marker.
+    """
+    changes: list[Change] = []
+
+    def sub_region(m: re.Match) -> str:
+        name = m.group("name")
+        sources, body = region(name)
+        body = body.rstrip("\n") + "\n"
+        marker = begin_marker(name, sources)
+        old = f"<!-- figures:{name} begin{m.group('note')}-->"
+        if body != m.group("body") or marker != old:
+            changes.append(Change("region", name, m.group("body"), body))
+        return f"{marker}\n{body}<!-- figures:{name} end -->"
+
+    new = REGION_RE.sub(sub_region, text)
+    matched = {m.group("name") for m in REGION_RE.finditer(text)}
+    for name in ANY_BEGIN_RE.findall(text):
+        if name not in matched:
+            changes.append(Change("error", name, "", f"region {name!r} has a begin marker but no end marker"))
+
+    def sub_figure(m: re.Match) -> str:
+        value = figure(m.group("spec"))
+        if value != m.group("value"):
+            changes.append(Change("figure", m.group("spec").strip(), m.group("value"), value))
+        return f"<!-- fig {m.group('spec')} -->{value}<!-- /fig -->"
+
+    return INLINE_RE.sub(sub_figure, new), changes
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def render_all(root: Path = ROOT, res: Results | None = None) -> dict[Path, tuple[str, str, list[Change]]]:
+    """Every document's (old text, new text, changes), including missing and unknown regions as errors."""
+    res = res or Results(root / "benchmarks" / "results", root=root)
+    out = {}
+    for path in documents(root):
+        rel = path.relative_to(root).as_posix()
+        old = path.read_text(encoding="utf-8")
+        unknown: list[Change] = []
+
+        def region(name: str, unknown: list[Change] = unknown) -> tuple[Sequence[str], str]:
+            if name not in REGIONS:
+                unknown.append(Change("error", name, "", f"unknown region {name!r} (not in REGIONS)"))
+                return (), ""
+            try:
+                return REGIONS[name].sources, REGIONS[name].render(res)
+            except (KeyError, IndexError, TypeError, ValueError, OSError) as exc:
+                unknown.append(Change("error", name, "", f"region {name!r} cannot be rendered: {exc!r}"))
+                return (), ""
+
+        def figure(spec: str, unknown: list[Change] = unknown) -> str:
+            try:
+                return inline_figure(spec, res)
+            except (KeyError, IndexError, TypeError, ValueError, OSError) as exc:
+                unknown.append(Change("error", spec, "", f"figure {spec!r} cannot be rendered: {exc!r}"))
+                return ""
+
+        new, changes = rewrite(old, region, figure)
+        present = {m.group("name") for m in REGION_RE.finditer(old)}
+        for r in REGIONS.values():
+            if rel in r.docs and r.name not in present:
+                changes.append(Change("error", r.name, "", f"region {r.name!r} is missing (no markers)"))
+        if unknown:  # leave the document as it is; report only what could not be rendered
+            new = old
+            broken = {u.name for u in unknown}
+            changes = [c for c in changes if c.name not in broken]
+        out[path] = (old, new, unknown + changes)
+    return out
+
+
+def describe(path: Path, change: Change, root: Path = ROOT) -> str:
+    rel = path.relative_to(root).as_posix()
+    if change.kind == "error":
+        return f"{rel}: {change.new}"
+    if change.kind == "figure":
+        return f"{rel}: figure `{change.name}` is stale: {change.old!r} -> {change.new!r}"
+    diff = difflib.unified_diff(change.old.splitlines(), change.new.splitlines(), "text", "from the files",
+                                lineterm="", n=0)
+    lines = [line for line in diff if not line.startswith(("---", "+++"))]
+    shown = "\n".join("    " + line for line in lines[:12])
+    more = f"\n    ... ({len(lines) - 12} more lines)" if len(lines) > 12 else ""
+    return f"{rel}: region `{change.name}` is stale (or its begin marker is):\n{shown}{more}"
+
+
+def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 naming each region or figure that differs from its file")
+    args = parser.parse_args(argv)
+    results = render_all(root)
+    problems = [(p, c) for p, (_, _, changes) in results.items() for c in changes]
+    errors = [(p, c) for p, c in problems if c.kind == "error"]
+    if args.check:
+        for path, change in problems:
+            print(describe(path, change, root))
+        if problems:
+            print(f"{len(problems)} stale or broken figure(s): run python scripts/render_figures.py")
+            return 1
+        print("README.md and docs/*.md agree with benchmarks/results/")
+        return 0
+    for path, (old, new, _) in results.items():
+        if new != old:
+            path.write_text(new, encoding="utf-8")
+            print(f"rewrote {path.relative_to(root).as_posix()}")
+    for path, change in errors:
+        print(describe(path, change, root))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

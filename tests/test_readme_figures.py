@@ -1,0 +1,118 @@
+"""Every measured figure in README.md and docs/*.md is the one its results file gives (issue 19).
+
+scripts/render_figures.py renders the regions between ``<!-- figures:NAME begin -->`` and ``<!--
+figures:NAME end -->`` and the inline ``<!-- fig SPEC -->`` figures from benchmarks/results/; here its
+check mode must find nothing stale, and its parts are tested on small hand-written cases.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import render_figures as rf  # noqa: E402
+
+
+def test_readme_and_docs_agree_with_results_files(capsys) -> None:
+    rc = rf.main(["--check"])
+    out = capsys.readouterr().out
+    assert rc == 0, f"figures differ from benchmarks/results/ (run python scripts/render_figures.py):\n{out}"
+
+
+def test_every_region_is_in_its_document() -> None:
+    for region in rf.REGIONS.values():
+        for doc in region.docs:
+            text = (ROOT / doc).read_text(encoding="utf-8")
+            assert f"<!-- figures:{region.name} begin" in text, (doc, region.name)
+            assert f"<!-- figures:{region.name} end -->" in text, (doc, region.name)
+            for source in region.sources:
+                assert (ROOT / source if "/" in source else rf.RESULTS / source).is_file(), source
+
+
+def test_rewrite_on_a_hand_written_case() -> None:
+    text = (
+        "Intro.\n\n"
+        "<!-- figures:demo begin -->\n| old | table |\n<!-- figures:demo end -->\n\n"
+        "Prose with <!-- fig a.json:x.y .1f -->9.9<!-- /fig --> units and "
+        "<!-- fig a.json:x.y .1f -->1.2<!-- /fig --> again.\n"
+    )
+    regions = {"demo": (("a.json",), "| new | table |\n| --- | --- |")}
+    figures = {"a.json:x.y .1f": "1.2"}
+    new, changes = rf.rewrite(text, regions.__getitem__, figures.__getitem__)
+    assert new == (
+        "Intro.\n\n"
+        f"{rf.begin_marker('demo', ('a.json',))}\n"
+        "| new | table |\n| --- | --- |\n<!-- figures:demo end -->\n\n"
+        "Prose with <!-- fig a.json:x.y .1f -->1.2<!-- /fig --> units and "
+        "<!-- fig a.json:x.y .1f -->1.2<!-- /fig --> again.\n"
+    )
+    assert [(c.kind, c.name) for c in changes] == [("region", "demo"), ("figure", "a.json:x.y .1f")]
+    assert changes[1].old == "9.9" and changes[1].new == "1.2"
+    # the prose around the markers is kept, and a second pass changes nothing
+    again, changes = rf.rewrite(new, regions.__getitem__, figures.__getitem__)
+    assert again == new and changes == []
+    # a begin marker without its end marker is an error, not silently skipped
+    _, changes = rf.rewrite("<!-- figures:demo begin -->\ntext\n", regions.__getitem__, figures.__getitem__)
+    assert [c.kind for c in changes] == ["error"]
+
+
+def test_inline_figures_read_paths_selectors_and_formats() -> None:
+    res = rf.Results(data={"r.json": {
+        "a": {"b": 2.875, "list": [10, 20]},
+        "targets": [{"a": "x", "metric": "psnr", "diff": 0.0896, "diff_lo": 0.0191, "diff_hi": 0.163},
+                    {"a": "y", "metric": "psnr", "diff": -1.0, "diff_lo": -2.0, "diff_hi": -0.5}],
+    }})
+    assert rf.inline_figure("r.json:a.b .2f", res) == "2.88"
+    assert rf.inline_figure("r.json:a.list.1", res) == "20"
+    assert rf.inline_figure("r.json:a.b*100 .0f", res) == "288"
+    assert rf.inline_figure("r.json:targets[a=y,metric=psnr].diff +.1f", res) == "-1.0"
+    assert rf.inline_figure("r.json:targets[a=x] ci+.2f", res) == "+0.09 [+0.02, +0.16]"
+    with pytest.raises(KeyError):
+        rf.inline_figure("r.json:a.missing", res)
+
+
+def test_a_target_verdict_follows_the_number() -> None:
+    assert rf.verdict(2.88, 3.0) == "not met"
+    assert rf.verdict(3.0, 3.0) == "met"
+    assert rf.verdict(411.0, 1024.0, higher_is_better=False) == "met"
+    assert rf.verdict(0.9, 0.5, higher_is_better=False) == "not met"
+
+    def metrics(speedup: float) -> dict:
+        return {"ssim_psnr": {"frames": 75, "size": "128x128 colour", "skimage_ms_per_frame": 21.5,
+                              "speedup": speedup, "talkface_ms_per_frame": 21.5 / speedup}}
+
+    row = rf.ssim_psnr_row(metrics(2.88))
+    assert row[-1] == "3x: **not met** (2.88x)" and row[3] == "2.88x"
+    assert rf.ssim_psnr_row(metrics(3.6))[-1] == "3x: **met** (3.60x)"
+    # the same rule where a file gives both wall and CPU ratios: each gets its own verdict
+    cpbd = {"cpbd": {"size": "256x256", "frames": 8, "rounds": 5,
+                     "cpbd_package": {"ms_per_frame": 313.0, "cpu_ms_per_frame": 172.0},
+                     "matlab": {"ms_per_frame": 9.7, "cpu_ms_per_frame": 6.5, "speedup_vs_package": 32.1,
+                                "cpu_speedup_vs_package": 26.4}}}
+    assert rf.cpbd_row(cpbd)[-1] == "30x: **met** in wall time, **not met** in CPU time"
+
+
+def test_check_fails_naming_the_region_when_a_file_changes(tmp_path: Path, capsys) -> None:
+    """A copy of the docs and results: change one number in a results file and --check names the region."""
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("images"))
+    shutil.copytree(rf.RESULTS, tmp_path / "benchmarks" / "results")
+    assert rf.main(["--check"], root=tmp_path) == 0
+    capsys.readouterr()
+
+    metrics = tmp_path / "benchmarks" / "results" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"speedup": 2.87', '"speedup": 3.57'))
+    assert rf.main(["--check"], root=tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "README.md: region `speed` is stale" in out and "docs/evaluate.md: region `metrics-speed`" in out
+    assert "3x: **met** (3.58x)" in out  # the verdict follows the new number
+
+    assert rf.main([], root=tmp_path) == 0  # rewriting in place makes the check pass again
+    assert rf.main(["--check"], root=tmp_path) == 0
+    assert "3x: **met** (3.58x)" in (tmp_path / "README.md").read_text()
