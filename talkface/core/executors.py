@@ -54,6 +54,47 @@ def import_ray() -> Any:
 # -- the driver side ------------------------------------------------------------------------------
 
 
+def run_process_pool(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    record: Callable[[Any], None],
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+) -> None:
+    """Run ``fn(item)`` in ``workers`` spawned processes, each set up once by ``initializer(*initargs)``;
+    ``record`` gets each result in completion order, in this process.
+
+    At most two items per worker are in flight, so a stop loses little and memory stays flat. On any
+    exception (Ctrl-C included) the workers are terminated at once (SIGTERM: a worker that installed a
+    handler unwinds its atomic writers, leaving no partial file), queued items are dropped, and the
+    exception propagates. ``spawn``, not ``fork``: forking after torch, dlib or rich started threads can
+    deadlock.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=initializer, initargs=initargs)
+    try:
+        pending: set = set()
+        queue = list(items)
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                pending.add(pool.submit(fn, queue.pop(0)))
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                record(future.result())
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+
 def run_ray_tasks(
     fn: Callable[..., Any],
     items: Sequence[Any],

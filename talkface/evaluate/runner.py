@@ -32,11 +32,9 @@ reuses them.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -624,14 +622,9 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
             executors.run_ray_tasks(score_in_worker, jobs, (setup,), collect, failure,
                                     address=cfg.ray_address, num_cpus=cfg.workers)
         else:
-            with ProcessPoolExecutor(
-                max_workers=cfg.workers,
-                mp_context=mp.get_context("spawn"),  # fork after torch/dlib/rich threads can deadlock
-                initializer=_init_worker,
-                initargs=(setup,),
-            ) as pool:
-                for fut in as_completed([pool.submit(score_clip, job) for job in jobs]):
-                    collect(fut.result())
+            from talkface.core.executors import run_process_pool
+
+            run_process_pool(score_clip, jobs, collect, cfg.workers, _init_worker, (setup,))
     cache = None
     if setup.cache is not None:
         cache = {"folder": str(setup.cache.folder.resolve()), **cache_use}

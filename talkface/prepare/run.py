@@ -22,7 +22,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -589,27 +588,6 @@ def _run_clips(
 
 def _run_pool(todo: list[ClipSource], store: DatasetStore, config: PrepareConfig, workers: int,
               record: Callable[[dict[str, Any]], None]) -> None:
-    import multiprocessing as mp
+    from talkface.core.executors import run_process_pool
 
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(config, str(store.root)))
-    try:
-        pending: set = set()
-        queue = list(todo)
-        # Keep a bounded number of clips in flight so a stop loses little and memory stays flat.
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(_run_in_worker, queue.pop(0)))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                record(fut.result())
-    except BaseException:
-        # Stop now: queued clips are dropped, clips in progress are abandoned (their atomic writes
-        # leave no partial file: SIGTERM unwinds the writers in each worker).
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            if proc.is_alive():
-                proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    run_process_pool(_run_in_worker, todo, record, workers, _init_worker, (config, str(store.root)))
