@@ -1,17 +1,17 @@
-"""``talkface train pipeline``: the one-command recipe that trains every stage in sequence.
+"""``talkface train pipeline``: the one command that trains every stage in sequence (the training schedule).
 
     talkface train pipeline --data D --out runs/                       # the documented step counts
     talkface train pipeline --data D --out runs/ --budget 45m          # a wall-time budget instead
     talkface train pipeline --data D --out runs/ --steps lm=3000,tex=2000
 
-Stages, folders and the documented step counts (:data:`RECIPE`): landmarks -> ``runs/lm`` (1500
+Stages, folders and the documented step counts (:data:`SCHEDULE`): landmarks -> ``runs/lm`` (1500
 steps), blinks -> ``runs/blink`` (400 steps), texture -> ``runs/tex`` (1000 steps), each with its own
 ``train <stage>`` defaults otherwise (batch size, learning rate, validation interval). The step counts
 are the ones measured to beat the still-frame baseline on mouth LMD on the GRID s1 fixtures (about 35
 CPU-minutes on 2 cores). ``--budget`` gives each stage a share of the wall time instead (landmarks 25%,
 blinks 10%, texture 65%, from those stages' measured CPU throughput: about 3, 3 and 1 steps/s); a
 stage stops, validates and saves when its share is spent (the steps of a stage not named in ``--steps``
-then cap at 20x the recipe's). ``--steps`` with ``--budget``: whichever ends first.
+then cap at 20x the schedule's). ``--steps`` with ``--budget``: whichever ends first.
 
 Last, the blink amplitude is calibrated through the trained texture stage
 (:mod:`talkface.train.blink_calibration`: blink rate in generated frames against the real crops, on 24
@@ -21,7 +21,7 @@ weights it was measured with are unchanged.
 
 Resume: rerun the same command. A stage whose ``checkpoint.json`` says it reached its steps (or spent
 its time share) is skipped; a stage stopped part-way continues exactly (``--resume``). One progress
-view shows the recipe and the running stage; the end prints each stage's validation against its
+view shows the schedule and the running stage; the end prints each stage's validation against its
 baseline (mean face, real blinks, copying the identity frame), for the file ``generate`` loads.
 """
 
@@ -37,8 +37,8 @@ from talkface.train import settings as to
 
 
 @dataclass(frozen=True)
-class RecipeStage:
-    """One stage of the recipe: which registered stage, its folder under OUT, steps, time share."""
+class ScheduledStage:
+    """One stage of the schedule: which registered stage, its folder under OUT, steps, time share."""
 
     stage: str
     folder: str
@@ -47,24 +47,24 @@ class RecipeStage:
     rows: tuple[tuple[str, str, str, str], ...]  # summary rows: (label, ours, baseline, baseline name)
 
 
-RECIPE: tuple[RecipeStage, ...] = (
-    RecipeStage("landmarks", "lm", 1500, 0.25, (
+SCHEDULE: tuple[ScheduledStage, ...] = (
+    ScheduledStage("landmarks", "lm", 1500, 0.25, (
         ("mouth point error, px", "point_error_mouth", "baseline_point_error_mouth", "mean face"),
         ("lmd_mouth:centroid-mean, px", "lmd_mouth_centroid_mean", "baseline_lmd_mouth_centroid_mean",
          "mean face"),
     )),
-    RecipeStage("blinks", "blink", 400, 0.10, (
+    ScheduledStage("blinks", "blink", 400, 0.10, (
         ("blinks per minute", "gen_blinks_per_min", "real_blinks_per_min", "real clips"),
         ("blink duration, frames", "gen_mean_duration_frames", "real_mean_duration_frames", "real clips"),
     )),
-    RecipeStage("texture", "tex", 1000, 0.65, (
+    ScheduledStage("texture", "tex", 1000, 0.65, (
         ("L1 to the real frame", "l1", "l1_identity_copy", "identity frame copied"),
         ("SSIM to the real frame", "ssim", "ssim_identity_copy", "identity frame copied"),
     )),
 )
 ALIASES = {"lm": "landmarks", "landmarks": "landmarks", "blink": "blinks", "blinks": "blinks",
            "tex": "texture", "texture": "texture"}
-BUDGET_STEP_FACTOR = 20  # with --budget alone, steps cap at 20x the recipe's (time decides)
+BUDGET_STEP_FACTOR = 20  # with --budget alone, steps cap at 20x the schedule's (time decides)
 
 
 def parse_budget(text: str) -> float:
@@ -96,9 +96,9 @@ def parse_steps(text: str) -> dict[str, int]:
 
 @dataclass
 class Plan:
-    """What the recipe does with one stage this time: train fresh, resume, or skip (finished)."""
+    """What the schedule does with one stage this time: train fresh, resume, or skip (finished)."""
 
-    recipe: RecipeStage
+    scheduled: ScheduledStage
     out_dir: Path
     max_steps: int
     max_seconds: float | None
@@ -127,7 +127,7 @@ def plan(out: Path, steps: dict[str, int], budget_s: float | None, calibration_c
     if budget_s is not None:
         budget_s = max(budget_s - calibration_reserve_s(calibration_clips), 0.5 * budget_s)
     plans = []
-    for r in RECIPE:
+    for r in SCHEDULE:
         max_steps = steps.get(r.stage, r.steps if budget_s is None else r.steps * BUDGET_STEP_FACTOR)
         max_seconds = budget_s * r.time_share if budget_s is not None else None
         run_dir = out / r.folder
@@ -163,7 +163,7 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
     from talkface.store.checkpoints import read_meta
 
     rows = []
-    for r in RECIPE:
+    for r in SCHEDULE:
         run_dir = out / r.folder
         meta = read_meta(run_dir / "checkpoints")
         step = meta.best.step if meta is not None and meta.best is not None else None
@@ -196,7 +196,7 @@ def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, int], budget_s: float | None,
                  common: dict[str, Any], calibration_clips: int | None = None) -> list[dict[str, Any]]:
-    """Train the recipe's stages in sequence into ``out`` under one progress view, then calibrate the
+    """Train the schedule's stages in sequence into ``out`` under one progress view, then calibrate the
     blink amplitude on ``calibration_clips`` training clips (default ``calibrate.N_CLIPS``; 0: not);
     return the summary."""
     from talkface.utils.progress import console, make_progress
@@ -206,10 +206,10 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
     overall = progress.add_task("pipeline", total=len(plans), info="")
     with progress:
         for i, p in enumerate(plans):
-            spec = to.STAGES.get(p.recipe.stage)
-            progress.update(overall, completed=i, info=f"{p.recipe.stage} -> {p.out_dir} ({p.action})")
+            spec = to.STAGES.get(p.scheduled.stage)
+            progress.update(overall, completed=i, info=f"{p.scheduled.stage} -> {p.out_dir} ({p.action})")
             if p.action == "skip":
-                console.print(f"{p.recipe.stage}: finished at step {p.done_step} in {p.out_dir}; skipped")
+                console.print(f"{p.scheduled.stage}: finished at step {p.done_step} in {p.out_dir}; skipped")
                 continue
             values = {name: spec.default(name) for name, _, _ in to.SHARED_OPTIONS}
             values.update(common, out=p.out_dir, max_steps=p.max_steps, resume=p.action == "resume")
@@ -219,7 +219,7 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             from talkface.train.loop import run_training
 
             result = run_training(stage, settings, progress=progress)
-            console.print(f"{p.recipe.stage}: step {result.step} ({result.stopped_by}), "
+            console.print(f"{p.scheduled.stage}: step {result.step} ({result.stopped_by}), "
                           f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}")
         progress.update(overall, completed=len(plans), info="done")
     if calibration_clips != 0:

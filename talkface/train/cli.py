@@ -115,21 +115,21 @@ def pipeline_command() -> Callable[..., None]:
 
 
 def run_pipeline_command(values: dict[str, Any]) -> None:
-    from talkface.train import all_stages as recipe
+    from talkface.train import all_stages
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        budget = recipe.parse_budget(values["budget"]) if values["budget"] else None
-        steps = recipe.parse_steps(values["steps"]) if values["steps"] else {}
+        budget = all_stages.parse_budget(values["budget"]) if values["budget"] else None
+        steps = all_stages.parse_steps(values["steps"]) if values["steps"] else {}
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     common = {k: values[k] for k in ("seed", "devices", "num_nodes", "accelerator", "precision")}
     try:
-        rows = recipe.run_pipeline(values["data"], values["out"], values["protocol"], steps, budget, common,
-                                   calibration_clips=values["calibration_clips"])
+        rows = all_stages.run_pipeline(values["data"], values["out"], values["protocol"], steps, budget,
+                                       common, calibration_clips=values["calibration_clips"])
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         fail(exc)
-    recipe.print_summary(rows)
+    all_stages.print_summary(rows)
 
 
 def print_summary(result: Any) -> None:  # a fabric_loop.TrainResult

@@ -10,21 +10,22 @@ from typer.testing import CliRunner
 
 from talkface.store import checkpoints as ck
 from talkface.store.blink_calibration import CALIBRATION_FILE
-from talkface.train import all_stages as recipe
+from talkface.train import all_stages
 
 
 def test_parse_budget_and_steps() -> None:
-    assert recipe.parse_budget("45m") == 2700 and recipe.parse_budget("1h30m") == 5400
-    assert recipe.parse_budget("90s") == 90 and recipe.parse_budget("2") == 120  # bare number: minutes
+    assert all_stages.parse_budget("45m") == 2700 and all_stages.parse_budget("1h30m") == 5400
+    assert all_stages.parse_budget("90s") == 90
+    assert all_stages.parse_budget("2") == 120  # bare number: minutes
     for bad in ("", "45x", "m", "1h 2q"):
         with pytest.raises(ValueError, match="--budget"):
-            recipe.parse_budget(bad)
-    assert recipe.parse_steps("lm=10,blink=2,tex=3") == {"landmarks": 10, "blinks": 2, "texture": 3}
-    assert recipe.parse_steps("texture=5") == {"texture": 5}
+            all_stages.parse_budget(bad)
+    assert all_stages.parse_steps("lm=10,blink=2,tex=3") == {"landmarks": 10, "blinks": 2, "texture": 3}
+    assert all_stages.parse_steps("texture=5") == {"texture": 5}
     for bad in ("lm", "lm=0", "eyes=3", "lm=x"):
         with pytest.raises(ValueError, match="--steps"):
-            recipe.parse_steps(bad)
-    assert abs(sum(r.time_share for r in recipe.RECIPE) - 1) < 1e-9
+            all_stages.parse_steps(bad)
+    assert abs(sum(r.time_share for r in all_stages.SCHEDULE) - 1) < 1e-9
 
 
 def _fake_run(out: Path, stage: str, step: int, seconds: float) -> None:
@@ -36,23 +37,24 @@ def _fake_run(out: Path, stage: str, step: int, seconds: float) -> None:
 def test_plan_skips_finished_stages_and_resumes_stopped_ones(tmp_path: Path) -> None:
     _fake_run(tmp_path / "lm", "landmarks", 1500, 100.0)
     _fake_run(tmp_path / "blink", "blinks", 100, 10.0)
-    plans = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, None)}
+    plans = {p.scheduled.stage: p for p in all_stages.plan(tmp_path, {}, None)}
     assert plans["landmarks"].action == "skip" and plans["landmarks"].max_steps == 1500
     assert plans["blinks"].action == "resume" and plans["blinks"].max_steps == 400
     assert plans["texture"].action == "train" and plans["texture"].out_dir == tmp_path / "tex"
     # More steps asked: the finished stage continues. A time budget: a stage whose share is spent is done.
-    assert {p.recipe.stage: p.action for p in recipe.plan(tmp_path, {"landmarks": 2000}, None)}[
+    assert {p.scheduled.stage: p.action for p in all_stages.plan(tmp_path, {"landmarks": 2000}, None)}[
         "landmarks"] == "resume"
     # the calibration's reserve comes off the budget first; blinks' share of the rest: 100 s, spent: 200 s
     _fake_run(tmp_path / "blink", "blinks", 100, 200.0)
-    reserve = recipe.calibration_reserve_s(24)
-    assert reserve == 180.0 and recipe.calibration_reserve_s(0) == 0.0
-    timed = {p.recipe.stage: p for p in recipe.plan(tmp_path, {}, reserve + 1000.0, calibration_clips=24)}
+    reserve = all_stages.calibration_reserve_s(24)
+    assert reserve == 180.0 and all_stages.calibration_reserve_s(0) == 0.0
+    planned = all_stages.plan(tmp_path, {}, reserve + 1000.0, calibration_clips=24)
+    timed = {p.scheduled.stage: p for p in planned}
     assert timed["blinks"].action == "skip" and timed["blinks"].max_seconds == pytest.approx(100.0)
-    assert timed["texture"].max_steps == 1000 * recipe.BUDGET_STEP_FACTOR
+    assert timed["texture"].max_steps == 1000 * all_stages.BUDGET_STEP_FACTOR
     _fake_run(tmp_path / "tex", "landmarks", 1, 1.0)
     with pytest.raises(ck.CheckpointError, match="holds a 'landmarks' run, not 'texture'"):
-        recipe.plan(tmp_path, {}, None)
+        all_stages.plan(tmp_path, {}, None)
 
 
 def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_path: Path) -> None:
@@ -68,7 +70,7 @@ def test_pipeline_trains_every_stage_then_skips_them(prepared_grid: Path, tmp_pa
         run = ck.find_stage(out, stage)
         assert run.out_dir == out / folder and run.meta.step == step
     assert "validation of the trained" in result.output
-    rows = {(r["stage"], r["label"]): r for r in recipe.summary_rows(out)}
+    rows = {(r["stage"], r["label"]): r for r in all_stages.summary_rows(out)}
     lm = rows[("landmarks", "mouth point error, px")]
     assert lm["baseline_name"] == "mean face" and lm["ours"] > 0 and lm["baseline"] > 0 and lm["step"] == 2
     tex = rows[("texture", "L1 to the real frame")]
