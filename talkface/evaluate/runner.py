@@ -84,15 +84,44 @@ RULES = {
     "landmarks cached beside the results (cache/reference_landmarks), keyed by the reference file's "
     "SHA-256, frames scored and the backend's settings",
     "audio": "generated video's track, else the reference crop's (flag reference_audio)",
-    "identity_image": "the reference frame generation takes the identity from (choose_identity_frame on "
-    "the reference landmarks: eyes open, closed neutral mouth; frame 0 when no frame has landmarks), with "
-    "its reference landmarks",
+    "identity_image": "the image generation took the identity from (talkface.store.identity_source: the "
+    "generated folder's generation.json says other-clip or same-clip, else --identity-from; the frame by "
+    "choose_identity_frame on the prepared landmarks of that clip: eyes open, closed neutral mouth)",
     "usable_reference": "talkface.store.dataset.is_usable, as training and generation",
 }
 
 
 def _needs_landmarks(metrics: Sequence[Metric]) -> bool:
     return any(m.needs & LANDMARK_NEEDS for m in metrics)
+
+
+def _needs_identity(metrics: Sequence[Metric]) -> bool:
+    return any("identity_image" in m.needs for m in metrics)
+
+
+def generated_identity_from(generated: Path, default: str) -> str:
+    """Where the generated videos' identity images came from: their generation.json's ``identity_from``;
+    ``same-clip`` for a record written before the identity protocol (it has ``identity_frame`` only);
+    ``default`` for videos with no record (made by another tool)."""
+    from talkface.store.generated_videos import read_record
+
+    record = read_record(generated) if Path(generated).is_dir() else None
+    if record is None:
+        return default
+    return str(record.get("identity_from") or "same-clip")
+
+
+def identity_job(ref: Reference, clip_id: str, identity_from: str) -> tuple[Path, int] | None:
+    """The identity image of ``clip_id`` as (crop video, frame), from the prepared landmarks; None when
+    its clip has no landmarks (the identity metrics then use the clip's own detected frame)."""
+    from talkface.core.face68 import NoFaceError
+    from talkface.store.identity_source import identity_source
+
+    try:
+        source = identity_source(ref.dataset, clip_id, identity_from)
+    except (NoFaceError, OSError, KeyError):
+        return None
+    return Path(ref.dataset.crop_path(source.clip_id)), source.frame
 
 
 class EvaluateError(ValueError):
@@ -125,7 +154,7 @@ class Reference:
     part: str | None  # as asked for (None: every usable clip)
     part_of: dict[str, str]  # clip id -> its part in ``protocol``
 
-    def protocol_record(self, scored: Sequence[str]) -> Protocol:
+    def protocol_record(self, scored: Sequence[str], identity_from: str | None = None) -> Protocol:
         """The run's protocol; without ``--part`` the part is the one every scored clip is in, if any."""
         part = self.part
         if part is None:
@@ -139,6 +168,7 @@ class Reference:
             crop_size=int(self.dataset.crop_size),
             reference=str(self.path.resolve()),
             reference_id=reference_id(scored, _reference_info(info)),
+            identity_from=identity_from,
         )
 
 
@@ -333,6 +363,7 @@ class ClipJob:
     generated: Path
     reference: Path
     trim: bool = False
+    identity: tuple[Path, int] | None = None  # the identity image: (crop video, frame index)
 
 
 @dataclass
@@ -385,14 +416,30 @@ def score_clip(job: ClipJob) -> ClipScore:
         backend = _WORKER["landmarks"]
         sample.landmarks = backend.track(iter(gen)).points
         sample.ref_landmarks, score = _reference_landmarks(backend, job.reference, ref)
-        # the identity image is the frame generation takes the identity from; reuse its landmarks
-        index = identity_frame_index(sample.ref_landmarks)
-        sample.identity_image = ref[index].copy()
-        sample.extras["identity_landmarks"] = sample.ref_landmarks[index]
+        if job.identity is None:  # the clip's own frame chosen on its detected landmarks
+            index = identity_frame_index(sample.ref_landmarks)
+            sample.identity_image = ref[index].copy()
+            sample.extras["identity_landmarks"] = sample.ref_landmarks[index]
+    if job.identity is not None and "identity_image" in needs:
+        try:
+            sample.identity_image = identity_image(job.identity)
+        except Exception as exc:  # noqa: BLE001 - a bad clip is a recorded failure
+            return failed(f"identity image: {type(exc).__name__}: {exc}")
     if "audio" in needs:
         sample.audio = _audio(job, flags, read_audio)
     score.rows = clip_rows(job.method, job.clip_id, metrics, flags, results=[m(sample) for m in metrics])
     return score
+
+
+def identity_image(source: tuple[Path, int]) -> np.ndarray:
+    """Frame ``index`` of the crop video ``path`` (the identity image generation was given)."""
+    from talkface.core.media import iter_frames
+
+    path, index = source
+    for i, frame in enumerate(iter_frames(path)):
+        if i == index:
+            return frame
+    raise ValueError(f"{path} has fewer than {index + 1} frames")
 
 
 def identity_frame_index(ref_landmarks: np.ndarray) -> int:
@@ -472,6 +519,8 @@ class EvaluateConfig:
     executor: str = "process"  # process (this process, or a pool of `workers`) | ray (Ray tasks)
     ray_address: str | None = None  # with executor "ray": the cluster to join (None: start one here)
     landmark_cache: bool = True  # reuse reference landmarks cached in out/cache/reference_landmarks
+    #: where the identity images came from when the generated folder does not say (no generation.json)
+    identity_from: str = "other-clip"
 
 
 @dataclass
@@ -577,7 +626,10 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
     ctx: dict[str, Any] = {
         "resolution": f"reference crop size {crop}x{crop} (generated frames resized to it)"
     }
-    jobs = [ClipJob(cfg.method, c, gen[c], ref.clips[c], cfg.trim) for c in pairing.matched]
+    identity_from = generated_identity_from(cfg.generated, cfg.identity_from)
+    jobs = [ClipJob(cfg.method, c, gen[c], ref.clips[c], cfg.trim,
+                    identity_job(ref, c, identity_from) if _needs_identity(plan.metrics) else None)
+            for c in pairing.matched]
     setup = WorkerSetup(tuple(plan.specs), cfg.landmark_backend, dict(cfg.landmark_options), ctx)
     in_process = cfg.executor == "process" and cfg.workers <= 1
     if in_process:  # in this process, with the metrics already built
@@ -672,7 +724,8 @@ def _run_record(
             frames[r.clip_id] = max(frames.get(r.clip_id, 0), len(r.per_frame))
     return provenance(
         method=cfg.method,
-        protocol=ref.protocol_record(pairing.matched).to_dict(),
+        protocol=ref.protocol_record(pairing.matched, generated_identity_from(cfg.generated,
+                                                                              cfg.identity_from)).to_dict(),
         generated=str(Path(cfg.generated).resolve()),
         reference=str(Path(cfg.data).resolve()),
         pairing=pairing.as_dict(),

@@ -16,7 +16,11 @@ What each one isolates (docs/baselines.md):
   retargeting and texture stages: what the landmark stage adds;
 - ``oracle-landmarks``: the texture stage driven by the reference's own aligned landmarks: the texture
   stage's ceiling, free of landmark errors;
-- ``no-blinks``: the full pipeline with the blink stage off: the ablation the blink claim needs.
+- ``no-blinks``: the full pipeline with the blink stage off: the ablation the blink claim needs;
+- ``warp``: the identity frame warped (piecewise-affine mesh of the 68 points) to the trained landmark
+  and blink stages' retargeted landmarks, with a mouth-interior rule: what warping alone gives, with
+  no texture stage, on any face;
+- ``oracle-warp``: the same warp driven by the reference clip's own landmarks: warping's ceiling.
 """
 
 from __future__ import annotations
@@ -97,6 +101,46 @@ class NoBlinks(TrainedPipeline):
                   "(same landmarks, retargeting and texture stages as generate, same seed)")
     stages = ("landmarks", "texture")
     blinks = False
+
+
+@BASELINES.register_named("warp")
+class Warp(Method):
+    definition = ("the identity frame warped (piecewise-affine on a fixed Delaunay mesh of its 68 points and "
+                  "8 border points) to the landmarks of the trained landmark and blink stages retargeted to "
+                  "it, the inner mouth darkened towards a cavity colour; no texture stage")
+    stages = ("landmarks", "blinks")
+    warp = "piecewise-affine"
+
+    def targets(self, gen: Generator, clip: ClipInputs, seed: int) -> np.ndarray:
+        from talkface.generation.generator import FPS, speech_landmarks, to_identity
+        from talkface.models.blinks import impose_blinks
+
+        feats = gen.features.compute(clip.audio, n_frames=clip.n_frames, fps=clip.fps)
+        unit = impose_blinks(speech_landmarks(gen, feats),
+                             gen.blink_model.sample(clip.n_frames, FPS, generator_seed=seed))
+        return to_identity(gen, unit, clip.identity_px, clip.crop_size)
+
+    def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:
+        from talkface.generation.warp import warp_frames
+
+        return warp_frames(clip.identity_crop, clip.identity_px, self.targets(gen, clip, seed), self.warp)
+
+
+@BASELINES.register_named("warp-tps")
+class WarpThinPlate(Warp):
+    definition = ("as warp, with a thin-plate spline through the 68 points and 8 border points instead of "
+                  "the piecewise-affine mesh")
+    warp = "thin-plate"
+
+
+@BASELINES.register_named("oracle-warp")
+class OracleWarp(Warp):
+    definition = ("the identity frame warped (piecewise-affine, as warp) to the reference clip's own aligned "
+                  "landmarks, which carry its head motion: warping's ceiling, free of landmark-stage errors")
+    stages = ()
+
+    def targets(self, gen: Generator, clip: ClipInputs, seed: int) -> np.ndarray:
+        return fill_missing(clip.reference_landmarks)
 
 
 def fill_missing(points: np.ndarray) -> np.ndarray:

@@ -42,6 +42,11 @@ DeepSpeechOpt = Annotated[Path | None, typer.Option(
     "--deepspeech-model", help="DeepSpeech v0.1.0 output_graph.pb, when the landmark model was trained on "
     "DeepSpeech features.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+IdentityFromOpt = Annotated[str, typer.Option(
+    "--identity-from", help="The identity image of each clip: other-clip (a frame of another clip of the "
+    "same speaker, so no method is scored on the frame it was given; the clip itself, flagged, when its "
+    "speaker has one clip) or same-clip (the clip's own frame). Both use the same frame rule: a closed, "
+    "neutral mouth with the eyes open.")]
 
 
 @dataclass
@@ -57,6 +62,7 @@ class RunOptions:
     batch_size: int | None = None
     deepspeech_model: Path | None = None
     quiet: bool = False
+    identity_from: str = "other-clip"
 
     def deepspeech(self) -> str | None:
         return str(self.deepspeech_model) if self.deepspeech_model else None
@@ -64,7 +70,7 @@ class RunOptions:
 
 RUN_OPTIONS = (("checkpoints", CheckpointsOpt), ("part", PartOpt), ("protocol", ProtocolOpt),
                ("split", SplitOpt), ("seed", SeedOpt), ("device", DeviceOpt), ("batch_size", BatchOpt),
-               ("deepspeech_model", DeepSpeechOpt), ("quiet", QuietOpt))
+               ("deepspeech_model", DeepSpeechOpt), ("quiet", QuietOpt), ("identity_from", IdentityFromOpt))
 
 
 def with_run_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -115,6 +121,12 @@ def _report(summary: dict[str, Any], out: Path) -> None:
     typer.echo(f"{out}: {len(summary['generated'])} generated, {len(summary['skipped_existing'])} already "
                f"there, {len(summary['failed'])} failed ({summary['method']}, protocol "
                f"{summary['protocol']!r}, part {summary['part']!r}; see {out / 'generation.json'})")
+    typer.echo(f"identity: {summary['identity_from']} ({summary['identity_rule']})")
+    if summary.get("identity_same_clip"):
+        same = summary["identity_same_clip"]
+        typer.echo(f"note: {len(same)} clip(s) took the identity from themselves, their speaker having no "
+                   f"other usable clip (flagged identity_same_clip): {', '.join(same[:5])}"
+                   + (" ..." if len(same) > 5 else ""), err=True)
     for clip_id, error in summary["failed"].items():
         typer.echo(f"  {clip_id}: {error}", err=True)
 
@@ -170,7 +182,7 @@ def generate(
             record = generator.generate_from_files(gen, audio, identity, out, opts.seed, inputs)
         else:
             summary = generate_part(gen, TrainedPipeline(), data, part, out, opts.seed,
-                                             opts.protocol, opts.quiet)
+                                    opts.protocol, opts.quiet, opts.identity_from)
     except _errors() as exc:
         fail(exc)
     if single:
@@ -222,7 +234,7 @@ def _baseline_command(name: str) -> Callable[..., None]:
                                           stages=method.stages, needed_by=f"baseline {name}",
                                           data=data)  # no stages: reads nothing
             summary = generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
-                                             opts.quiet)
+                                    opts.quiet, opts.identity_from)
         except _errors() as exc:
             fail(exc)
         _report(summary, out)

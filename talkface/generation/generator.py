@@ -41,7 +41,8 @@ import numpy as np
 
 from talkface import __version__
 from talkface.core import media
-from talkface.core.face68 import NoFaceError, choose_identity_frame
+from talkface.core.face68 import NoFaceError
+from talkface.store.identity_source import DEFAULT_IDENTITY_FROM, IdentitySource, identity_source
 from talkface.utils import atomic
 
 FPS = 25.0
@@ -417,6 +418,7 @@ class ClipInputs:
     identity_px: np.ndarray  # (68, 2) its landmarks in crop pixels
     reference_landmarks: np.ndarray  # (T, 68, 2) aligned landmarks in crop pixels, NaN where none
     crop_path: Path
+    identity: IdentitySource | None = None  # the clip and frame the identity image is (None: this clip's)
 
     @property
     def crop_size(self) -> int:
@@ -438,24 +440,27 @@ def resize_crop(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def clip_inputs(ds: Any, clip_id: str) -> ClipInputs:
+def clip_inputs(ds: Any, clip_id: str, identity_from: str = DEFAULT_IDENTITY_FROM) -> ClipInputs:
     """A prepared clip's inputs (``ds``: a :class:`talkface.store.dataset.Dataset`).
 
-    Identity: :func:`choose_identity_frame` of the clip's landmarks (a closed, neutral mouth, eyes
-    open), from its aligned crops (already aligned the way the models expect, so no detection is
-    needed); every method and baseline gets this one. Audio: the corpus' source file when it is still
-    there, else the crop's track, fitted to the crop's frame count exactly as ``prepare`` fitted it.
+    Identity: the image :func:`talkface.store.identity_source.identity_source` names (by default a frame
+    of another clip of the same speaker, chosen by :func:`~talkface.core.face68.choose_identity_frame`:
+    a closed, neutral mouth, eyes open), from the aligned crops (already aligned the way the models
+    expect, so no detection is needed); every method and baseline gets this one. Audio: the corpus'
+    source file when it is still there, else the crop's track, fitted to the crop's frame count exactly
+    as ``prepare`` fitted it.
     """
     arrays = ds.load_clip(clip_id)
     lm = np.asarray(arrays["landmarks_aligned"], np.float32)
-    try:
-        chosen = choose_identity_frame(lm)
-    except NoFaceError as exc:
-        raise NoFaceError(f"{clip_id}: {exc}") from None
+    source = identity_source(ds, clip_id, identity_from)
+    chosen = source.frame
+    identity_lm = lm if source.clip_id == clip_id else np.asarray(
+        ds.load_clip(source.clip_id)["landmarks_aligned"], np.float32)
     crop_path = Path(ds.crop_path(clip_id))
-    frame = next((f for i, f in enumerate(media.iter_frames(crop_path)) if i == chosen), None)
+    identity_path = Path(ds.crop_path(source.clip_id))
+    frame = next((f for i, f in enumerate(media.iter_frames(identity_path)) if i == chosen), None)
     if frame is None:
-        raise media.MediaError(f"{clip_id}: crops video has fewer than {chosen + 1} frames")
+        raise media.MediaError(f"{source.clip_id}: crops video has fewer than {chosen + 1} frames")
     fps = ds.fps
     record = ds.record(clip_id)
     n = int(record.n_frames or len(lm))
@@ -466,8 +471,8 @@ def clip_inputs(ds: Any, clip_id: str) -> ClipInputs:
     audio = read_speech(source or crop_path)
     audio, _ = media.fit_audio_length(audio, int(round(n / fps * SAMPLE_RATE)))
     return ClipInputs(clip_id=clip_id, n_frames=n, fps=fps, audio=audio, identity_index=chosen,
-                      identity_crop=frame, identity_px=lm[chosen].copy(), reference_landmarks=lm,
-                      crop_path=crop_path)
+                      identity_crop=frame, identity_px=identity_lm[chosen].copy(), reference_landmarks=lm,
+                      crop_path=crop_path, identity=source)
 
 
 def apply_calibration(gen: Generator, blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ PROTOCOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("part", "part"),
     ("crop_size", "crop size"),
     ("reference_set", "reference set"),
+    ("identity_from", "identity image from"),
 )
 
 UNKNOWN = "unknown"
@@ -42,6 +43,7 @@ class Protocol:
     part: str | None = None
     crop_size: str | None = None
     reference_set: str | None = None
+    identity_from: str | None = None  # other-clip | same-clip (talkface.store.identity_source)
     recorded: bool = False  # the run record had a "protocol" entry
 
     @classmethod
@@ -59,6 +61,8 @@ class Protocol:
                 part=_text(proto.get("part")) or "several parts",
                 crop_size=_crop_size(proto.get("crop_size")),
                 reference_set=ref,
+                # recorded before the identity protocol: generation took the clip's own frame
+                identity_from=_text(proto.get("identity_from")) or "same-clip",
                 recorded=True,
             )
         return cls(reference_set=_path_ref(run.get("reference")), recorded=False)

@@ -55,9 +55,13 @@ def _shared_prepare_options(recipe: type) -> list[_inspect.Parameter]:
         _SharedOption("out", Path, ..., "Dataset folder to create, resume, or add a split protocol to.",
                       ("-o",)),
         _SharedOption("protocol", str | None, None,
-                      f"Split protocol: {protocols} (default {recipe.splits[0]}). Preparing again into the "
-                      "same --out with another protocol adds it (manifest column split_<protocol>) and "
-                      "redoes no clip."),
+                      f"Split protocol: {protocols} (default {recipe.splits[0]}), or unseen-identity with "
+                      "--test-speakers. Preparing again into the same --out with another protocol adds it "
+                      "(manifest column split_<protocol>) and redoes no clip."),
+        _SharedOption("test_speakers", str | None, None,
+                      "With --protocol unseen-identity: comma-separated speakers whose clips are the test "
+                      "part (e.g. s4); no clip of theirs is in train or val, and 10% of the other "
+                      "speakers' clips (seeded hash) are val. Recorded in the dataset."),
         _SharedOption("split", str | None, None, "Deprecated name of --protocol.", settings={"hidden": True}),
         _SharedOption("speakers", str | None, None, "Comma-separated speakers to keep, e.g. s1,s2."),
         _SharedOption("workers", int, 1, "Worker processes (one clip each at a time).", ("-j",), {"min": 1}),
@@ -141,11 +145,13 @@ def _run_prepare(
     ray_address: str | None = None,
     landmarks: str = "dlib",
     fan_model: Path | None = None,
+    test_speakers: str | None = None,
 ) -> None:
     from talkface.core.executors import ExecutorError
     from talkface.prepare.corpora import CorpusError, get_recipe
     from talkface.prepare.run import ClipTools, PrepareConfig, PrepareInterrupted, run_prepare
     from talkface.store.dataset_writer import DatasetStore, SettingsMismatch
+    from talkface.store.splits import UNSEEN_IDENTITY, write_protocol_rule
     from talkface.utils.lock import FolderLocked
     from talkface.utils.progress import console, make_progress
 
@@ -198,8 +204,14 @@ def _run_prepare(
         corpus_options=dict(corpus_options),
     )
     recipe = get_recipe(recipe_name)
+    unseen_rule = None
     try:
-        discovery = recipe.discover(root, split=protocol, **corpus_options)
+        if protocol == UNSEEN_IDENTITY or test_speakers:
+            unseen_rule = _unseen_identity(protocol, test_speakers, out)
+        discovery = recipe.discover(root, split=None if unseen_rule else protocol, **corpus_options)
+        if unseen_rule is not None:
+            _assign_unseen(discovery, unseen_rule)
+            write_protocol_rule(out, UNSEEN_IDENTITY, unseen_rule)
     except CorpusError as exc:
         fail(exc)
     protocol = protocol or recipe.splits[0]
@@ -244,6 +256,43 @@ def _run_prepare(
         console.print(f"[yellow]{exc}[/yellow]")
         raise typer.Exit(130) from None
     _report(store, sources, summary, out)
+
+
+def _unseen_identity(protocol: str | None, test_speakers: str | None, out: Path) -> dict[str, Any]:
+    """The unseen-identity rule asked for; refused when it is half asked, or when ``out`` already holds
+    the protocol made with other test speakers (a dataset's protocol never changes meaning)."""
+    from talkface.store.splits import UNSEEN_IDENTITY, CorpusError, read_protocol_rule, unseen_identity_rule
+
+    if protocol != UNSEEN_IDENTITY:
+        raise CorpusError(f"--test-speakers goes with --protocol {UNSEEN_IDENTITY}")
+    rule = unseen_identity_rule((test_speakers or "").split(","))
+    held = read_protocol_rule(out, UNSEEN_IDENTITY)
+    if held is not None and held != rule:
+        held_speakers = ",".join(held.get("test_speakers", []))
+        raise CorpusError(f"{out} holds protocol {UNSEEN_IDENTITY} made with test speakers {held_speakers}, "
+                          f"not {','.join(rule['test_speakers'])}: prepare into another --out for another "
+                          "choice")
+    return rule
+
+
+def _assign_unseen(discovery: Any, rule: dict[str, Any]) -> None:
+    """The discovered clips' parts under the unseen-identity rule, with a note when this corpus folder
+    holds no test speaker or only test speakers (another folder prepared into the same --out may hold
+    the others: GRID's normal and high-quality layouts often live apart)."""
+    import dataclasses
+
+    from talkface.store.splits import UNSEEN_IDENTITY, unseen_identity_part
+
+    found = {c.speaker for c in discovery.clips}
+    missing = [s for s in rule["test_speakers"] if s not in found]
+    if missing:
+        discovery.problems.append(f"test speaker(s) {', '.join(missing)}: no clips under this corpus folder "
+                                  "(prepare the folder that holds them into the same --out)")
+    if found and found <= set(rule["test_speakers"]):
+        discovery.problems.append("every speaker under this corpus folder is a test speaker: prepare the "
+                                  "training speakers' folder into the same --out")
+    discovery.clips = [dataclasses.replace(c, split=unseen_identity_part(c.clip_id, c.speaker, rule),
+                                           protocol=UNSEEN_IDENTITY) for c in discovery.clips]
 
 
 def _report(store: Any, sources: list, summary: Any, out: Path) -> None:

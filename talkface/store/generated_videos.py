@@ -19,7 +19,7 @@ from talkface.utils import atomic
 
 GENERATION_JSON = "generation.json"
 #: The header fields whose change makes earlier videos in the folder another run's.
-SAME_RUN_KEYS = ("method", "data", "protocol", "part", "seed", "crop_size", "identity_frame")
+SAME_RUN_KEYS = ("method", "data", "protocol", "part", "seed", "crop_size", "identity_frame", "identity_from")
 
 
 def record_path(folder: str | os.PathLike) -> Path:

@@ -9,13 +9,20 @@ read helpers below).
   and the metric's full definition (JSON), so any single row says how it was made. Writing a method
   replaces that method's rows and keeps every other method's.
 - ``runs/<method>.json``: the run record of the method's last evaluation (pairing, flags, options,
-  provenance) with its :class:`Protocol` under the key ``"protocol"`` and ``"talkface_version"``.
+  provenance) with its :class:`Protocol` under the key ``"protocol"``, ``"talkface_version"`` and the
+  method's name under ``"method"``. The file's name is the method's file stem
+  (:func:`talkface.utils.names.file_stem`: the name itself when plain, else a slug and a hash), so a
+  name such as ``../../x`` or ``ours é/中文`` never leaves ``runs/``; the name inside the file is the
+  one every table shows, and a file whose recorded name differs is another method's (refused).
   Tables compare only rows whose protocols are equal (:meth:`Protocol.differences`).
 - ``summary.json``: rebuilt from the parquet and the run records after every write: per method its
   run record, the clips that were trimmed and by how much, and per ``metric:variant`` a
   :class:`MetricSummary` (mean, std, 95% interval, counts, failures, definition).
 
 Intervals are percentile bootstrap intervals over clips, seeded, so they are reproducible.
+
+A damaged file (truncated, empty, not what it should be) is a :class:`ResultsError`: one sentence
+naming the file and what to do, never a reader's traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import pandas as pd
 from talkface import __version__
 from talkface.utils import atomic
 from talkface.utils.lock import FolderLocked, WriterLock
+from talkface.utils.names import check_name, file_name
 from talkface.utils.paths import PathUnder
 
 RESULT_COLUMNS = [
@@ -81,13 +89,16 @@ class Protocol:
     crop_size: int
     reference: str  # the prepared dataset's resolved path (informative; not compared)
     reference_id: str
+    #: where each clip's identity image came from (talkface.store.identity_source): other-clip |
+    #: same-clip; None in results written before the identity protocol (the clip's own frame)
+    identity_from: str | None = None
 
     #: The fields that must be equal for two methods to be compared.
-    COMPARED = ("dataset", "protocol", "part", "crop_size", "reference_id")
+    COMPARED = ("dataset", "protocol", "part", "crop_size", "reference_id", "identity_from")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("dataset", "protocol", "part", "crop_size", "reference",
-                                              "reference_id")}
+                                              "reference_id", "identity_from")}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Protocol:
@@ -98,6 +109,7 @@ class Protocol:
             crop_size=int(d["crop_size"]),
             reference=str(d.get("reference", "")),
             reference_id=str(d["reference_id"]),
+            identity_from=d.get("identity_from"),
         )
 
     def key(self) -> tuple:
@@ -259,14 +271,55 @@ class ResultsStore:
     summary_path = PathUnder("root", "summary.json")
 
     def run_path(self, method: str) -> Path:
-        return self.root / "runs" / f"{method}.json"
+        """``runs/<file stem of method>.json`` (:func:`talkface.utils.names.file_stem`); a
+        :class:`~talkface.utils.names.NameRefused` for a name that cannot be used."""
+        return self.root / "runs" / file_name(method, ".json", "method name")
+
+    def _existing_run_path(self, method: str) -> Path | None:
+        """The method's run record file: its file stem's, else (results written before the names rule)
+        ``runs/<method>.json`` when that is a plain file name in ``runs/``; None when neither exists."""
+        path = self.root / "runs" / file_name(method, ".json", "method name", check=False)
+        if path.is_file():
+            return path
+        if not any(c in method for c in "/\\\0") and method not in (".", ".."):
+            legacy = self.root / "runs" / f"{method}.json"
+            if legacy.is_file():
+                return legacy
+        return None
+
+    def check_method_name(self, method: str) -> str:
+        """``method`` when results can be written under it (a usable name whose run record file is free
+        or its own), else a :class:`ResultsError` (or ``NameRefused``): call before a long run."""
+        check_name(method, "method name")
+        path = self.run_path(method)
+        if path.is_file():
+            try:
+                recorded = json.loads(path.read_text(encoding="utf-8")).get("method")
+            except (OSError, ValueError, AttributeError):
+                recorded = None  # damaged: the method's own file, rewritten by this run
+            if isinstance(recorded, str) and recorded != method:
+                raise ResultsError(
+                    f"{path} holds method {recorded!r}, whose file name is the same as {method!r}'s on this "
+                    "file system: give this method another name (--method)")
+        return method
 
     # reading -------------------------------------------------------------------------------------
     def read(self, method: str | None = None) -> pd.DataFrame:
-        """The rows (all methods, or one), columns :data:`RESULT_COLUMNS`; empty when none."""
-        if not self.parquet_path.exists():
+        """The rows (all methods, or one), columns :data:`RESULT_COLUMNS`; empty when none. A damaged
+        ``results.parquet`` is a :class:`ResultsError` naming it."""
+        path = self.parquet_path
+        if not path.exists():
             return pd.DataFrame(columns=RESULT_COLUMNS)
-        df = pd.read_parquet(self.parquet_path)
+        todo = (f"restore it from a copy, or delete it and run `talkface evaluate ... --out {self.root}` "
+                "again for each method")
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001  (pyarrow raises several kinds for a damaged file)
+            raise damaged(path, exc, todo) from None
+        missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+        if missing:
+            raise ResultsError(f"{path} is not a talkface results file (no {', '.join(missing)} column): "
+                               f"{todo}")
         if method is not None:
             df = df[df["method"] == method].reset_index(drop=True)
         return df
@@ -297,16 +350,34 @@ class ResultsStore:
             raise ResultsError(f"method {method!r} has no {metric}:{variant} values in {self.root}")
         return pd.Series(df["value"].to_numpy(np.float64), index=df["clip_id"].astype(str), name=variant)
 
+    def has_run_record(self, method: str) -> bool:
+        """Whether the method has a run record file (results written as a bare parquet have none)."""
+        return self._existing_run_path(method) is not None
+
     def run_record(self, method: str) -> dict[str, Any]:
-        """``runs/<method>.json``: the run record of the method's last evaluation."""
-        path = self.run_path(method)
-        if not path.is_file():
-            known = ", ".join(self.methods()) or "none"
+        """``runs/<method>.json``: the run record of the method's last evaluation (a
+        :class:`ResultsError` when it is missing, damaged, or another method's)."""
+        path = self._existing_run_path(method)
+        if path is None:
+            known = ", ".join(repr(m) for m in self.methods()) or "none"
             raise ResultsError(f"no run record for method {method!r} in {self.root} (methods: {known})")
+        record = self._read_run_file(path, method)
+        recorded = record.get("method")
+        if isinstance(recorded, str) and recorded != method:
+            raise ResultsError(f"{path} holds the run record of method {recorded!r}, not {method!r}: "
+                               f"run `talkface evaluate --method {_quoted(method)} --out {self.root}` again")
+        return record
+
+    def _read_run_file(self, path: Path, method: str) -> dict[str, Any]:
+        todo = (f"run `talkface evaluate --method {_quoted(method)} --out {self.root}` again to rewrite it, "
+                "or restore it from a copy")
         try:
-            return json.loads(path.read_text())
-        except ValueError as exc:
-            raise ResultsError(f"{path} is not valid JSON ({exc})") from exc
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise damaged(path, exc, todo) from None
+        if not isinstance(record, dict):
+            raise ResultsError(f"{path} is damaged (not a run record): {todo}")
+        return record
 
     def protocol(self, method: str) -> Protocol | None:
         """The method's :class:`Protocol`; None for results written before protocols were recorded."""
@@ -315,9 +386,18 @@ class ResultsStore:
 
     def summary(self) -> dict[str, Any]:
         """``summary.json`` (computed in memory, not written, when the file is absent)."""
-        if self.summary_path.is_file():
-            return json.loads(self.summary_path.read_text())
-        return self.build_summary()
+        path = self.summary_path
+        if not path.is_file():
+            return self.build_summary()
+        todo = (f"run `talkface evaluate ... --out {self.root}` again (it rebuilds the summary from "
+                "results.parquet), or delete it")
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise damaged(path, exc, todo) from None
+        if not isinstance(summary, dict) or not isinstance(summary.get("methods"), dict):
+            raise ResultsError(f"{path} is damaged (not a results summary): {todo}")
+        return summary
 
     def metric_summaries(self, method: str) -> dict[str, MetricSummary]:
         """``metric:variant`` -> :class:`MetricSummary` of one method."""
@@ -334,10 +414,13 @@ class ResultsStore:
         """Replace ``method``'s rows with ``rows`` (other methods untouched), then rebuild the summary.
 
         Concurrent writers of one folder (two methods evaluated at once) take turns, so neither loses
-        the other's rows.
+        the other's rows. The run record is written to ``runs/<file stem>.json`` with ``method`` set to
+        the name itself.
         """
+        self.check_method_name(method)
         new = pd.DataFrame([r.to_record() for r in rows], columns=RESULT_COLUMNS)
         with self._write_lock():
+            self.check_method_name(method)  # again, now that no other writer can take the file
             old = self.read()
             old = old[old["method"] != method]
             df = pd.concat([old, new], ignore_index=True) if len(old) else new
@@ -345,7 +428,7 @@ class ResultsStore:
             df = df.reset_index(drop=True)
             with atomic.atomic_path(self.parquet_path) as tmp:
                 df.to_parquet(tmp, index=False)
-            atomic.write_json(self.run_path(method), _json_safe(run_record))
+            atomic.write_json(self.run_path(method), _json_safe({**run_record, "method": method}))
             self.write_summary(df)
         return df
 
@@ -367,8 +450,7 @@ class ResultsStore:
             "methods": {},
         }
         for method, mdf in df.groupby("method", sort=True):
-            run_path = self.run_path(str(method))
-            run = json.loads(run_path.read_text()) if run_path.exists() else {}
+            run = self.run_record(str(method)) if self.has_run_record(str(method)) else {}
             metrics = {
                 f"{metric}:{variant}": summarise_metric(g).to_dict()
                 for (metric, variant), g in mdf.groupby(["metric", "variant"], sort=True)
@@ -455,6 +537,29 @@ def summarise_trimming(mdf: pd.DataFrame) -> dict[str, Any]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def damaged(path: Path, exc: BaseException, todo: str) -> ResultsError:
+    """The one sentence for a results file that cannot be read: the file, why, and ``todo``."""
+    return ResultsError(f"{path} is damaged ({damage_reason(path, exc)}): {todo}")
+
+
+def damage_reason(path: Path, exc: BaseException) -> str:
+    """``empty (0 bytes)``, else the reader's first line (cut): why a file could not be read."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty (0 bytes)"
+    except OSError:
+        pass
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a shell word in a suggested command."""
+    import shlex
+
+    return shlex.quote(name)
 
 
 def _float(v: Any) -> float:

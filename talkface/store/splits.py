@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class CorpusError(ValueError):
@@ -159,3 +162,52 @@ def recognise_protocol(corpus: str, rows: list[tuple[str, str, str]]) -> str | N
         if all(part == parts.part(clip_id, speaker) for clip_id, speaker, part in rows):
             return protocol
     return None
+
+
+# -- the unseen-identity protocol: named test speakers ------------------------------------------------
+
+UNSEEN_IDENTITY = "unseen-identity"
+#: Share of the other speakers' clips held out for validation, by the seeded hash of the clip id.
+UNSEEN_VAL_FRACTION = 0.1
+UNSEEN_SEED = 2020
+RULES_DIR = "protocol_rules"
+
+
+def unseen_identity_rule(test_speakers: Sequence[str], seed: int = UNSEEN_SEED,
+                         val_fraction: float = UNSEEN_VAL_FRACTION) -> dict[str, Any]:
+    """The rule of ``unseen-identity``: every clip of ``test_speakers`` is ``test``; of the other
+    speakers' clips, those with ``hash_fraction(clip_id, seed) >= 1 - val_fraction`` are ``val``, the
+    rest ``train``. So no test speaker is ever seen in training or validation."""
+    speakers = sorted({s.strip() for s in test_speakers if s.strip()})
+    if not speakers:
+        raise CorpusError(f"--protocol {UNSEEN_IDENTITY} needs --test-speakers (e.g. --test-speakers s4)")
+    return {"rule": UNSEEN_IDENTITY, "test_speakers": speakers, "val_fraction": float(val_fraction),
+            "seed": int(seed), "hash": "sha256"}
+
+
+def unseen_identity_part(clip_id: str, speaker: str, rule: dict[str, Any]) -> str:
+    if speaker in rule["test_speakers"]:
+        return "test"
+    return "val" if hash_fraction(clip_id, rule["seed"]) >= 1.0 - rule["val_fraction"] else "train"
+
+
+def protocol_rule_path(dataset_root: str | os.PathLike, protocol: str) -> Path:
+    return Path(dataset_root) / RULES_DIR / f"{protocol}.json"
+
+
+def read_protocol_rule(dataset_root: str | os.PathLike, protocol: str) -> dict[str, Any] | None:
+    """The parameters a protocol of a prepared dataset was made with (None: it has none recorded)."""
+    path = protocol_rule_path(dataset_root, protocol)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise CorpusError(f"{path} is damaged (not readable JSON): prepare the protocol into a new "
+                          "--out, or restore the file") from None
+
+
+def write_protocol_rule(dataset_root: str | os.PathLike, protocol: str, rule: dict[str, Any]) -> None:
+    from talkface.utils import atomic
+
+    atomic.write_json(protocol_rule_path(dataset_root, protocol), rule)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from talkface.store.dataset import Dataset as PreparedDataset
 from talkface.store.dataset import DatasetError, Parts
 from talkface.train.loop import Stage, TrainSettings
 
+T = TypeVar("T")
 log = logging.getLogger("talkface.train.data")
 
 
@@ -130,12 +132,26 @@ def load_clips(dataset: PreparedDataset, clip_ids: list[str]) -> list[ClipArrays
     return out
 
 
+def balance_by_speaker(items: list[T], speaker_of: Callable[[T], str]) -> list[T]:
+    """``items`` with each speaker's share made equal: every speaker's items repeated in turn (cycling)
+    up to the largest speaker's count, so a sampler drawing uniformly from the list draws speakers
+    evenly. One speaker: ``items`` unchanged. Order: speakers in order of first appearance."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(speaker_of(item), []).append(item)
+    if len(groups) <= 1:
+        return list(items)
+    most = max(len(g) for g in groups.values())
+    return [g[i % len(g)] for g in groups.values() for i in range(most)]
+
+
 class WindowDataset(Dataset):
     """Windows of ``length`` consecutive frames, every ``stride`` frames, over each clip.
 
     Item: ``features`` (L, W, D) float32, ``landmarks`` (L, 68, 2) unit crop coordinates, ``valid`` (L,)
     bool, ``clip`` (index into ``clips``), ``start`` frame. A clip shorter than ``length`` gives one
-    window padded at the end with invalid frames (so short clips still train).
+    window padded at the end with invalid frames (so short clips still train). With several speakers,
+    the windows are balanced by speaker (:func:`balance_by_speaker`).
     """
 
     def __init__(self, clips: list[ClipArrays], length: int = 32, stride: int = 4) -> None:
@@ -147,6 +163,7 @@ class WindowDataset(Dataset):
             t = len(clip.landmarks)
             starts = range(0, max(t - length, 0) + 1, stride) if t >= length else [0]
             self.index.extend((ci, s) for s in starts)
+        self.index = balance_by_speaker(self.index, lambda item: clips[item[0]].speaker)
 
     def __len__(self) -> int:
         return len(self.index)

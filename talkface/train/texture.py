@@ -46,7 +46,9 @@ class CropPairDataset(Dataset):
     """(identity, landmark image, target) triples in [-1, 1], CHW float32, from a prepared dataset.
 
     Items are (clip, target frame) for every frame of every listed clip (frame counts from the clips'
-    records). A target frame whose landmarks are NaN is replaced by the nearest frame with landmarks.
+    records), balanced by speaker when there are several (each speaker's clips repeated in turn up to
+    the largest speaker's frame count: :func:`talkface.train.data.balance_by_speaker`). A target frame
+    whose landmarks are NaN is replaced by the nearest frame with landmarks.
     """
 
     def __init__(self, data: str | os.PathLike | mdata.PreparedDataset, clip_ids: list[str],
@@ -55,7 +57,16 @@ class CropPairDataset(Dataset):
         self.config = config
         self.cache_bytes = cache_bytes
         frames = {c: int(self.dataset.record(c).n_frames or 0) for c in clip_ids}
-        self.clip_ids = [c for c in clip_ids if frames[c] >= 2]
+        kept = [c for c in clip_ids if frames[c] >= 2]
+        speaker = {c: self.dataset.record(c).speaker for c in kept}
+        if len(set(speaker.values())) > 1:  # repeat clips so each speaker has about the same frames
+            per_speaker: dict[str, int] = {}
+            for c in kept:
+                per_speaker[speaker[c]] = per_speaker.get(speaker[c], 0) + frames[c]
+            most = max(per_speaker.values())
+            kept = [c for s in dict.fromkeys(speaker[c] for c in kept)
+                    for c in _cycle_to([k for k in kept if speaker[k] == s], frames, most)]
+        self.clip_ids = kept
         counts = np.array([frames[c] for c in self.clip_ids], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(counts)])
         self._cache: OrderedDict[str, _Clip] = OrderedDict()
@@ -123,6 +134,16 @@ class CropPairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.getitem_seeded(index, np.random.default_rng(index))
+
+
+def _cycle_to(clip_ids: list[str], frames: dict[str, int], total: int) -> list[str]:
+    """``clip_ids`` repeated in turn until their frames reach ``total`` (at least once each)."""
+    out, n, i = [], 0, 0
+    while n < total or i < len(clip_ids):
+        out.append(clip_ids[i % len(clip_ids)])
+        n += frames[out[-1]]
+        i += 1
+    return out
 
 
 def _add(sums: dict[str, float], key: str, value: float) -> None:
