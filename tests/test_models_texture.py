@@ -367,3 +367,45 @@ def test_validation_and_generation_use_the_weight_average(prepared_grid, tmp_pat
     gen, _, header = texture_generator_from_state(legacy)
     assert header["weights"] == "generator"
     assert all(torch.equal(v, raw[k]) for k, v in gen.state_dict().items())
+
+
+def test_an_untrained_warp_base_generator_returns_the_warped_identity_exactly():
+    """base="warp": the output is A*C + (1-A)*warped with C a residual to the warped image (head at 0),
+    so before training the stage is the warp baseline bit for bit, whatever the attention."""
+    torch.manual_seed(0)
+    config = TextureConfig(base="warp", **TINY)
+    gen = TextureGenerator(config)
+    size, lm_channels = config.image_size, config.landmark_channels
+    identity = torch.rand(2, 3, size, size) * 2 - 1
+    warped = torch.rand(2, 3, size, size) * 2 - 1
+    sketch = torch.rand(2, lm_channels, size, size) * 2 - 1
+    out = gen(identity, sketch, warped)
+    assert torch.equal(out.frame, warped)
+    assert not torch.equal(out.frame, identity)
+    with pytest.raises(ValueError, match="warped identity"):
+        gen(identity, sketch)
+    assert gen.down[0][0].in_channels == 6 + lm_channels
+    legacy = {k: v for k, v in config.to_dict().items() if k != "base"}  # a checkpoint from before the field
+    assert TextureConfig.from_dict(legacy).base == "identity"
+
+
+def test_warp_base_training_items_and_a_short_run(prepared_grid, tmp_path):
+    """Each item's base is the identity frame warped to the target's landmarks (checked against the warp
+    function itself on the same frames); two training steps run and validation reports the warp alone."""
+    from talkface.generation.warp import warp_frames
+    from talkface.train.loop import TrainSettings, run_training
+    from talkface.train.texture import CropPairDataset, TextureStage, _to_tensor
+
+    config = TextureConfig(base="warp", val_max_samples=2, **TINY)
+    from talkface.store.dataset import Dataset
+
+    data = CropPairDataset(prepared_grid, list(Dataset.open(prepared_grid).usable_ids())[:2], config)
+    item = data.getitem_seeded(10, np.random.default_rng(0))
+    clip = data.clip(data.clip_ids[item["clip_index"]])
+    expected = next(warp_frames(clip.frames[item["identity_frame"]], clip.landmarks[item["identity_frame"]],
+                                clip.landmarks[item["target_frame"]][None]))
+    assert torch.equal(item["base"], _to_tensor(expected))
+    settings = TrainSettings(out_dir=tmp_path / "w", max_steps=2, batch_size=2, accelerator="cpu", seed=1,
+                             val_every=2, image_every=1000, lr=1e-3)
+    result = run_training(TextureStage(prepared_grid, None, config), settings, quiet=True)
+    assert {"l1", "l1_warp_copy", "l1_identity_copy"} <= set(result.last_validation)

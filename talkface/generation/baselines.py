@@ -74,7 +74,7 @@ class MeanFace(Method):
 
         crop, px = clip.identity_at(gen.size)
         unit = np.repeat(gen.mean_face[None], clip.n_frames, axis=0)
-        return render_frames(gen, crop, to_identity(gen, unit, px, gen.size))
+        return render_frames(gen, crop, to_identity(gen, unit, px, gen.size), identity_px=px)
 
 
 @BASELINES.register_named("oracle-landmarks")
@@ -90,9 +90,9 @@ class OracleLandmarks(Method):
 
         from talkface.generation.generator import render_frames
 
-        crop, _ = clip.identity_at(gen.size)
+        crop, px = clip.identity_at(gen.size)
         points = fill_missing(clip.reference_landmarks) * np.float32(gen.size / clip.crop_size)
-        return render_frames(gen, crop, points, paste=False)
+        return render_frames(gen, crop, points, paste=False, identity_px=px)
 
 
 @BASELINES.register_named("no-blinks")

@@ -330,16 +330,22 @@ def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray,
     return landmarks_from_features(gen, feats, identity_px, seed, blinks)
 
 
-def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.ndarray, paste: bool = True
-                  ) -> Iterator[np.ndarray]:
+def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.ndarray, paste: bool = True,
+                  identity_px: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Texture generator over batches of landmark images, pasted into the identity frame outside the
     mouth and eyes (:mod:`talkface.generation.composite`; ``paste=False``: the generator's whole frame,
-    for landmarks that carry head motion); yields (size, size, 3) uint8 frames."""
+    for landmarks that carry head motion); yields (size, size, 3) uint8 frames. A texture stage that
+    edits the warped identity (``base="warp"``) needs the identity's points ``identity_px`` (crop pixels
+    at the texture size) to warp it to each target."""
     import torch
 
     from talkface.generation.composite import paste_into_identity
+    from talkface.generation.warp import warp_frames
     from talkface.models.render import render_batch, to_model_range
 
+    warped_base = gen.texture_config.base == "warp"
+    if warped_base and identity_px is None:
+        raise ValueError("this texture stage edits the warped identity: render_frames needs identity_px")
     with torch.inference_mode():
         ident = torch.from_numpy(to_model_range(identity_crop[None])).to(gen.device)
         fmt = torch.channels_last
@@ -350,8 +356,12 @@ def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.nd
             sketches = render_batch(chunk, gen.texture_config.render_settings)
             lm = torch.from_numpy(to_model_range(sketches)).to(gen.device).contiguous(memory_format=fmt)
             idb = ident.expand(len(lm), -1, -1, -1).contiguous(memory_format=fmt)
+            base = None
+            if warped_base:
+                warped = np.stack(list(warp_frames(identity_crop, identity_px, chunk)))
+                base = torch.from_numpy(to_model_range(warped)).to(gen.device).contiguous(memory_format=fmt)
             with autocast:
-                frames = gen.texture(idb, lm).frame
+                frames = gen.texture(idb, lm, base).frame
             out = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             frames_np = out.permute(0, 2, 3, 1).cpu().numpy()
             yield from (paste_into_identity(frames_np, identity_crop, chunk) if paste else frames_np)
@@ -377,7 +387,7 @@ def generate_video(gen: Generator, audio: np.ndarray, identity_crop: np.ndarray,
                    out: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
     """Write one talking-face mp4 (atomic) with ``audio`` (16 kHz mono) muxed in; return its record."""
     landmarks = target_landmarks(gen, audio, identity_px, seed)
-    n = write_video(out, render_frames(gen, identity_crop, landmarks), audio, FPS)
+    n = write_video(out, render_frames(gen, identity_crop, landmarks, identity_px=identity_px), audio, FPS)
     return {"out": str(out), "n_frames": n, "duration_s": len(audio) / SAMPLE_RATE, "seed": seed,
             "fps": FPS, "frame_count_rule": "ceil(duration_s * fps)", "video": VIDEO_CODEC, **gen.provenance}
 

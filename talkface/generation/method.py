@@ -52,4 +52,5 @@ class TrainedPipeline(Method):
 
         crop, px = clip.identity_at(gen.size)
         feats = gen.features.compute(clip.audio, n_frames=clip.n_frames, fps=clip.fps)
-        return render_frames(gen, crop, landmarks_from_features(gen, feats, px, seed, self.blinks))
+        return render_frames(gen, crop, landmarks_from_features(gen, feats, px, seed, self.blinks),
+                             identity_px=px)

@@ -86,6 +86,16 @@ class TextureConfig:
     # exponential moving average of the generator's weights (0: none), the generator used for validation
     # and generation; decay min(ema_decay, (1 + step) / (10 + step)) so short runs average recent steps
     ema_decay: float = 0.999
+    # what the generator edits: "identity" (the paper: the identity frame; the output is
+    # A * C + (1 - A) * identity) or "warp" (the identity frame warped to the target landmarks,
+    # talkface.generation.warp, piecewise-affine with the mouth-cavity rule; the output is
+    # A * C + (1 - A) * warped, so what warping already explains is kept and the generator only adds
+    # what warping cannot do: the mouth interior, shading). "warp" animates faces the stage never saw.
+    base: str = "identity"
+    # colour augmentation in training (0: none): per-channel gain 1 + U(-j, j) and offset U(-j/2, j/2)
+    # (in [0, 1] units), the same for the identity, base and target images of one item, so the stage
+    # does not learn one person's skin and lighting
+    colour_jitter: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,7 +124,8 @@ class TextureConfig:
 
 # What a saved config that lacks these fields was trained with (checkpoints older than the fields).
 LEGACY_DEFAULTS: dict[str, Any] = {"colour_residual": False, "mouth_l1_weight": 0.0, "eye_l1_weight": 0.0,
-                                   "ema_decay": 0.0}
+                                   "ema_decay": 0.0, "base": "identity", "colour_jitter": 0.0}
+BASES = ("identity", "warp")
 
 
 def instance_norm(channels: int) -> nn.GroupNorm:
@@ -166,13 +177,16 @@ class TextureOutput(NamedTuple):
 
 
 class TextureGenerator(nn.Module):
-    """U-Net on concat(identity, landmark image) with an attention head and a colour head."""
+    """U-Net on concat(identity, landmark image) (with ``base="warp"``: concat(warped, landmark image,
+    identity)) with an attention head and a colour head."""
 
     def __init__(self, config: TextureConfig) -> None:
         super().__init__()
+        if config.base not in BASES:
+            raise ValueError(f"texture base {config.base!r}: choose one of {', '.join(BASES)}")
         self.config = config
         widths = list(config.gen_widths)
-        cin = config.image_channels + config.landmark_channels
+        cin = config.image_channels * (2 if config.base == "warp" else 1) + config.landmark_channels
         self.down = nn.ModuleList()
         prev = cin
         for i, w in enumerate(widths):
@@ -194,8 +208,17 @@ class TextureGenerator(nn.Module):
             nn.init.zeros_(self.colour_head.weight)
             nn.init.zeros_(self.colour_head.bias)
 
-    def forward(self, identity: torch.Tensor, landmark_image: torch.Tensor) -> TextureOutput:
-        x = torch.cat([identity, landmark_image], dim=1)
+    def forward(self, identity: torch.Tensor, landmark_image: torch.Tensor,
+                base: torch.Tensor | None = None) -> TextureOutput:
+        """``base``: the identity warped to the target landmarks, required with ``base="warp"`` (the
+        image the output edits); ignored otherwise (the identity frame is the base)."""
+        if self.config.base == "warp":
+            if base is None:
+                raise ValueError("this texture stage edits the warped identity: pass base=<warped frames>")
+            x = torch.cat([base, landmark_image, identity], dim=1)
+        else:
+            base = identity
+            x = torch.cat([identity, landmark_image], dim=1)
         skips = []
         h = x
         for layer in self.down:
@@ -211,9 +234,9 @@ class TextureGenerator(nn.Module):
         h = torch.cat([h, x], dim=1)
         colour = torch.tanh(self.colour_head(h))
         if self.config.colour_residual:
-            colour = (identity + colour).clamp(-1.0, 1.0)
+            colour = (base + colour).clamp(-1.0, 1.0)
         attention = torch.sigmoid(self.attention_head(h))
-        frame = composite(attention, colour, identity)
+        frame = composite(attention, colour, base)
         return TextureOutput(frame=frame, attention=attention, colour=colour)
 
 
@@ -354,19 +377,8 @@ def build_texture_models(config: TextureConfig) -> tuple[TextureGenerator, Patch
     return TextureGenerator(config), PatchDiscriminator(config)
 
 
-# =================================================================================================
-# training
-
 EMA = "generator_ema"  # the checkpoint's name of the generator's weight average
 SSIM_VARIANT = "skimage structural_similarity, 7x7 uniform window, colour (channel mean), data_range 1, [0,1]"
-
-
-# -------------------------------------------------------------------------------------------------
-# dataset
-
-
-# -------------------------------------------------------------------------------------------------
-# the stage
 
 
 # -------------------------------------------------------------------------------------------------

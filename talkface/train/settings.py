@@ -253,5 +253,12 @@ STAGES.add("texture", StageSpec(
         StageOption("cache_mb", int, 256, typer.Option(
             "--cache-mb", min=1, help="Decoded crop clips each DataLoader worker keeps in memory (LRU), "
             "in MB.")),
+        StageOption("base", str, "identity", typer.Option(
+            "--base", help="What the generator edits: identity (the paper: the identity frame) or warp (the "
+            "identity frame warped to the target landmarks, so it only adds what warping cannot do: the "
+            "mouth interior, shading; animates faces it never saw).")),
+        StageOption("colour_jitter", float, 0.0, typer.Option(
+            "--colour-jitter", min=0.0, help="Colour augmentation: per-channel gain 1 +- J and offset "
+            "+- J/2, the same on the identity, warped and target images (0: none).")),
     ),
 ))

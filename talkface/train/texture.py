@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from talkface.core import media
+from talkface.generation.warp import warp_frames
 from talkface.models.render import render_batch
 from talkface.models.texture import (
     EMA,
@@ -121,10 +122,23 @@ class CropPairDataset(Dataset):
         clip = self.clip(self.clip_ids[c])
         target, identity = self.pair_indices(clip, frame, rng)
         sketch = render_batch(clip.landmarks[target][None], self.config.render_settings)[0]
+        identity_image, target_image = clip.frames[identity], clip.frames[target]
+        base_image = identity_image
+        if self.config.base == "warp":
+            if not clip.valid[identity]:  # the warp needs the identity's points: the nearest frame with them
+                valid = np.flatnonzero(clip.valid)
+                identity = int(valid[np.argmin(np.abs(valid - identity))])
+                identity_image = clip.frames[identity]
+            base_image = next(warp_frames(identity_image, clip.landmarks[identity],
+                                          clip.landmarks[target][None]))
+        if self.config.colour_jitter:
+            identity_image, base_image, target_image = jitter_colours(
+                (identity_image, base_image, target_image), self.config.colour_jitter, rng)
         return {
-            "identity": _to_tensor(clip.frames[identity]),
+            "identity": _to_tensor(identity_image),
+            "base": _to_tensor(base_image),
             "landmark_image": _to_tensor(sketch),
-            "target": _to_tensor(clip.frames[target]),
+            "target": _to_tensor(target_image),
             "boxes": torch.from_numpy(region_boxes(clip.landmarks[target], self.config.image_size,
                                                    self.config.region_margin)),
             "clip_index": c,
@@ -134,6 +148,16 @@ class CropPairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.getitem_seeded(index, np.random.default_rng(index))
+
+
+def jitter_colours(images: tuple[np.ndarray, ...], amount: float, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, ...]:
+    """The same random per-channel gain ``1 + U(-amount, amount)`` and offset ``U(-amount/2, amount/2)``
+    (in [0, 1] units) applied to every image of ``images`` (HWC uint8)."""
+    gain = 1.0 + rng.uniform(-amount, amount, 3)
+    offset = rng.uniform(-amount / 2, amount / 2, 3) * 255.0
+    return tuple(np.clip(img.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
+                 for img in images)
 
 
 def _cycle_to(clip_ids: list[str], frames: dict[str, int], total: int) -> list[str]:
@@ -156,9 +180,11 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def build_stage(data: str | os.PathLike, protocol: str | None, l1_weight: float = 10.0,
-                attention_weight: float = 0.1, cache_mb: int = 256) -> TextureStage:
+                attention_weight: float = 0.1, cache_mb: int = 256, base: str = "identity",
+                colour_jitter: float = 0.0) -> TextureStage:
     """The stage ``talkface train texture`` runs (its own options -> :class:`TextureConfig`)."""
-    config = TextureConfig(l1_weight=l1_weight, attention_mean_weight=attention_weight)
+    config = TextureConfig(l1_weight=l1_weight, attention_mean_weight=attention_weight, base=base,
+                           colour_jitter=colour_jitter)
     return TextureStage(data, protocol, config, cache_bytes=cache_mb << 20)
 
 
@@ -236,7 +262,7 @@ class TextureStage(Stage):
     def _inputs(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return tuple(batch[k].to(device, non_blocking=True).contiguous(memory_format=fmt)
-                     for k in ("identity", "landmark_image", "target"))
+                     for k in ("identity", "landmark_image", "target", "base"))
 
     @staticmethod
     def eval_generator(ctx: TrainContext) -> torch.nn.Module:
@@ -246,10 +272,10 @@ class TextureStage(Stage):
     def training_step(self, ctx: TrainContext, batch: Any) -> dict[str, float]:
         gen, disc = ctx.models["generator"], ctx.models["discriminator"]
         opt_g, opt_d = ctx.optimizers["generator"], ctx.optimizers["discriminator"]
-        identity, sketch, target = self._inputs(batch, ctx.fabric.device)
+        identity, sketch, target, base = self._inputs(batch, ctx.fabric.device)
         boxes = batch["boxes"].to(ctx.fabric.device) if "boxes" in batch else None
 
-        out = gen(identity, sketch)
+        out = gen(identity, sketch, base)
         opt_d.zero_grad(set_to_none=True)
         loss_d = lsgan_discriminator_loss(disc(target, sketch), disc(out.frame.detach(), sketch))
         ctx.fabric.backward(loss_d)
@@ -276,7 +302,7 @@ class TextureStage(Stage):
             items = [data.getitem_seeded(int(i), np.random.default_rng([1234, int(i)]))
                      for i in picks[start:start + batch_size]]
             yield {k: torch.stack([it[k] for it in items])
-                   for k in ("identity", "landmark_image", "target", "boxes")}
+                   for k in ("identity", "landmark_image", "target", "boxes", "base")}
 
     def validate(self, ctx: TrainContext) -> dict[str, float]:
         """L1 and SSIM to the real frame of the generator generation uses (the EMA when kept), the same
@@ -290,13 +316,16 @@ class TextureStage(Stage):
         sums: dict[str, float] = {}
         count = 0
         for batch in self._val_batches(self.config.val_max_samples, self.settings.batch_size):
-            identity, sketch, target = self._inputs(batch, ctx.fabric.device)
+            identity, sketch, target, base = self._inputs(batch, ctx.fabric.device)
             masks = box_masks(batch["boxes"].float(), target.shape[-2], target.shape[-1]).numpy()
             real01 = to01(target)
             # the generated frame, and the do-nothing baseline (A = 0: the identity frame copied)
-            preds = [("", to01(gen(identity, sketch).frame), True), ("_identity_copy", to01(identity), True)]
+            preds = [("", to01(gen(identity, sketch, base).frame), True),
+                     ("_identity_copy", to01(identity), True)]
+            if self.config.base == "warp":  # the warp alone (A = 0 with the warped base)
+                preds.append(("_warp_copy", to01(base), True))
             if raw is not None:
-                preds.append(("_raw", to01(raw(identity, sketch).frame), False))
+                preds.append(("_raw", to01(raw(identity, sketch, base).frame), False))
             for suffix, pred, with_ssim in preds:
                 err = np.abs(pred - real01).mean(axis=3)  # (N, H, W)
                 _add(sums, "l1" + suffix, float(err.mean(axis=(1, 2)).sum()))
@@ -325,8 +354,8 @@ class TextureStage(Stage):
         batch = next(self._val_batches(4, 4), None)
         if batch is None:
             return {}
-        identity, sketch, target = self._inputs(batch, ctx.fabric.device)
-        out = self.eval_generator(ctx)(identity, sketch)
+        identity, sketch, target, base = self._inputs(batch, ctx.fabric.device)
+        out = self.eval_generator(ctx)(identity, sketch, base)
         to01 = lambda x: ((x.float() + 1) / 2).clamp(0, 1)  # noqa: E731
         row = torch.cat([to01(target), to01(out.frame), out.attention.float().expand_as(target),
                          to01(out.colour)], dim=3)
