@@ -15,7 +15,8 @@ setup(
     packages=find_packages(include=["talkface*"]) + list(manifest_packages),
     package_dir=manifest_packages,
     package_data={
-        "talkface": ["data/*", "data/demo/grid/*", "data/demo/grid/s1/*", "data/demo/grid/alignments/s1/*"],
+        "talkface": ["data/*", "data/demo/grid/*", "data/demo/grid/s1/*", "data/demo/grid/alignments/s1/*",
+                     "data/pretrained/*", "data/pretrained/*/checkpoints/*"],
         **{name: ["*.csv", "*.md", "*.txt", "*.json", "*.tsv"] for name in manifest_packages},
     },
 )

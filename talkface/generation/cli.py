@@ -23,10 +23,11 @@ from talkface.utils.cli_kit import fail, renamed_option
 
 PARTS = ("train", "val", "test")
 
-CheckpointsOpt = Annotated[Path, typer.Option(
+CheckpointsOpt = Annotated[Path | None, typer.Option(
     "--checkpoints", help="Folder holding the trained stages as `train` writes them (e.g. runs/ with "
     "runs/lm, runs/blink, runs/tex); each stage's selected file is used (best.pt when the stage selects "
-    "one, else last.pt), as its checkpoint.json says.", file_okay=False)]
+    "one, else last.pt), as its checkpoint.json says. Default: runs/ when it exists, else the model "
+    "shipped with talkface (said so when used).", file_okay=False)]
 DataOpt = Annotated[Path, typer.Option(
     "--data", help="Prepared dataset folder (`talkface prepare ...`).", exists=True, file_okay=False)]
 PartOpt = Annotated[str, typer.Option("--part", help="Which part of the protocol: train | val | test.")]
@@ -53,7 +54,7 @@ IdentityFromOpt = Annotated[str, typer.Option(
 class RunOptions:
     """The options ``generate`` and every ``baseline <name>`` share, with their defaults."""
 
-    checkpoints: Path = Path("runs")
+    checkpoints: Path | None = None
     part: str = "test"
     protocol: str | None = None
     split: str | None = None  # deprecated spelling of part
@@ -117,6 +118,16 @@ def resolve_part(part: str, split: str | None) -> str:
     return part
 
 
+def _checkpoints(opts: RunOptions) -> Path:
+    """``--checkpoints``, else runs/, else the shipped model (with a note on stderr)."""
+    from talkface.generation.pretrained import resolve_checkpoints
+
+    folder, note = resolve_checkpoints(opts.checkpoints)
+    if note:
+        typer.echo(note, err=True)
+    return folder
+
+
 def _report(summary: dict[str, Any], out: Path) -> None:
     typer.echo(f"{out}: {len(summary['generated'])} generated, {len(summary['skipped_existing'])} already "
                f"there, {len(summary['failed'])} failed ({summary['method']}, protocol "
@@ -176,7 +187,7 @@ def generate(
     part = resolve_part(opts.part, opts.split)
     try:
         inputs = generator.read_inputs(audio, identity) if single else None  # before loading any model
-        gen = generator.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
+        gen = generator.load_generator(_checkpoints(opts), opts.device, opts.deepspeech(), opts.batch_size,
                                       data=data)
         if single:
             record = generator.generate_from_files(gen, audio, identity, out, opts.seed, inputs)
@@ -230,9 +241,9 @@ def _baseline_command(name: str) -> Callable[..., None]:
         part = resolve_part(opts.part, opts.split)
         method = get_baseline(name)
         try:
-            gen = generator.load_generator(opts.checkpoints, opts.device, opts.deepspeech(), opts.batch_size,
-                                          stages=method.stages, needed_by=f"baseline {name}",
-                                          data=data)  # no stages: reads nothing
+            gen = generator.load_generator(_checkpoints(opts), opts.device, opts.deepspeech(),
+                                           opts.batch_size, stages=method.stages,  # none: reads nothing
+                                           needed_by=f"baseline {name}", data=data)
             summary = generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
                                     opts.quiet, opts.identity_from)
         except _errors() as exc:

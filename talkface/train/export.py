@@ -1,0 +1,83 @@
+"""Export trained stages for shipping: only what generation loads, weights in half precision.
+
+A training run's files hold optimiser states, RNG states and (texture) the discriminator and the raw
+generator beside its weight average; generation reads none of those. :func:`export_stages` writes,
+for each stage, a run folder in the checkpoints contract (``<out>/<lm|blink|tex>/checkpoints/last.pt``
+and its ``checkpoint.json``, with the new file's SHA-256) holding the stage's config and the weights
+generation uses: tensors of at least :data:`HALF_MIN_NUMEL` values in float16, smaller ones (biases,
+norms, the mean face) in float32. ``model_index.json`` names each component, its file, step, SHA-256
+and the source run, so a loader reads names before weights (as diffusers' ``model_index.json`` does).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from talkface.store import checkpoints as ck
+from talkface.utils import atomic
+from talkface.utils.provenance import provenance
+
+#: Tensors with at least this many values are stored in float16.
+HALF_MIN_NUMEL = 4096
+#: The run folder each stage is written to (generation's default names).
+FOLDERS = {"landmarks": "lm", "blinks": "blink", "texture": "tex"}
+#: The weights generation loads from each stage's ``models`` (texture: the weight average if kept).
+USED_MODELS = {"landmarks": ("landmarks",), "blinks": ("blinks",), "texture": ("generator_ema", "generator")}
+INDEX_FILE = "model_index.json"
+
+
+def _halve(weights: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    return {k: (v.half() if torch.is_tensor(v) and v.is_floating_point() and v.numel() >= HALF_MIN_NUMEL
+                else v) for k, v in weights.items()}
+
+
+def export_stage(state: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The state generation needs of one stage's loaded checkpoint."""
+    models = state["models"]
+    key = next((k for k in USED_MODELS[stage] if k in models), None)
+    if key is None:
+        raise ck.CheckpointError(f"the {stage} checkpoint holds none of {USED_MODELS[stage]}")
+    kept = {k: v for k, v in state.items() if k not in ("models", "optimizers", "rng", "loader", "sampler")}
+    return {**kept, "models": {key: _halve(models[key])}, "exported": "weights for generation, float16"}
+
+
+def export_stages(runs: str | os.PathLike, out: str | os.PathLike, about: dict[str, Any]) -> dict[str, Any]:
+    """Export every stage under ``runs`` into ``out``; write and return ``model_index.json``
+    (``about``: what made the runs: command, data, seed, budget, licence)."""
+    import torch
+
+    out = Path(out)
+    components = {}
+    for stage, folder in FOLDERS.items():
+        run = ck.find_stage(runs, stage)
+        loaded = run.load(map_location="cpu")
+        state = export_stage(loaded.state, stage)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        target = out / folder / ck.CHECKPOINTS_DIR
+        target.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(target / ck.LAST, data)
+        sha = _sha256(data)
+        meta = run.meta or ck.CheckpointMeta(stage=stage, step=loaded.step)
+        ck.write_meta(target, ck.CheckpointMeta(
+            stage=stage, step=loaded.step, config=meta.config, dataset=meta.dataset, seed=meta.seed,
+            budget=meta.budget, settings=meta.settings, talkface_version=meta.talkface_version,
+            files={ck.LAST: ck.FileEntry(step=loaded.step, sha256=sha, bytes=len(data))}))
+        components[stage] = {"folder": folder, "file": f"{folder}/{ck.CHECKPOINTS_DIR}/{ck.LAST}",
+                             "sha256": sha, "bytes": len(data), "step": loaded.step,
+                             "source": {"path": str(loaded.path), "sha256": loaded.sha256}}
+    index = provenance(components=components, **about)
+    atomic.write_json(out / INDEX_FILE, index)
+    return index
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

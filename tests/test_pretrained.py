@@ -1,0 +1,85 @@
+"""Shipping trained stages: the export keeps what generation loads (half precision), the exported
+folder loads like a training run and generates the same video up to float16 rounding, and `generate`
+falls back to the shipped model only when no --checkpoints and no runs/ are there (and says so)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from generation_runs import trained_runs
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def runs(prepared_grid, tmp_path_factory):
+    return trained_runs(prepared_grid, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def exported(runs, tmp_path_factory):
+    from talkface.train.export import export_stages
+
+    out = tmp_path_factory.mktemp("pretrained")
+    export_stages(runs, out, {"command": "test", "trained_on": "GRID s1 (test)", "licence": "CC BY 4.0"})
+    return out
+
+
+def test_export_keeps_only_generation_weights_in_half_precision(runs, exported):
+    from talkface.store.checkpoints import find_stage, load_checkpoint
+    from talkface.train.export import HALF_MIN_NUMEL
+
+    index = json.loads((exported / "model_index.json").read_text())
+    assert set(index["components"]) == {"landmarks", "blinks", "texture"}
+    for stage, component in index["components"].items():
+        state = load_checkpoint(exported / component["file"])
+        assert "optimizers" not in state and "rng" not in state
+        (models,) = state["models"].values()
+        big = [v for v in models.values() if torch.is_tensor(v) and v.numel() >= HALF_MIN_NUMEL]
+        assert big and all(v.dtype == torch.float16 for v in big)
+        source = find_stage(runs, stage).load().state
+        assert component["bytes"] < (exported / component["file"]).stat().st_size + 1
+        for key, value in models.items():  # the same numbers up to float16 rounding
+            original = next(m for m in source["models"].values() if key in m)[key]
+            if torch.is_tensor(value) and value.is_floating_point():
+                assert torch.allclose(value.float(), original.float(), rtol=1e-3, atol=1e-4), (stage, key)
+    texture = load_checkpoint(exported / index["components"]["texture"]["file"])
+    assert list(texture["models"]) == ["generator_ema"]
+
+
+def test_the_exported_model_generates_like_the_training_run(runs, exported, grid_root):
+    """The same audio and identity through the run's stages and the exported ones: landmarks within a
+    hundredth of a pixel, frames within a few grey levels (float16 weights)."""
+    from talkface.core import media
+    from talkface.generation.generator import align_identity, load_generator, render_frames, target_landmarks
+
+    clip = sorted((grid_root / "s1").glob("*.mpg"))[5]
+    audio = media.read_audio(clip, sr=16000)[:16000]
+    image = next(media.iter_frames(clip))
+    outputs = []
+    for folder in (runs, exported):
+        gen = load_generator(folder, device="cpu")
+        crop, points = align_identity(image, gen.size)
+        landmarks = target_landmarks(gen, audio, points, seed=0)
+        outputs.append((landmarks, np.stack(list(render_frames(gen, crop, landmarks, identity_px=points)))))
+    (lm_run, frames_run), (lm_exp, frames_exp) = outputs
+    assert np.abs(lm_run - lm_exp).max() < 0.01
+    assert np.abs(frames_run.astype(int) - frames_exp.astype(int)).max() <= 4
+
+
+def test_generate_falls_back_to_the_shipped_model_and_says_so(exported, tmp_path, monkeypatch):
+    from talkface.generation import pretrained
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: exported)
+    assert pretrained.resolve_checkpoints(tmp_path / "mine") == (tmp_path / "mine", None)
+    folder, note = pretrained.resolve_checkpoints(None)
+    assert folder == exported and "shipped with talkface" in note and "GRID s1 (test)" in note
+    (tmp_path / "runs").mkdir()
+    assert pretrained.resolve_checkpoints(None) == (pretrained.DEFAULT_RUNS, None)
+    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: None)
+    (tmp_path / "runs").rmdir()
+    assert pretrained.resolve_checkpoints(None) == (pretrained.DEFAULT_RUNS, None)
