@@ -56,7 +56,8 @@ def test_every_registered_baseline_has_its_command():
     from talkface.cli import app
     from talkface.generation.baselines import BASELINES
 
-    assert BASELINES.names() == ["ground-truth", "mean-face", "no-blinks", "oracle-landmarks", "static-frame"]
+    assert BASELINES.names() == ["ground-truth", "mean-face", "no-blinks", "oracle-landmarks", "oracle-warp",
+                                 "static-frame", "warp", "warp-tps"]
     result = CliRunner().invoke(app, ["baseline", "--help"])
     assert result.exit_code == 0
     for name in BASELINES.names():
@@ -80,22 +81,31 @@ def test_ground_truth_scores_the_codec_floor(prepared_grid, tmp_path):
         assert value > GROUND_TRUTH_PSNR_MIN, (clip_id, value)
 
 
-def test_static_frame_repeats_the_identity_frame(prepared_grid, tmp_path):
+@pytest.mark.parametrize("identity_from", ["other-clip", "same-clip"])
+def test_static_frame_repeats_the_identity_frame(identity_from, prepared_grid, tmp_path):
+    """The identity frame is the frame-rule's pick in the next clip of the same speaker (clip-id order,
+    wrapping round) by default, in the clip itself with --identity-from same-clip."""
     from talkface.core import media
+    from talkface.core.face68 import choose_identity_frame
     from talkface.store.dataset import Dataset
 
     ds = Dataset.open(prepared_grid)
     part, clip_ids = usable_part(prepared_grid)
     out = tmp_path / "static"
-    result = _baseline("static-frame", prepared_grid, out, "--part", part)
+    result = _baseline("static-frame", prepared_grid, out, "--part", part, "--identity-from", identity_from)
     assert result.exit_code == 0, result.output
-    _check_like_generate(prepared_grid, out, clip_ids, "static-frame")
+    summary = _check_like_generate(prepared_grid, out, clip_ids, "static-frame")
+    assert summary["identity_from"] == identity_from
     for clip_id in clip_ids:
+        speaker = ds.record(clip_id).speaker
+        others = sorted(r.clip_id for r in ds.records(usable_only=True)
+                        if r.speaker == speaker and r.clip_id != clip_id)
+        source = clip_id if identity_from == "same-clip" or not others else next(
+            (c for c in others if c > clip_id), others[0])
+        assert summary["identity_sources"][clip_id]["clip"] == source
         reference = media.read_video(ds.crop_path(clip_id))
-        lm = ds.load_clip(clip_id)["landmarks_aligned"]
-        from talkface.core.face68 import choose_identity_frame
-
-        identity = reference[choose_identity_frame(lm)]  # the rule generate and every baseline use
+        lm = ds.load_clip(source)["landmarks_aligned"]
+        identity = media.read_video(ds.crop_path(source))[choose_identity_frame(lm)]
         video = media.read_video(out / f"{clip_id}.mp4")
         assert len(video) == len(reference)
         for frame in video:

@@ -153,3 +153,43 @@ def test_trim_is_reported_under_the_table(prepared_grid: Path, tmp_path: Path) -
     trimmed = _run(*base, "--method", "trimmed", "--trim")
     assert trimmed.exit_code == 0, trimmed.output
     assert "1 trimmed to their reference's length (at most 25 frames, 25 in total)" in trimmed.stdout
+
+
+def test_the_summary_fits_an_80_column_terminal_with_every_number_whole(tmp_path: Path) -> None:
+    """Six methods (one with a wide, non-ASCII name) and long metric names: every line fits 80
+    columns, and each mean and interval appears whole on one line (numbers are never folded)."""
+    import io
+
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from talkface.evaluate.cli import print_summary
+    from talkface.store.results import Protocol, ResultRow
+
+    protocol = Protocol("grid", "seen", "test", 128, "/d", "0123456789abcdef").to_dict()
+    metrics = {("psnr", "colour-range255-cap100"): True, ("ssim", "gaussian11-colour-range255"): True,
+               ("lmd_mouth", "centroid-mean"): False, ("identity_dlib", "resnet-cosine-distance"): False}
+    methods = ["ours", "ground-truth", "static-frame", "mean-face", "oracle-landmarks", "ours é/中文"]
+    values = {m: 20.0 + i + 0.25 for i, m in enumerate(methods)}  # every clip alike: interval [v, v]
+    store = ResultsStore(tmp_path / "res")
+    for m in methods:
+        rows = [ResultRow(m, f"c{c}", metric, variant, value=values[m] * (1 if hib else 0.01),
+                          definition={"higher_is_better": hib})
+                for (metric, variant), hib in metrics.items() for c in range(3)]
+        store.replace_method(m, rows, {"protocol": protocol, "pairing": {"n_matched": 3}})
+    buffer = io.StringIO()
+    print_summary(store.root, "ours", Console(width=80, file=buffer, color_system=None))
+    text = buffer.getvalue()
+    assert max(cell_len(line) for line in text.splitlines()) <= 80, text
+    lines = text.splitlines()
+    expected = {"ours": ("20.25", "0.2025"), "ground-truth": ("21.25", "0.2125"),
+                "static-frame": ("22.25", "0.2225"), "mean-face": ("23.25", "0.2325"),
+                "oracle-landmarks": ("24.25", "0.2425"), "ours é/中文": ("25.25", "0.2525")}
+    for name, (high, low) in expected.items():
+        for number in (high, low):
+            assert any(number in line.split() for line in lines), (name, number, text)
+            assert any(f"[{number}, {number}]" in line for line in lines), (name, number, text)
+        assert any(name in line for line in lines), (name, text)  # each method's header, whole
+    for metric in ("psnr:", "colour-range255-cap100", "identity_dlib:", "resnet-cosine-distance"):
+        assert any(metric in line for line in lines), (metric, text)
+    assert "ours: 3 clips" in text

@@ -134,7 +134,9 @@ def test_run_record_carries_the_protocol(setup) -> None:
     recs, ids = setup["records"], setup["ids"]
     ds = Dataset.open(setup["reference"])
     p = recs["self"]["protocol"]
-    assert set(p) == {"dataset", "protocol", "part", "crop_size", "reference", "reference_id"}
+    assert set(p) == {"dataset", "protocol", "part", "crop_size", "reference", "reference_id",
+                      "identity_from"}
+    assert p["identity_from"] == "other-clip"  # no generation.json beside the videos: the default
     assert p["dataset"] == "grid" and p["crop_size"] == 128 == ds.crop_size
     assert p["protocol"] == ds.default_protocol
     assert p["reference"] == str(Path(setup["reference"]).resolve())
@@ -315,11 +317,16 @@ def test_reference_landmarks_are_detected_once_per_clip(
     cid = _ok_ids(prepared_grid)[0]
     shutil.copy(Dataset.open(prepared_grid).crop_path(cid), gen / f"{cid}.mp4")
     metrics = ["lmd_mouth", "identity_dlib"]
-    cfg = EvaluateConfig(gen, prepared_grid, "once", tmp_path / "res", metrics=metrics)
+    cfg = EvaluateConfig(gen, prepared_grid, "once", tmp_path / "res", metrics=metrics,
+                         identity_from="same-clip")
     rec = run_evaluate(cfg, **QUIET)
     assert rec["metrics"][1].startswith("identity_dlib")
-    # one track per side; the identity image (reference frame 0) reuses the reference landmarks
+    # one track per side; the identity image (a frame of the reference) reuses the reference landmarks
     assert calls == {"track": 2, "detect": 0}
+    # from another clip (the default), the identity image is detected once more
+    calls.update(track=0, detect=0)
+    run_evaluate(EvaluateConfig(gen, prepared_grid, "other", tmp_path / "res2", metrics=metrics), **QUIET)
+    assert calls == {"track": 2, "detect": 1}
     v = ResultsStore(tmp_path / "res").read()
     identity = v[v["metric"] == "identity_dlib"].iloc[0]
     assert np.isfinite(identity["value"]) and identity["error"] is None, identity["error"]

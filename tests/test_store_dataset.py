@@ -92,9 +92,29 @@ def test_require_names_what_the_protocol_holds(tmp_path: Path) -> None:
     parts = Dataset.open(tmp_path).parts()
     assert parts.train == [] and parts.test == ["t1", "t2"]  # a test-only store is fine for generation
     parts.require("test")
-    with pytest.raises(DatasetError,
-                       match=r"protocol 'alpha' has no usable 'train' clips \(it holds: test 2\)"):
+    with pytest.raises(DatasetError) as err:
         parts.require("train")
+    assert str(err.value) == (f"{tmp_path}: protocol 'alpha' has no usable 'train' clips (it holds: test 2): "
+                              "pass `--part test`, or choose another --protocol")
+    with pytest.raises(DatasetError) as err:
+        parts.require("train", flag=None)  # a command that cannot choose its part (training)
+    assert str(err.value) == f"{tmp_path}: protocol 'alpha' has no usable 'train' clips (it holds: test 2)"
+
+
+def test_a_part_with_no_clips_says_which_flag_to_use(tmp_path: Path) -> None:
+    """The tour's `--part test` on a small `seen` store whose clips are all in train and val."""
+    from typer.testing import CliRunner
+
+    from talkface.cli import app
+
+    _store(tmp_path / "d", {"a": "train", "b": "train", "c": "val"}, protocol="seen")
+    result = CliRunner().invoke(app, ["baseline", "static-frame", "--data", str(tmp_path / "d"),
+                                      "--part", "test", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert " ".join(result.output.split()) == (
+        f"error: {tmp_path / 'd'}: protocol 'seen' has no usable 'test' clips (it holds: train 2, val 1): "
+        "pass `--part train` or `--part val`, or choose another --protocol")
+    assert not list((tmp_path / "out").glob("*.mp4"))
 
 
 def test_val_fallback_is_a_seeded_hash_of_train(tmp_path: Path) -> None:
@@ -212,6 +232,31 @@ def test_not_a_dataset_is_one_sentence(tmp_path: Path, case: str) -> None:
     message = str(err.value)
     assert "\n" not in message and str(path) in message
     assert isinstance(err.value, ValueError)
+
+
+def test_a_corpus_folder_is_prepared_into_a_new_folder(tmp_path: Path) -> None:
+    """Passing the raw corpus where a prepared dataset is asked for: prepare it, into another folder."""
+    corpus = tmp_path / "grid"
+    (corpus / "s1").mkdir(parents=True)
+    (corpus / "s1" / "bbaf2n.mpg").write_bytes(b"\0" * 16)
+    with pytest.raises(DatasetError) as err:
+        Dataset.open(corpus)
+    assert str(err.value) == (f"{corpus} holds videos or audio but is not a prepared dataset: prepare it "
+                              f"first with `talkface prepare <corpus> {corpus} --out <a new folder>` and "
+                              "pass that folder")
+    empty = tmp_path / "new"
+    empty.mkdir()
+    with pytest.raises(DatasetError) as err:
+        Dataset.open(empty)
+    assert str(err.value) == (f"{empty} is not a prepared dataset (no manifest.parquet and no finished "
+                              "clips): prepare a corpus into it with `talkface prepare <corpus> <corpus "
+                              f"folder> --out {empty}`")
+    _store(tmp_path / "d", {"a": "train"})
+    (tmp_path / "d" / "crops").mkdir()
+    with pytest.raises(DatasetError) as err:
+        Dataset.open(tmp_path / "d" / "crops")
+    assert str(err.value) == (f"{tmp_path / 'd' / 'crops'} is a folder inside the prepared dataset "
+                              f"{(tmp_path / 'd').resolve()}: pass {(tmp_path / 'd').resolve()}")
 
 
 def test_unfinished_run_opens_from_its_rows(tmp_path: Path) -> None:

@@ -48,11 +48,14 @@ def _record(protocol: Protocol | None = None) -> dict:
 def test_protocol_round_trip_and_differences() -> None:
     p = _protocol()
     assert Protocol.from_dict(json.loads(json.dumps(p.to_dict()))) == p
-    assert set(p.to_dict()) == {"dataset", "protocol", "part", "crop_size", "reference", "reference_id"}
+    assert set(p.to_dict()) == {"dataset", "protocol", "part", "crop_size", "reference", "reference_id",
+                                "identity_from"}
     moved = _protocol(reference="/elsewhere/grid")
     assert p.differences(moved) == [] and p.key() == moved.key()  # same set read from another path
     assert p.differences(_protocol(part="val")) == ["part: 'test' vs 'val'"]
     assert p.differences(_protocol(crop_size=256)) == ["crop_size: 128 vs 256"]
+    other = Protocol.from_dict({**p.to_dict(), "identity_from": "same-clip"})
+    assert p.differences(other) == [f"identity_from: {p.identity_from!r} vs 'same-clip'"]
 
 
 def test_reference_id_is_the_clip_set_and_the_dataset() -> None:
@@ -128,3 +131,22 @@ def test_a_writer_waits_for_another_writer_of_the_folder(tmp_path) -> None:
     store.replace_method("b", _rows("b", {"x": 2.0}), _record())
     assert time.monotonic() - t0 >= 0.4
     assert store.methods() == ["a", "b"]
+
+
+def test_run_records_follow_the_names_rule_and_keep_the_name(tmp_path) -> None:
+    import hashlib
+
+    store = ResultsStore(tmp_path / "res")
+    store.replace_method("ours v2", _rows("ours v2", {"a": 1.0}), _record())
+    stem = "ours-v2-" + hashlib.sha256(b"ours v2").hexdigest()[:10]
+    assert sorted(p.name for p in (store.root / "runs").iterdir()) == [f"{stem}.json"]
+    assert json.loads((store.root / "runs" / f"{stem}.json").read_text())["method"] == "ours v2"
+    # results written before the rule named the file after the method itself: still read
+    (store.root / "runs" / f"{stem}.json").rename(store.root / "runs" / "ours v2.json")
+    assert store.has_run_record("ours v2") and store.run_record("ours v2")["method"] == "ours v2"
+    # a file that records another method is not this one's
+    (store.root / "runs" / "ours.json").write_text(json.dumps({"method": "Ours"}))
+    with pytest.raises(ResultsError, match="holds the run record of method 'Ours', not 'ours'"):
+        store.run_record("ours")
+    with pytest.raises(ResultsError, match="holds method 'Ours', whose file name is the same as 'ours'"):
+        store.replace_method("ours", _rows("ours", {"a": 1.0}), _record())

@@ -1,5 +1,6 @@
-"""``talkface study analyze``: recovers a known truth, excludes inattentive participants, and reports and
-skips every kind of bad response file without a traceback."""
+"""``talkface study analyze``: recovers a known truth, excludes inattentive participants, reports and
+skips every kind of bad response file without a traceback, and refuses (one line) a damaged file or two
+different files of one participant, which skipping would decide silently."""
 
 from __future__ import annotations
 
@@ -110,26 +111,19 @@ def test_bad_files_are_reported_and_skipped(ab_key, tmp_path):
         path = folder / f"{name}.json"
         path.write_text(json.dumps(doc))
         paths.append(path)
-    extra = {
-        "not_json.json": b"{nope", "empty.json": b"", "binary.json": bytes(range(256)),
-        "list.json": b"[1, 2, 3]", "latin1.json": "{\"caf\xe9\": 1}".encode("latin-1"),
-    }
+    extra = {"list.json": b"[1, 2, 3]"}  # JSON, but no responses file (damaged bytes: see below)
     for name, data in extra.items():
         (folder / name).write_bytes(data)
         paths.append(folder / name)
     dup_same_bytes = folder / "zz_copy_of_p1.json"
     dup_same_bytes.write_bytes(paths[0].read_bytes())
-    dup_participant = folder / "zz_again_p2.json"
-    again = copy.deepcopy(good[1])
-    again["reloads"] = 3
-    dup_participant.write_text(json.dumps(again))
     (folder / "a_directory.json").mkdir()
-    paths += [dup_same_bytes, dup_participant, folder / "a_directory.json"]
+    paths += [dup_same_bytes, folder / "a_directory.json"]
 
     report, result, skipped = run_analyze(_key_path(ab_key, tmp_path), paths, tmp_path / "out")
     reasons = {Path(s.file).stem: s.reason for s in skipped}
     assert result["n_included"] == 3 and {p["participant"] for p in result["participants"]} == {1, 2, 3}
-    assert len(skipped) == len(bad) + len(extra) + 3
+    assert len(skipped) == len(bad) + len(extra) + 2
     assert reasons["wrong_study"].startswith("wrong study")
     for name in ("unknown_participant", "bool_participant", "swapped_videos", "answer_out_of_range",
                  "answer_bool", "index_renumbered"):
@@ -137,13 +131,79 @@ def test_bad_files_are_reported_and_skipped(ab_key, tmp_path):
     assert reasons["too_fast"].startswith("impossible timings")
     assert reasons["clock_backwards"].startswith("impossible timings")
     assert reasons["incomplete"].startswith("incomplete")
-    assert reasons["zz_copy_of_p1"].startswith("duplicate") and reasons["zz_again_p2"].startswith("duplicate")
-    for name in ("not_json", "empty", "binary", "list", "latin1", "no_trials", "not_a_response", "nan_time",
-                 "missing_question", "trial_not_object"):
+    assert reasons["zz_copy_of_p1"] == f"duplicate: the same bytes as {paths[0]}, which is kept"
+    for name in ("list", "no_trials", "not_a_response", "nan_time", "missing_question", "trial_not_object"):
         assert reasons[name].startswith("malformed"), (name, reasons[name])
     assert reasons["a_directory"].startswith("cannot read")
     text = report.read_text()
-    assert "| skipped file | reason |" in text and text.count("duplicate") >= 2
+    assert "| skipped file | reason |" in text and text.count("duplicate") >= 1
+
+
+@pytest.mark.parametrize(("name", "data", "why"), [
+    ("not_json.json", b"{nope", "(Expecting property name enclosed in double quotes"),
+    ("empty.json", b"", "(empty (0 bytes))"),
+    ("binary.json", bytes(range(256)), "('utf-8' codec can't decode"),
+    ("latin1.json", "{\"caf\xe9\": 1}".encode("latin-1"), "('utf-8' codec can't decode"),
+])
+def test_a_damaged_file_stops_the_analysis(ab_key, tmp_path, name, data, why):
+    paths = _write(tmp_path / "r", simulate(ab_key, {}, seed=6, participants=[1, 2]))
+    (tmp_path / "r" / name).write_bytes(data)
+    with pytest.raises(StudyError) as err:
+        run_analyze(_key_path(ab_key, tmp_path), [*paths, tmp_path / "r" / name], tmp_path / "out")
+    assert str(err.value).startswith(f"{tmp_path / 'r' / name} is damaged {why}")
+    assert str(err.value).endswith(": get the file again from the participant, or leave it out of the "
+                                   "command to analyse without it")
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_files_of_one_participant_are_refused_naming_both(ab_key, tmp_path):
+    first = simulate(ab_key, {}, seed=7, participants=[2])
+    second = simulate(ab_key, {}, seed=8, participants=[2])
+    first[0]["finished_at"], second[0]["finished_at"] = "2024-05-01T10:00:00Z", "2024-05-02T09:30:00Z"
+    folder = tmp_path / "r"
+    folder.mkdir()
+    a, b = folder / "a_p2.json", folder / "b_p2_again.json"
+    a.write_text(json.dumps(first[0]))
+    b.write_text(json.dumps(second[0]))
+    others = _write(folder, simulate(ab_key, {}, seed=9, participants=[1, 3]))
+    with pytest.raises(StudyError) as err:
+        run_analyze(_key_path(ab_key, tmp_path), [b, a, *others], tmp_path / "out")
+    assert str(err.value) == (
+        f"participant 2 answered in 2 different files: {a} (finished 2024-05-01T10:00:00Z), {b} (finished "
+        "2024-05-02T09:30:00Z); pass only the file that counts (usually the first attempt) and leave the "
+        "other out")
+    # the analyst's choice: the first attempt alone
+    report, result, skipped = run_analyze(_key_path(ab_key, tmp_path), [a, *others], tmp_path / "out")
+    assert result["n_included"] == 3 and not skipped
+
+
+def test_cli_says_which_copy_was_kept_and_refuses_two_attempts(ab_key, tmp_path):
+    from typer.testing import CliRunner
+
+    from talkface.cli import app
+
+    paths = _write(tmp_path / "r", simulate(ab_key, {}, seed=10, participants=[1, 2]))
+    copy_of_1 = tmp_path / "r" / "zz-p001-copy.json"  # after p001.json in name order
+    copy_of_1.write_bytes(paths[0].read_bytes())
+    key = _key_path(ab_key, tmp_path)
+    result = CliRunner().invoke(app, ["study", "analyze", str(key), *map(str, paths), str(copy_of_1),
+                                      "--out", str(tmp_path / "out")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "which is kept" in " ".join(result.output.split())  # (the terminal may wrap the paths)
+    skipped = json.loads((tmp_path / "out" / "results.json").read_text())["skipped"]
+    assert skipped == [{"file": str(copy_of_1),
+                        "reason": f"duplicate: the same bytes as {paths[0]}, which is kept"}]
+    assert "2 participants analysed, 0 excluded by attention checks, 1 files skipped" in result.output
+    again = simulate(ab_key, {}, seed=11, participants=[1])[0]
+    retake = tmp_path / "r" / "zz-p001-retake.json"
+    retake.write_text(json.dumps(again))
+    result = CliRunner().invoke(app, ["study", "analyze", str(key), *map(str, paths), str(retake),
+                                      "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error: ")]
+    kept, later = json.loads(paths[0].read_text())["finished_at"], again["finished_at"]
+    assert line.startswith(f"error: participant 1 answered in 2 different files: {paths[0]} (finished "
+                           f"{kept}), {retake} (finished {later}); pass only the file that counts")
 
 
 def test_no_usable_file_still_reports(ab_key, tmp_path):

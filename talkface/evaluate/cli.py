@@ -26,7 +26,9 @@ def evaluate(
         "--generated",
         help="Folder of generated videos <clip_id>.mp4 (or <clip_id>/ folders of PNG frames).")],
     method: Annotated[str, typer.Option(
-        "--method", help="Name of the method; rerunning replaces its rows only.")],
+        "--method", help="Name of the method, shown as given in every table; rerunning replaces its rows "
+        "only. Its run record is OUT/runs/<name>.json when the name is plain (letters, digits, . _ + -), "
+        "else a slug of it and a hash: nothing is written outside --out.")],
     data: Annotated[Path | None, typer.Option(
         "--data", help="Prepared dataset (`talkface prepare ...`): its usable clips' crops are the ground "
         "truth. Required.")] = None,
@@ -91,8 +93,14 @@ def evaluate(
     """
     from talkface.core.executors import EXECUTORS
     from talkface.evaluate.runner import EvaluateConfig, run_evaluate
+    from talkface.store.results import ResultsStore
 
     data = _data_path(data, reference)
+    try:  # before any work: the names rule, the run record file's owner, a damaged results file
+        ResultsStore(out).check_method_name(method)
+        ResultsStore(out).read()
+    except ValueError as exc:
+        _fail(exc)
     if executor not in EXECUTORS:
         _fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if ray_address and executor != "ray":
@@ -123,7 +131,10 @@ def evaluate(
         f"{method}: {record['pairing']['n_matched']} clips, {record['frames_scored']} frames in "
         f"{record['elapsed_s']:.1f} s -> {out / 'results.parquet'}, {out / 'summary.json'}"
     )
-    print_summary(out, method)
+    try:
+        print_summary(out, method)
+    except ValueError as exc:  # ResultsError: another method's damaged run record
+        _fail(exc)
 
 
 def _data_path(data: Path | None, reference: Path | None) -> Path:
@@ -154,14 +165,25 @@ def _fail(exc: BaseException | str) -> NoReturn:
 
 # -- the summary table ----------------------------------------------------------------------------
 
-ARROWS = {True: "↑", False: "↓", None: "≈ real"}
+#: Direction of a metric in the table: higher, lower, or closest to the real data's value is better.
+ARROWS = {True: "↑", False: "↓", None: "≈"}
+CAPTION = ("mean, [95% bootstrap interval over clips]; ↑ higher is better, ↓ lower is better, "
+           "≈ real: closest to the real data")
+#: Widest the metric column grows before its names fold (they are text; numbers never fold).
+METRIC_MAX_WIDTH = 24
+METRIC_MIN_WIDTH = 10
+#: Widest a method's name makes its column (longer names fold in the header).
+NAME_MAX_WIDTH = 20
 
 
-def summary_table(out: Path, method: str) -> tuple[Any, list[str]]:
-    """A rich Table of the methods in ``out`` measured under ``method``'s protocol (rows: metrics,
-    columns: methods; mean and 95% interval), and the lines to print under it."""
-    from rich.table import Table
+def summary_table(out: Path, method: str, width: int | None = None) -> tuple[list[Any], list[str]]:
+    """Rich Tables of the methods in ``out`` measured under ``method``'s protocol (rows: metrics,
+    columns: methods; each cell the mean and its 95% interval), and the lines to print under them.
 
+    Fitted to ``width`` (a terminal's columns; None: one table, one line per cell): one line per cell
+    when one table fits, else the interval under the mean and the methods split over as many tables
+    as needed, each repeating the metric column, so no number is ever folded or cut.
+    """
     from talkface.store.results import ResultsStore
 
     store = ResultsStore.open(out)
@@ -180,47 +202,113 @@ def summary_table(out: Path, method: str) -> tuple[Any, list[str]]:
     if mine is not None:
         part = f", part {mine.part}" if mine.part else ""
         title += f" on {mine.dataset} ({mine.protocol}{part}, {mine.crop_size} px)"
-    table = Table(title=title, caption="mean [95% bootstrap interval over clips]")
-    table.add_column("metric", overflow="fold")
-    table.add_column("", justify="center")
-    show_real = any(s.reference_mean is not None for ms in summaries.values() for s in ms.values())
-    if show_real:
-        table.add_column("real", justify="right")
-    for m in methods:
-        table.add_column(m, justify="right", overflow="fold", style="bold" if m == method else None)
-    for key in keys:
-        first = next(ms[key] for ms in summaries.values() if key in ms)
-        row = [key, ARROWS.get(first.higher_is_better, "")]
-        if show_real:
-            row.append(_num(first.reference_mean) if first.reference_mean is not None else "")
-        for m in methods:
-            s = summaries[m].get(key)
-            row.append("" if s is None else _cell(s))
-        table.add_row(*row)
+    firsts = {key: next(ms[key] for ms in summaries.values() if key in ms) for key in keys}
+    real = None
+    if any(s.reference_mean is not None for s in firsts.values()):
+        real = {key: "" if s.reference_mean is None else _num(s.reference_mean) for key, s in firsts.items()}
+    rows = _Rows(keys, firsts, real, method)
+    groups: list[list[str]] = [methods]
+    # the widest layout that fits: one line per cell; the interval under the mean; long metric names
+    # broken after their ':'; then as many tables as the methods need
+    for sep, metric_width in ((" ", None), ("\n", None), ("\n", METRIC_MAX_WIDTH)):
+        rows.cells = {m: {key: _cell(summaries[m][key], sep) if key in summaries[m] else "" for key in keys}
+                      for m in methods}
+        rows.metric_width = metric_width
+        if width is None:
+            break
+        groups = _column_groups(methods, rows, width)
+        if len(groups) == 1:
+            break
+    tables = []
+    for i, group in enumerate(groups):
+        suffix = f" ({i + 1}/{len(groups)})" if len(groups) > 1 else ""
+        tables.append(rows.table(group, title + suffix, CAPTION if i == len(groups) - 1 else None))
     notes = [_counts_line(m, store) for m in methods]
     if other:
         notes.append(f"not shown (another protocol or none recorded): {', '.join(other)}")
-    return table, notes
+    return tables, notes
+
+
+class _Rows:
+    """The rows of the summary table: metric, direction, the real data's value, one cell per method."""
+
+    def __init__(self, keys: list[str], firsts: dict[str, Any], real: dict[str, str] | None, bold: str):
+        self.keys, self.firsts, self.real, self.bold = keys, firsts, real, bold
+        self.cells: dict[str, dict[str, str]] = {}
+        self.metric_width: int | None = None  # None: the longest name's; else names break after ':'
+
+    def metric(self, key: str) -> str:
+        if self.metric_width is None or len(key) <= self.metric_width:
+            return key
+        name, sep, variant = key.partition(":")
+        return f"{name}{sep}\n{variant}" if sep else key
+
+    def table(self, methods: list[str], title: str | None = None, caption: str | None = None) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        stacked = any("\n" in c for cells in self.cells.values() for c in cells.values())
+        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      leading=1 if stacked else 0)  # a blank line between rows of several lines
+        table.add_column("metric", overflow="fold", min_width=METRIC_MIN_WIDTH, max_width=self.metric_width)
+        table.add_column("", justify="center", no_wrap=True)
+        if self.real is not None:
+            table.add_column("real", justify="right", no_wrap=True)
+        for m in methods:
+            longest = max((len(line) for c in self.cells[m].values() for line in c.splitlines()), default=1)
+            table.add_column(m, justify="right", overflow="fold", min_width=longest,
+                             max_width=max(longest, min(len(m), NAME_MAX_WIDTH)),  # long names fold
+                             style="bold" if m == self.bold else None)
+        for key in self.keys:
+            row = [self.metric(key), ARROWS.get(self.firsts[key].higher_is_better, "")]
+            if self.real is not None:
+                row.append(self.real[key])
+            row += [self.cells[m][key] for m in methods]
+            table.add_row(*row)
+        return table
+
+
+def _column_groups(methods: list[str], rows: _Rows, width: int) -> list[list[str]]:
+    """The methods in order, split into groups whose table (as rich measures it) fits ``width``
+    columns; at least one method each."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+
+    def fits(group: list[str]) -> bool:
+        return Measurement.get(console, console.options, rows.table(group)).maximum <= width
+
+    groups: list[list[str]] = [[]]
+    for m in methods:
+        if groups[-1] and not fits([*groups[-1], m]):
+            groups.append([])
+        groups[-1].append(m)
+    return groups
 
 
 def print_summary(out: Path, method: str, console: Any = None) -> None:
+    """The summary tables of ``out`` for ``method``, fitted to the console's width."""
     from rich.console import Console
 
     console = console or Console()
-    table, notes = summary_table(out, method)
-    console.print(table)
+    tables, notes = summary_table(out, method, width=console.width)
+    for table in tables:
+        console.print(table)
     for line in notes:
         console.print(line, highlight=False)
 
 
-def _cell(s: Any) -> str:
+def _cell(s: Any, sep: str = " ") -> str:
+    """The mean, its interval and the failed clips, joined by ``sep`` (a new line keeps a column
+    narrow)."""
     lo, hi = s.ci95
-    text = _num(s.mean)
+    lines = [_num(s.mean)]
     if math.isfinite(lo) and math.isfinite(hi):
-        text += f" [{_num(lo)}, {_num(hi)}]"
+        lines.append(f"[{_num(lo)}, {_num(hi)}]")
     if s.n_failed:
-        text += f" ({s.n_failed} failed)"
-    return text
+        lines.append(f"({s.n_failed} failed)")
+    return sep.join(lines)
 
 
 def _num(v: float | None) -> str:

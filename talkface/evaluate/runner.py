@@ -103,9 +103,9 @@ def generated_identity_from(generated: Path, default: str) -> str:
     """Where the generated videos' identity images came from: their generation.json's ``identity_from``;
     ``same-clip`` for a record written before the identity protocol (it has ``identity_frame`` only);
     ``default`` for videos with no record (made by another tool)."""
-    from talkface.store.generated_videos import read_record
+    from talkface.store.generated_videos import read_record_strict
 
-    record = read_record(generated) if Path(generated).is_dir() else None
+    record = read_record_strict(generated) if Path(generated).is_dir() else None
     if record is None:
         return default
     return str(record.get("identity_from") or "same-clip")
@@ -421,10 +421,16 @@ def score_clip(job: ClipJob) -> ClipScore:
             sample.identity_image = ref[index].copy()
             sample.extras["identity_landmarks"] = sample.ref_landmarks[index]
     if job.identity is not None and "identity_image" in needs:
-        try:
-            sample.identity_image = identity_image(job.identity)
-        except Exception as exc:  # noqa: BLE001 - a bad clip is a recorded failure
-            return failed(f"identity image: {type(exc).__name__}: {exc}")
+        path, index = job.identity
+        if Path(path) == Path(job.reference) and index < len(ref):  # its own frame: reuse its landmarks
+            sample.identity_image = ref[index].copy()
+            if sample.ref_landmarks is not None:
+                sample.extras["identity_landmarks"] = sample.ref_landmarks[index]
+        else:
+            try:
+                sample.identity_image = identity_image(job.identity)
+            except Exception as exc:  # noqa: BLE001 - a bad clip is a recorded failure
+                return failed(f"identity image: {type(exc).__name__}: {exc}")
     if "audio" in needs:
         sample.audio = _audio(job, flags, read_audio)
     score.rows = clip_rows(job.method, job.clip_id, metrics, flags, results=[m(sample) for m in metrics])

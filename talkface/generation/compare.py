@@ -2,8 +2,15 @@
 
 ``talkface compare real=D/crops ours=out/ours static=out/static --clip s1_bbaf2n --out cmp.mp4``
 
-- An input is a video file, or a folder of ``<clip_id>.mp4`` (then ``--clip`` picks the clip); a
-  prepared dataset folder stands for its reference crops (``D/crops``).
+- An input is ``NAME=PATH`` or a bare ``PATH`` (named after its file or folder). The name may hold
+  spaces and ``=`` exactly as ``evaluate --method`` accepts them: the ``=`` that ends the name is the
+  one after which an existing path follows (:func:`talkface.utils.names.split_name_path`; an argument
+  that reads two ways is refused), and names follow the names rule (no control characters, no white
+  space at either end). The name is drawn as given, its letters folded to ASCII for OpenCV's font
+  (``é`` -> ``e``; other characters as ``?``).
+- A PATH is a video file, or a folder of ``<clip_id>.mp4`` (then ``--clip`` picks the clip: a file
+  name in the folder, never a path); a prepared dataset folder stands for its reference crops
+  (``D/crops``). Only ``--out`` is written.
 - Tiles all have the first input's frame size (others are resized to it); the name bar above them is
   ``label_height(tile)`` pixels high.
 - One audio track: the first input's (or, when it has none, the first input that has one), cut to the
@@ -16,7 +23,7 @@
 from __future__ import annotations
 
 import os
-import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +34,9 @@ import numpy as np
 
 from talkface.core import media
 from talkface.generation.generator import SAMPLE_RATE, write_video
+from talkface.utils.names import check_name, inside, split_name_path
 
 MAX_FRAME_DIFFERENCE = 1
-_NAME = re.compile(r"^[A-Za-z0-9][\w.+-]*$")
 
 
 @dataclass(frozen=True)
@@ -38,17 +45,16 @@ class Input:
     path: Path  # the video file
 
 
-def parse_inputs(specs: Sequence[str]) -> list[tuple[str, Path]]:
+def parse_inputs(specs: Sequence[str], exists=os.path.exists) -> list[tuple[str, Path]]:
     """``["real=D/crops", "out/ours"]`` -> ``[("real", D/crops), ("ours", out/ours)]`` (a bare path is
-    named after its file or folder)."""
+    named after its file or folder; ``our s=x=out/ours`` is named ``our s=x`` when ``out/ours`` exists
+    and ``x=out/ours`` does not)."""
     out = []
     for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not _NAME.match(name):
-            name, path = Path(spec).stem or Path(spec).name, spec
-        if not path:
-            raise ValueError(f"{spec!r}: expected NAME=PATH")
-        out.append((name, Path(path)))
+        name, path = split_name_path(spec, exists)
+        if name is None:
+            name = Path(path).stem or Path(path).name
+        out.append((check_name(name, "input name"), Path(path)))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise ValueError(f"two inputs share a name ({', '.join(names)}): name them, e.g. real=PATH ours=PATH")
@@ -68,7 +74,7 @@ def resolve_inputs(specs: Sequence[tuple[str, os.PathLike]], clip: str | None = 
             folder = path / "crops" if (path / "crops").is_dir() else path
             if clip is None:
                 raise ValueError(f"{name}: {path} is a folder: pass --clip ID to pick <ID>.mp4 in it")
-            video = folder / f"{clip}.mp4"
+            video = inside(folder, f"{clip}.mp4")
             if not video.exists():
                 have = sorted(p.stem for p in folder.glob("*.mp4"))
                 shown = ", ".join(have[:5]) + (", ..." if len(have) > 5 else "") if have else "no videos"
@@ -84,8 +90,16 @@ def label_height(tile_height: int) -> int:
     return h + h % 2
 
 
+def drawable(text: str) -> str:
+    """``text`` in the characters OpenCV's Hershey font draws: letters folded to ASCII (``é`` -> ``e``),
+    anything else ``?``."""
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in folded if not unicodedata.combining(c))
+
+
 def draw_label(width: int, height: int, text: str) -> np.ndarray:
     """A black (height, width, 3) bar with ``text`` in white, centred, scaled to fit."""
+    text = drawable(text)
     bar = np.zeros((height, width, 3), np.uint8)
     font, thickness = cv2.FONT_HERSHEY_SIMPLEX, 1
     scale = height / 30.0

@@ -476,9 +476,9 @@ def clip_inputs(ds: Any, clip_id: str, identity_from: str = DEFAULT_IDENTITY_FRO
     n = int(record.n_frames or len(lm))
     if n != len(lm):
         raise ValueError(f"{clip_id}: the manifest says {n} frames, its landmarks have {len(lm)}")
-    source = next((str(s) for s in (record.source_audio, record.source_video) if s and Path(str(s)).exists()),
-                  None)
-    audio = read_speech(source or crop_path)
+    audio_file = next((str(s) for s in (record.source_audio, record.source_video)
+                       if s and Path(str(s)).exists()), None)
+    audio = read_speech(audio_file or crop_path)
     audio, _ = media.fit_audio_length(audio, int(round(n / fps * SAMPLE_RATE)))
     return ClipInputs(clip_id=clip_id, n_frames=n, fps=fps, audio=audio, identity_index=chosen,
                       identity_crop=frame, identity_px=identity_lm[chosen].copy(), reference_landmarks=lm,

@@ -140,13 +140,11 @@ class MethodResults:
 
 
 def read_run_record(store: Any, method: str) -> dict[str, Any]:
-    """The method's run record through the store; {} when it has none (a bare parquet)."""
-    from talkface.store.results import ResultsError
-
-    try:
-        return dict(store.run_record(method))
-    except ResultsError:
+    """The method's run record through the store; {} when it has none (a bare parquet). A damaged
+    one is the store's ``ResultsError`` (one sentence naming the file), never an empty record."""
+    if not store.has_run_record(method):
         return {}
+    return dict(store.run_record(method))
 
 
 def load_results(roots: Iterable[str | Path]) -> list[MethodResults]:
@@ -159,25 +157,29 @@ def load_results(roots: Iterable[str | Path]) -> list[MethodResults]:
         raise LeaderboardError("no results folder given")
     for root in roots:
         try:
-            store = ResultsStore.open(root)
-        except ResultsError as exc:
+            _load_folder(ResultsStore.open(root), root, methods)
+        except ResultsError as exc:  # missing or damaged: results.parquet, runs/<method>.json
             raise LeaderboardError(str(exc)) from None
-        df = store.read()
-        for name, mdf in df.groupby("method", sort=True):
-            name = str(name)
-            if name in methods:
-                raise LeaderboardError(
-                    f"method {name!r} is in both {methods[name].source} and {root}; "
-                    "rename one (evaluate --method) or pass only one of the folders"
-                )
-            run = read_run_record(store, name)
-            entry = MethodResults(name=name, source=str(root), run=run, protocol=Protocol.from_run(run))
-            for (metric, variant), g in mdf.groupby(["metric", "variant"], sort=True):
-                entry.metrics[(str(metric), str(variant))] = _samples(str(metric), str(variant), g)
-            methods[name] = entry
     if not methods:
         raise LeaderboardError(f"no results in {', '.join(str(r) for r in roots)}")
     return [methods[k] for k in sorted(methods)]
+
+
+def _load_folder(store: Any, root: Path, methods: dict[str, MethodResults]) -> None:
+    """Every method of one results folder into ``methods``."""
+    df = store.read()
+    for name, mdf in df.groupby("method", sort=True):
+        name = str(name)
+        if name in methods:
+            raise LeaderboardError(
+                f"method {name!r} is in both {methods[name].source} and {root}; "
+                "rename one (evaluate --method) or pass only one of the folders"
+            )
+        run = read_run_record(store, name)
+        entry = MethodResults(name=name, source=str(root), run=run, protocol=Protocol.from_run(run))
+        for (metric, variant), g in mdf.groupby(["metric", "variant"], sort=True):
+            entry.metrics[(str(metric), str(variant))] = _samples(str(metric), str(variant), g)
+        methods[name] = entry
 
 
 def _samples(metric: str, variant: str, g: Any) -> MetricSamples:

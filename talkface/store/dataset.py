@@ -42,6 +42,11 @@ part (``train``/``val``/``test``). A store holds one or more: the protocol ``pre
 with is the default (manifest column ``split``); every protocol has its column ``split_<protocol>``.
 Re-running ``prepare`` with another ``--protocol`` adds a column and redoes no clip.
 
+**Damage.** A file of the dataset that cannot be read (truncated, empty, not what it should be) is a
+:class:`DatasetError`: one sentence naming the file and what to do (a clip's files are redone by
+deleting its ``rows/<id>.json`` and running the same ``prepare`` again; the manifest is rebuilt from
+``rows/`` by any ``prepare`` run), never a reader's traceback.
+
 Datasets written before this module (a ``talkface_dataset.json`` holding only the prepare settings,
 and a manifest with a single ``split`` column) still open: their info is derived from the settings
 and the manifest (see :func:`_legacy_info`).
@@ -71,6 +76,9 @@ INFO_FORMAT = "talkface-dataset"
 INFO_VERSION = 1
 PARTS = ("train", "val", "test")
 USABLE_STATUS = "ok"
+#: Flags that make a clip unusable whatever its status: ``silent_audio`` (its speech features are of
+#: silence; ``prepare`` also marks such a clip ``partial``, this keeps it out if a status says otherwise).
+UNUSABLE_FLAGS = ("silent_audio",)
 #: Share of the training clips moved to validation when a protocol has no 'val' clips.
 VAL_FALLBACK_FRACTION = 0.1
 #: Name given to the one protocol of an old dataset whose protocol cannot be recognised.
@@ -315,20 +323,32 @@ class ClipRecord:
 
 
 def is_usable(record: ClipRecord | Mapping[str, Any] | Any) -> bool:
-    """The one usable rule: status ``ok`` (see the module docstring for why).
+    """The one usable rule: status ``ok`` and no flag of ``UNUSABLE_FLAGS`` (see the module docstring).
 
     Accepts a :class:`ClipRecord`, a manifest row dict, or a pandas row (anything with ``status``).
     """
     if isinstance(record, Mapping):
-        status = record.get("status")
+        status, flags = record.get("status"), record.get("flags")
     else:
-        status = getattr(record, "status", None)
-    return status == USABLE_STATUS
+        status, flags = getattr(record, "status", None), getattr(record, "flags", None)
+    return status == USABLE_STATUS and not _has_unusable_flag(flags)
+
+
+def _has_unusable_flag(flags: Any) -> bool:
+    """Whether ``flags`` (a ';'-joined string or a list of ``name`` / ``name=value``) names one of
+    ``UNUSABLE_FLAGS``."""
+    if flags is None or (isinstance(flags, float) and np.isnan(flags)):
+        return False
+    names = flags.split(";") if isinstance(flags, str) else list(flags)
+    return any(str(f).partition("=")[0] in UNUSABLE_FLAGS for f in names)
 
 
 def usable_mask(manifest: pd.DataFrame) -> pd.Series:
     """:func:`is_usable` over a manifest frame, as a boolean Series."""
-    return manifest["status"] == USABLE_STATUS
+    usable = manifest["status"] == USABLE_STATUS
+    if "flags" in manifest.columns:
+        usable &= ~manifest["flags"].map(_has_unusable_flag).astype(bool)
+    return usable
 
 
 def _none_if_na(value: Any) -> Any:
@@ -376,14 +396,23 @@ class Parts:
     def counts(self) -> dict[str, int]:
         return {p: len(self[p]) for p in PARTS}
 
-    def require(self, *parts: str) -> Parts:
-        """Raise :class:`DatasetError` (one sentence) when any of ``parts`` has no usable clip."""
+    def require(self, *parts: str, flag: str | None = "--part") -> Parts:
+        """Raise :class:`DatasetError` (one sentence) when any of ``parts`` has no usable clip: it says
+        which parts have clips and, for a command that chooses its part with ``flag``, the flag to use
+        (``flag=None``: a command that cannot choose, e.g. training, which needs 'train')."""
         for part in parts:
             if not self[part]:
-                held = ", ".join(f"{p} {n}" for p, n in self.counts().items() if n) or "no usable clips"
+                have = [p for p, n in self.counts().items() if n]
+                held = ", ".join(f"{p} {len(self[p])}" for p in have) or "no usable clips"
+                hint = ""
+                if have and flag:
+                    choices = " or ".join(f"`{flag} {p}`" for p in have)
+                    hint = f": pass {choices}, or choose another --protocol"
+                elif not have:
+                    hint = ": choose another --protocol"
                 raise DatasetError(
                     f"{self.root}: protocol {self.protocol!r} has no usable {part!r} clips "
-                    f"(it holds: {held})"
+                    f"(it holds: {held}){hint}"
                 )
         return self
 
@@ -420,22 +449,24 @@ class Dataset:
         root = Path(path).expanduser()
         if not root.exists():
             raise DatasetError(
-                f"{root} does not exist: run `talkface prepare <corpus> ... --out {root}` first")
+                f"{root} does not exist: prepare a corpus into it first with "
+                f"`talkface prepare <corpus> <corpus folder> --out {root}`")
         if not root.is_dir():
             raise DatasetError(f"{root} is a file, not a prepared dataset folder")
         manifest = read_manifest_frame(root)
         info_path = root / INFO_FILE
         raw: dict[str, Any] | None = None
         if info_path.exists():
+            todo = ("restore it from a copy, or prepare the corpus again into a new folder "
+                    "(`talkface prepare <corpus> <corpus folder> --out <new folder>`)")
             try:
-                raw = json.loads(info_path.read_text())
+                raw = json.loads(info_path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                raise DatasetError(f"{info_path} cannot be read ({exc})") from exc
+                raise _damaged(info_path, exc, todo) from None
+            if not isinstance(raw, dict):
+                raise DatasetError(f"{info_path} is damaged (not a dataset description): {todo}")
         if manifest is None:
-            raise DatasetError(
-                f"{root} is not a prepared dataset (no {MANIFEST_FILE} and no finished clips): run "
-                f"`talkface prepare <corpus> ... --out {root}` first"
-            )
+            raise DatasetError(_not_a_dataset(root))
         if isinstance(raw, dict) and raw.get("format") == INFO_FORMAT:
             info = DatasetInfo.from_dict(raw)
         else:
@@ -561,10 +592,65 @@ class Dataset:
 
 
 def load_clip_file(path: Path, clip_id: str, root: Path) -> dict[str, np.ndarray]:
+    """The arrays of a clip's ``.npz``; FileNotFoundError when it has none, a :class:`DatasetError`
+    naming the file when it is damaged."""
     if not path.exists():
         raise FileNotFoundError(f"no prepared data for clip {clip_id!r} in {root}")
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001  (zipfile, zlib, numpy and EOF errors for a damaged file)
+        raise _damaged(path, exc, _redo_clip(root, clip_id)) from None
+
+
+def _redo_clip(root: Path, clip_id: str) -> str:
+    return (f"delete {Path(root) / 'rows' / f'{clip_id}.json'} and run the same `talkface prepare ... "
+            f"--out {root}` again to redo the clip")
+
+
+def _damaged(path: Path, exc: BaseException, todo: str) -> DatasetError:
+    """The one sentence for a dataset file that cannot be read: the file, why, and ``todo``."""
+    from talkface.store.results import damage_reason
+
+    return DatasetError(f"{path} is damaged ({damage_reason(path, exc)}): {todo}")
+
+
+#: Suffixes of the media files a corpus folder holds (a folder of them is not a prepared dataset).
+MEDIA_SUFFIXES = frozenset({".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm", ".wav", ".flac",
+                            ".m4a", ".mp3"})
+
+
+def _holds_media(root: Path, max_depth: int = 3, max_entries: int = 5000) -> bool:
+    """Whether ``root`` holds a media file within ``max_depth`` folders (looking at no more than
+    ``max_entries`` entries)."""
+    seen = 0
+    for folder, dirs, files in os.walk(root):
+        depth = len(Path(folder).relative_to(root).parts)
+        if depth >= max_depth:
+            dirs[:] = []
+        if any(Path(f).suffix.lower() in MEDIA_SUFFIXES for f in files):
+            return True
+        seen += len(files) + len(dirs)
+        if seen > max_entries:
+            return False
+    return False
+
+
+def _not_a_dataset(root: Path) -> str:
+    """Why an existing folder with no manifest and no finished clip is not a prepared dataset, and the
+    command that makes one: a corpus folder is prepared into a new folder, never into itself."""
+    parent = root.resolve().parent
+    if (parent / MANIFEST_FILE).is_file() or (parent / INFO_FILE).is_file():
+        return f"{root} is a folder inside the prepared dataset {parent}: pass {parent}"
+    if (root / INFO_FILE).is_file():
+        return (f"{root} is a dataset that `talkface prepare` has not finished a clip of (no "
+                f"{MANIFEST_FILE}, nothing in rows/): run the same `talkface prepare ... --out {root}` again "
+                "to finish it")
+    if _holds_media(root):
+        return (f"{root} holds videos or audio but is not a prepared dataset: prepare it first with "
+                f"`talkface prepare <corpus> {root} --out <a new folder>` and pass that folder")
+    return (f"{root} is not a prepared dataset (no {MANIFEST_FILE} and no finished clips): prepare a "
+            f"corpus into it with `talkface prepare <corpus> <corpus folder> --out {root}`")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,20 +668,37 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def read_rows(root: Path) -> list[dict[str, Any]]:
+    """Every finished clip's record (``rows/<id>.json``); a damaged one is a :class:`DatasetError`."""
     folder = Path(root) / "rows"
     if not folder.exists():
         return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        todo = f"delete it and run the same `talkface prepare ... --out {root}` again to redo the clip"
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _damaged(path, exc, todo) from None
+        if not isinstance(row, dict) or "clip_id" not in row:
+            raise DatasetError(f"{path} is damaged (not a clip record): {todo}")
+        rows.append(row)
+    return rows
 
 
 def read_manifest_frame(root: Path) -> pd.DataFrame | None:
     """``manifest.parquet``, else a frame built from ``rows/`` (a run that never finished), else None."""
     path = Path(root) / MANIFEST_FILE
     if path.exists():
+        todo = (f"delete it and run the same `talkface prepare ... --out {root}` again (it rebuilds the "
+                "manifest from rows/ without redoing finished clips)")
         try:
-            return pd.read_parquet(path)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path} cannot be read ({exc})") from exc
+            df = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001  (pyarrow raises several kinds for a damaged file)
+            raise _damaged(path, exc, todo) from None
+        missing = [c for c in ("clip_id", "status") if c not in df.columns]
+        if missing:
+            raise DatasetError(f"{path} is not a dataset manifest (no {', '.join(missing)} column): {todo}")
+        return df
     rows = read_rows(root)
     return rows_to_frame(rows) if rows else None
 
@@ -613,9 +716,22 @@ def _with_protocol_columns(manifest: pd.DataFrame, info: DatasetInfo, root: Path
         if col in df.columns:
             continue
         path = Path(root) / "splits" / f"{protocol}.json"
-        parts = json.loads(path.read_text()) if path.exists() else {}
+        parts = _read_split_file(path, protocol, root) if path.exists() else {}
         df = df.assign(**{col: [parts.get(c) for c in df["clip_id"].astype(str)]})
     return df
+
+
+def _read_split_file(path: Path, protocol: str, root: Path) -> dict[str, Any]:
+    """``splits/<protocol>.json`` (clip id -> part); a damaged one is a :class:`DatasetError`."""
+    todo = (f"delete it and run `talkface prepare <corpus> <corpus folder> --protocol {protocol} "
+            f"--out {root}` to write it again")
+    try:
+        parts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _damaged(path, exc, todo) from None
+    if not isinstance(parts, dict):
+        raise DatasetError(f"{path} is damaged (not a clip -> part mapping): {todo}")
+    return parts
 
 
 def _legacy_info(settings: dict[str, Any] | None, manifest: pd.DataFrame) -> DatasetInfo:

@@ -359,7 +359,7 @@ class ResultsStore:
         :class:`ResultsError` when it is missing, damaged, or another method's)."""
         path = self._existing_run_path(method)
         if path is None:
-            known = ", ".join(repr(m) for m in self.methods()) or "none"
+            known = ", ".join(self.methods()) or "none"
             raise ResultsError(f"no run record for method {method!r} in {self.root} (methods: {known})")
         record = self._read_run_file(path, method)
         recorded = record.get("method")
@@ -545,14 +545,17 @@ def damaged(path: Path, exc: BaseException, todo: str) -> ResultsError:
 
 
 def damage_reason(path: Path, exc: BaseException) -> str:
-    """``empty (0 bytes)``, else the reader's first line (cut): why a file could not be read."""
+    """Why a file could not be read, in a few words for a message that names it already: ``empty (0
+    bytes)``, else the reader's message without the file's name, cut to 100 characters. (Every
+    reader of a project file in ``talkface.store`` words its damage with this.)"""
     try:
-        if path.stat().st_size == 0:
+        if Path(path).stat().st_size == 0:
             return "empty (0 bytes)"
     except OSError:
         pass
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
+    text = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text).replace(str(path), "the file")
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _quoted(name: str) -> str:

@@ -4,8 +4,20 @@ Every response file is checked against the key before it counts: it must be JSON
 format, name this study, a participant the key knows, show exactly the videos the key assigned to
 that participant in that order, answer every question with an allowed value, and have possible
 timings (no trial answered sooner than its videos take to play, no clock running backwards). A file
-that fails is listed with the reason and skipped; a second file for a participant is a duplicate.
-Participants who fail more attention checks than allowed are excluded and counted.
+that fails is listed with the reason and skipped. Participants who fail more attention checks than
+allowed are excluded and counted.
+
+Two rules stop the analysis instead (one ``error:`` line, exit 2), because skipping would change the
+numbers without anyone deciding it:
+
+* **A damaged file** (empty, truncated or otherwise not JSON, not UTF-8) is refused, naming it: get it
+  again from the participant, or leave it out of the command to analyse without it.
+* **Two files for one participant**, both valid, with different answers (the page taken twice, on
+  two devices, or a reload that started over) are refused, naming both files and when each was
+  finished: which attempt counts (usually the first: the second was made by someone who had seen the
+  videos) is the analyst's decision, made by passing only that file. Byte-identical copies are one
+  answer: the first in name order is kept and each copy is listed as skipped, saying which file was
+  kept.
 
 Statistics (see :mod:`talkface.study.stats`):
 
@@ -45,6 +57,7 @@ from talkface.study.stats import (
     wilson_interval,
 )
 from talkface.utils import atomic
+from talkface.utils.names import file_name
 
 TIMING_SLACK = 0.9  # a trial must take at least this fraction of its videos' total duration
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -56,15 +69,37 @@ class Skipped:
     reason: str
 
 
+#: What a study key holds (written by ``study export``); a key lacking any of them is damaged.
+KEY_FIELDS = ("study_id", "design", "questions", "method_order", "clips", "media", "participants")
+KEY_TODO = ("restore it from your copy, or run the same `talkface study export` command again (the same "
+            "inputs and --seed write the same key)")
+
+
 def load_key(path: str | Path) -> dict[str, Any]:
+    """The study key; a :class:`StudyError` naming the file when it is missing, damaged or not a key."""
     path = Path(path)
     try:
-        key = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StudyError(f"{path}: cannot read the study key ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read the study key ({exc.strerror or exc})") from None
+    try:
+        key = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StudyError(f"{path} is damaged ({_damage(raw, exc)}): {KEY_TODO}") from None
     if not isinstance(key, dict) or key.get("format") != KEY_FORMAT:
         raise StudyError(f"{path} is not a talkface study key (written by `talkface study export`)")
+    missing = [f for f in KEY_FIELDS if f not in key]
+    if missing:
+        raise StudyError(f"{path} is damaged (no {', '.join(missing)}): {KEY_TODO}")
     return key
+
+
+def _damage(raw: bytes, exc: BaseException) -> str:
+    """Why bytes are not JSON, in a few words: ``empty (0 bytes)``, else the decoder's message (cut)."""
+    if not raw:
+        return "empty (0 bytes)"
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,12 +110,21 @@ class _Reject(Exception):
     pass
 
 
+RESPONSES_TODO = ("get the file again from the participant, or leave it out of the command to analyse "
+                  "without it")
+
+
 def read_responses(key: dict[str, Any], paths: list[str | Path]) -> tuple[list[dict], list[Skipped]]:
-    """The response files that pass every check, and the others with the reason each was skipped."""
+    """The response files that pass every check, and the others with the reason each was skipped.
+
+    A damaged file, or two valid files with different answers for one participant, is a
+    :class:`StudyError` (see the module docstring).
+    """
     accepted: list[dict] = []
     skipped: list[Skipped] = []
     by_participant: dict[int, str] = {}
     by_digest: dict[str, str] = {}
+    conflicts: dict[int, list[tuple[str, dict]]] = {}
     for path in sorted({str(p) for p in paths}):
         try:
             raw = Path(path).read_bytes()
@@ -88,15 +132,16 @@ def read_responses(key: dict[str, Any], paths: list[str | Path]) -> tuple[list[d
                 raise _Reject(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MB")
             digest = hashlib.sha256(raw).hexdigest()
             if digest in by_digest:
-                raise _Reject(f"duplicate: the same bytes as {by_digest[digest]}")
+                raise _Reject(f"duplicate: the same bytes as {by_digest[digest]}, which is kept")
             try:
                 doc = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
-                raise _Reject(f"malformed: not JSON ({exc})") from None
+                raise StudyError(f"{path} is damaged ({_damage(raw, exc)}): {RESPONSES_TODO}") from None
             _check_response(key, doc)
             p = doc["participant"]
             if p in by_participant:
-                raise _Reject(f"duplicate: participant {p} already answered in {by_participant[p]}")
+                conflicts.setdefault(p, []).append((path, doc))
+                continue
         except _Reject as exc:
             skipped.append(Skipped(path, str(exc)))
             continue
@@ -107,7 +152,24 @@ def read_responses(key: dict[str, Any], paths: list[str | Path]) -> tuple[list[d
         by_digest[digest] = path
         doc["_file"] = path
         accepted.append(doc)
+    if conflicts:
+        first = {doc["participant"]: doc for doc in accepted}
+        p, others = next(iter(sorted(conflicts.items())))
+        files = [(by_participant[p], first[p]), *others]
+        listed = ", ".join(f"{f} ({_finished(d)})" for f, d in files)
+        more = sorted(set(conflicts) - {p})
+        also = (f"; participant{'s' if len(more) > 1 else ''} {', '.join(map(str, more))} also answered in "
+                "several files") if more else ""
+        raise StudyError(f"participant {p} answered in {len(files)} different files: {listed}"
+                         f"{also}; pass only the file that counts (usually the first attempt) and leave "
+                         "the other out")
     return accepted, skipped
+
+
+def _finished(doc: dict) -> str:
+    """When a response file says it was finished (the page's own clock), for a message."""
+    at = doc.get("finished_at")
+    return f"finished {str(at)[:40]}" if at else "no finish time"
 
 
 def _check_response(key: dict[str, Any], doc: Any) -> None:
@@ -456,7 +518,7 @@ def _plots(key, result, out: Path) -> dict[str, str]:
         hi = [max(0.0, r["ci_high"] - r[value]) if not math.isnan(r["ci_high"]) else 0 for r in rows]
         return [lo, hi]
 
-    def save(fig, name):
+    def save(fig, name):  # name: plot_<question>.png, the question id by the names rule (the key is input)
         fig.tight_layout()
         with atomic.atomic_path(out / name) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
@@ -474,8 +536,8 @@ def _plots(key, result, out: Path) -> dict[str, str]:
             ax.invert_yaxis()
             ax.set_xlim(0, 1)
             ax.set_xlabel(f"{q}: rate the first method is preferred (95% Wilson CI)")
-            save(fig, f"plot_{q}.png")
-            made[q] = f"plot_{q}.png"
+            made[q] = file_name(q, ".png", "question id", prefix="plot_", check=False)
+            save(fig, made[q])
     elif design == "mos":
         for q, block in result["mos"].items():
             rows = block["methods"]
@@ -485,8 +547,8 @@ def _plots(key, result, out: Path) -> dict[str, str]:
             ax.set_xticks(range(len(rows)), [label(r["method"]) for r in rows], rotation=20)
             ax.set_ylim(1, 5)
             ax.set_ylabel(f"{q}: mean rating (95% CI)")
-            save(fig, f"plot_{q}.png")
-            made[q] = f"plot_{q}.png"
+            made[q] = file_name(q, ".png", "question id", prefix="plot_", check=False)
+            save(fig, made[q])
     else:
         rows = result["real_or_fake"]["methods"]
         fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(rows), 3.6))

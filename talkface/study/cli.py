@@ -24,7 +24,8 @@ def export(
     method: list[str] = typer.Option(
         ..., "--method", "-m",
         help="NAME=PATH, once per method. PATH: a folder of generated <clip_id>.mp4 videos, or a prepared "
-             "dataset (its usable real crops). Clips present for every method are used.",
+             "dataset (its usable real crops). Clips present for every method are used. NAME is shown as "
+             "given and may hold spaces and '=' (the '=' before the existing PATH ends it).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Study folder: writes OUT/site/ (publish it) and "
                              "OUT/key.json (keep it private)."),
@@ -119,9 +120,13 @@ def analyze(
     Per question and method pair: preference rate, 95% Wilson interval,
     exact binomial test, Holm-adjusted p. MOS: mean, t interval,
     Mann-Whitney U with Holm. Attention-check failures are excluded and
-    counted; agreement is Krippendorff's alpha. Malformed, duplicate or
-    tampered files (wrong study id, other videos than assigned,
-    impossible timings) are listed in the report and skipped.
+    counted; agreement is Krippendorff's alpha. Malformed or tampered
+    files (wrong study id, other videos than assigned, impossible
+    timings) and byte-identical copies are listed in the report and
+    skipped (a copy names the file kept). Refused instead, with one
+    error line: a damaged file (empty, truncated, not JSON), and two
+    different files of one participant (pass only the one that counts,
+    usually the first attempt).
 
     Example:
       talkface study analyze study/key.json responses/*.json

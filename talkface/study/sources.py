@@ -27,11 +27,19 @@ class MethodSource:
 
 
 def parse_method(spec: str) -> tuple[str, Path]:
-    """``NAME=PATH`` -> (name, path)."""
-    name, sep, path = spec.partition("=")
-    name = name.strip()
-    if not sep or not name or not path.strip():
-        raise StudyError(f"--method takes NAME=PATH (e.g. ours=out/ours), not {spec!r}")
+    """``NAME=PATH`` -> (name, path), split by :func:`talkface.utils.names.split_name_path` (a name may
+    hold spaces and ``=``, as ``evaluate --method`` allows) and checked by the names rule."""
+    from talkface.utils.names import NameRefused, check_name, split_name_path
+
+    try:
+        name, path = split_name_path(spec, exists=lambda p: Path(p.strip()).expanduser().exists(),
+                                     what="--method NAME=PATH")
+        name = (name or "").strip()
+        if not name or not path.strip():
+            raise StudyError(f"--method takes NAME=PATH (e.g. ours=out/ours), not {spec!r}")
+        check_name(name, "method name")
+    except NameRefused as exc:
+        raise StudyError(str(exc)) from None
     return name, Path(path.strip()).expanduser()
 
 
