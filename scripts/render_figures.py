@@ -535,6 +535,40 @@ def render_pipeline_run(res: Results) -> str:
     return pipeline_run(res.json("pipeline_quality.json"))
 
 
+_UNSEEN_COLUMNS = (("lmd_mouth", "LMD mouth (px) ↓", ".3f"), ("psnr", "PSNR (dB) ↑", ".2f"),
+                   ("ssim", "SSIM ↑", ".3f"), ("identity_dlib", "identity dist. ↓", ".3f"),
+                   ("blink_rate", "blinks /min", ".1f"))
+
+
+def render_unseen_identities(res: Results) -> str:
+    """Seen and unseen speakers side by side: every method's means, the issue's targets per part."""
+    u = res.json("unseen_identities.json")
+    out = []
+    for part, label in (("test", f"speaker never trained on ({u['test_speakers']})"),
+                        ("val", f"trained speaker ({u['train_speakers']}), held-out clips")):
+        if part not in u["methods"]:
+            continue
+        methods = u["methods"][part]
+        n = max((m.get("psnr", {}).get("n", 0) for m in methods.values()), default=0)
+        rows = [[name] + [format(ms[m]["mean"], spec) if ms.get(m, {}).get("n") else "n/a"
+                          for m, _, spec in _UNSEEN_COLUMNS] for name, ms in methods.items()]
+        out += [f"**{label}**, {n} clips (mean over clips):", "",
+                table(["method", *(h for _, h, _ in _UNSEEN_COLUMNS)], rows), "",
+                table(["target (pipeline vs baseline, paired over clips, 95% bootstrap)", "a vs b", "clips",
+                       "measured: a vs b, a - b [95%]", "holds"], target_rows(u["targets"][part])), ""]
+    stages = u["training"]["stages"]
+    reached = ", ".join(f"{k} {v['step']} steps" for k, v in stages.items())
+    steps = u.get("steps") or "the recipe defaults"
+    schedule = f"budget {u['budget']}" if u.get("budget") else f"steps {steps}"
+    m = u["machine"]
+    out.append(f"Measured {str(u['date'])[:10]} on {m['cpus']} CPUs ({m['cpu_model']}), load "
+               f"{u['load_start']} at start; trained on {u['train_speakers']} ({schedule}, seed {u['seed']}; "
+               f"reached: {reached}); "
+               f"identity image: another clip of the same speaker; {u['split']}. "
+               f"`{RESULTS_REL}/unseen_identities.md` has every interval.")
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------------------------------
 # Docs: speed tables of the benchmarks
 

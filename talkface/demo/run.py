@@ -93,7 +93,7 @@ class Profile:
 # far below the recipe's 1500/400/1000 steps that beat the still frame (docs/models.md). identity_dlib is
 # left out of the demo's metrics: its face descriptors cost more than every other metric together
 # (about a minute over the six methods); `talkface evaluate` computes it by default.
-FULL_METRICS = "lmd_mouth,lmd_face,psnr,ssim,cpbd,blink_rate,blink_duration,blink_interval"
+FULL_METRICS = "lmd_mouth,lmd_face,psnr,ssim,cpbd,blink_rate,blink_duration,blink_interval,identity_dlib"
 QUICK_METRICS = "lmd_mouth,psnr,ssim,blink_rate,blink_duration"
 FULL = Profile("full", {"lm": 250, "blink": 150, "tex": 100}, "4m", FULL_METRICS, 12, 1, calibration_clips=6)
 QUICK = Profile("quick", {"lm": 20, "blink": 10, "tex": 4}, "40s", QUICK_METRICS, 4, 1)

@@ -16,9 +16,12 @@ stated once here, in :data:`RULES` and in every run record:
 - size mismatch: generated frames are resized to the reference crop size (OpenCV INTER_AREA when
   shrinking, INTER_CUBIC when enlarging) and flagged ``resized``; metrics run at the reference size;
 - landmarks: one backend (default dlib HOG + 68 points) on generated and reference frames alike,
-  detected once per clip and side; the identity image's landmarks are the first reference frame's;
+  detected once per clip and side;
 - audio: the generated video's own track when it has one, else the reference crop's (flag
-  ``reference_audio``); identity image: the reference clip's first frame.
+  ``reference_audio``);
+- identity image: the image generation was given (:mod:`talkface.store.identity_source`, as the
+  generated folder's generation.json says: by default a frame of another clip of the same speaker);
+  its landmarks are the reference's when it is a frame of the scored clip, else detected on it.
 
 A clip whose video cannot be read becomes one failed row per metric with the reason; the run goes on.
 Results are written only through :class:`talkface.store.results.ResultsStore`, with the run's
@@ -175,8 +178,10 @@ class Reference:
 def open_reference(data: str | Path, protocol: str | None = None, part: str | None = None) -> Reference:
     """The usable clips of the prepared dataset ``data`` (those of ``part`` when given) and their crops.
 
-    Raises :class:`~talkface.store.dataset.DatasetError` when ``data`` is not a prepared dataset or
-    lacks the protocol, :class:`EvaluateError` when it has no usable clip with a crop (in that part).
+    Raises :class:`~talkface.store.dataset.DatasetError` when ``data`` is not a prepared dataset, lacks
+    the protocol, or has no usable clip in ``part`` (:meth:`~talkface.store.dataset.Parts.require`: the
+    sentence every command gives, naming the parts that hold clips and the ``--part`` to pass), and
+    :class:`EvaluateError` when it has no usable clip with a crop (in that part).
     """
     from talkface.store.dataset import PARTS, Dataset, is_usable
 
@@ -186,6 +191,8 @@ def open_reference(data: str | Path, protocol: str | None = None, part: str | No
     part_of: dict[str, str] = {}
     if protocol is not None or part is not None or ds.info.default_protocol:
         parts = ds.parts(protocol)  # the default protocol when None; DatasetError naming those held
+        if part is not None:
+            parts.require(part)  # DatasetError naming the parts that hold clips and the --part to pass
         protocol = parts.protocol
         part_of = {c: p for p, ids in parts.as_dict().items() for c in ids}
     clips: dict[str, Path] = {}

@@ -359,14 +359,16 @@ def inspect(
     out: Path = typer.Option(Path("inspect.png"), "--out", "-o", help="PNG to write."),
 ) -> None:
     """Draw one frame of a prepared clip: source frame with landmarks beside the aligned crop with its own."""
+    from talkface.core.media import MediaError
     from talkface.prepare.inspect import render_inspection
     from talkface.utils.progress import console
 
     try:
         path = render_inspection(data, clip_id, frame, out)
-    except (FileNotFoundError, KeyError, IndexError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    # ValueError covers InspectError and DatasetError; OSError a missing clip file or an unwritable --out;
+    # MediaError and IndexError a source video or crop that no longer decodes as far as the frame.
+    except (ValueError, OSError, IndexError, MediaError) as exc:
+        fail(exc, one_line=True)
     console.print(f"wrote {path}")
 
 

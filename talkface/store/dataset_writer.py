@@ -13,6 +13,11 @@ Only ``prepare`` writes a dataset, through :class:`DatasetStore`:
    info's per-protocol counts updated.
 
 Every file is written atomically (temporary sibling, then rename) with the mode the umask gives.
+
+**Damage.** A file of the folder that cannot be read (``talkface_dataset.json``, ``splits/<protocol>.json``,
+``rows/<id>.json``, the manifest, a clip's npz) is a :class:`DamagedDataset`: the same one sentence,
+naming the file and what to do, that the reader (:class:`talkface.store.dataset.DatasetError`) gives for
+it, never a reader's traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +39,11 @@ from talkface.store.dataset import (
     INFO_FORMAT,
     LEGACY_PROTOCOL,
     MANIFEST_FILE,
+    DatasetError,
     DatasetInfo,
+    _damaged,
     _legacy_info,
+    _read_split_file,
     load_clip_file,
     protocol_counts,
     read_manifest_frame,
@@ -51,6 +60,30 @@ SPLITS_DIR = "splits"
 
 class SettingsMismatch(RuntimeError):
     """An output folder already holds a dataset prepared with other settings."""
+
+
+class DamagedDataset(DatasetError, SettingsMismatch):
+    """A file of the output folder that cannot be read: the reader's :class:`DatasetError` sentence
+    (``str()`` names the file and what to do). A :class:`SettingsMismatch` too: like a folder prepared
+    with other settings, a folder whose files cannot be read is refused as it is, so everything that
+    refuses an ``--out`` folder (``prepare``'s one ``error:`` line) refuses this one."""
+
+
+#: What to do about a damaged ``talkface_dataset.json``: the words :meth:`Dataset.open` uses.
+_INFO_TODO = ("restore it from a copy, or prepare the corpus again into a new folder "
+              "(`talkface prepare <corpus> <corpus folder> --out <new folder>`)")
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Reads of the folder's files: a :class:`DatasetError` (damage) becomes a :class:`DamagedDataset`
+    with the same sentence."""
+    try:
+        yield
+    except DamagedDataset:
+        raise
+    except DatasetError as exc:
+        raise DamagedDataset(str(exc)) from None
 
 
 @dataclass
@@ -92,17 +125,28 @@ class DatasetStore:
 
     # info and settings ---------------------------------------------------------------------------
     def _read_info_file(self) -> dict[str, Any] | None:
-        return json.loads(self.info_path.read_text()) if self.info_path.exists() else None
+        """The info file's dict (None when there is none); a damaged one is a :class:`DamagedDataset`."""
+        path = self.info_path
+        if not path.exists():
+            return None
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DamagedDataset(str(_damaged(path, exc, _INFO_TODO))) from None
+        if not isinstance(raw, dict):
+            raise DamagedDataset(f"{path} is damaged (not a dataset description): {_INFO_TODO}")
+        return raw
 
     def read_info(self) -> DatasetInfo | None:
         """The stored info; an older dataset's is derived from its settings and rows."""
         raw = self._read_info_file()
         if raw is None:
             return None
-        if raw.get("format") == INFO_FORMAT:
-            return DatasetInfo.from_dict(raw)
-        manifest = read_manifest_frame(self.root)
-        return _legacy_info(raw, manifest if manifest is not None else rows_to_frame([]))
+        with _reading():
+            if raw.get("format") == INFO_FORMAT:
+                return DatasetInfo.from_dict(raw)
+            manifest = read_manifest_frame(self.root)
+            return _legacy_info(raw, manifest if manifest is not None else rows_to_frame([]))
 
     def read_settings(self) -> dict[str, Any] | None:
         """The prepare settings the dataset was made with (None for a new folder)."""
@@ -154,8 +198,13 @@ class DatasetStore:
 
     # protocols -----------------------------------------------------------------------------------
     def protocol_parts(self, protocol: str) -> dict[str, str]:
+        """``splits/<protocol>.json`` (clip id -> part; empty when there is none); a damaged one is a
+        :class:`DamagedDataset`."""
         path = self.protocol_path(protocol)
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        with _reading():
+            return _read_split_file(path, protocol, self.root)
 
     def stored_protocols(self) -> list[str]:
         folder = self.root / SPLITS_DIR
@@ -194,7 +243,8 @@ class DatasetStore:
         atomic.write_json(self.row_path(row["clip_id"]), row)
 
     def rows(self) -> list[dict[str, Any]]:
-        return read_rows(self.root)
+        with _reading():
+            return read_rows(self.root)
 
     def write_manifest(self) -> pd.DataFrame:
         """Rebuild ``manifest.parquet`` from the rows and the protocol files (atomic); update the info's
@@ -224,7 +274,8 @@ class DatasetStore:
 
     def read_manifest(self) -> pd.DataFrame:
         """The manifest frame (built from the rows when no manifest was written yet)."""
-        df = read_manifest_frame(self.root)
+        with _reading():
+            df = read_manifest_frame(self.root)
         return df if df is not None else rows_to_frame([])
 
     # clip data -----------------------------------------------------------------------------------
@@ -232,7 +283,8 @@ class DatasetStore:
         atomic.save_npz(self.clip_path(clip_id), **arrays)
 
     def load_clip(self, clip_id: str) -> dict[str, np.ndarray]:
-        return load_clip_file(self.clip_path(clip_id), clip_id, self.root)
+        with _reading():
+            return load_clip_file(self.clip_path(clip_id), clip_id, self.root)
 
     def remove_clip(self, clip_id: str) -> None:
         for p in (self.row_path(clip_id), self.clip_path(clip_id), self.crop_path(clip_id)):
@@ -282,6 +334,7 @@ def words_array(words: list[tuple[float, float, str]]) -> np.ndarray:
 __all__ = [
     "LEGACY_PROTOCOL",
     "SETTINGS_FILE",
+    "DamagedDataset",
     "DatasetStore",
     "DatasetWriter",
     "ProtocolChange",
