@@ -118,3 +118,43 @@ def test_truncated_and_foreign_files_are_one_sentence(tmp_path: Path) -> None:
         ck.load_stage(cdir / "last.pt", "landmarks")
     (cdir / "last.pt").write_bytes(raw)
     assert ck.load_stage(cdir / "last.pt", "landmarks").step == 1
+
+
+def test_a_damaged_file_names_the_newest_intact_step_file(tmp_path: Path) -> None:
+    """last.pt and the newest step file cut short (a full disk, a killed copy): one sentence naming the
+    damaged file, torch's reason whole, and the newest intact step_*.pt with the command that uses it."""
+    cdir = tmp_path / "lm" / "checkpoints"
+    for step in (2, 4, 6):
+        ck.save_checkpoint(cdir, _state("landmarks", step), ("last.pt", f"step_{step:07d}.pt"))
+    for name in ("last.pt", "step_0000006.pt"):
+        raw = (cdir / name).read_bytes()
+        (cdir / name).write_bytes(raw[: len(raw) // 2])
+    try:
+        torch.load(cdir / "last.pt", weights_only=False)
+    except Exception as exc:  # torch's own words: its first sentence is what the message quotes
+        first = " ".join(str(exc).split()).split(". ")[0]
+    with pytest.raises(ck.CheckpointError) as info:
+        ck.load_checkpoint(cdir / "last.pt")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.endswith(".") and msg.count(". ") == 0
+    assert msg.startswith(f"{cdir / 'last.pt'} is truncated or not a talkface checkpoint ({first})")
+    assert "the newest intact checkpoint beside it is step_0000004.pt (step 4)" in msg
+    assert f"`cp {cdir / 'step_0000004.pt'} {cdir / 'last.pt'}`" in msg and "--resume" in msg
+    assert "step_0000006" not in msg
+    # the same through the run's loader (sidecar check), and without a sidecar (the zip CRCs decide)
+    with pytest.raises(ck.CheckpointError, match=r"beside it is step_0000004\.pt \(step 4\)"):
+        ck.find_stage(tmp_path, "landmarks").load(which="last")
+    (cdir / "checkpoint.json").unlink()
+    with pytest.raises(ck.CheckpointError, match=r"beside it is step_0000004\.pt \(step 4\)"):
+        ck.load_checkpoint(cdir / "last.pt")
+    # a damaged best.pt: pass the step file instead
+    (cdir / "best.pt").write_bytes(b"\0" * 10)
+    with pytest.raises(ck.CheckpointError, match=r"pass that file instead of best\.pt"):
+        ck.load_checkpoint(cdir / "best.pt")
+
+
+def test_a_long_failure_reason_is_cut_between_words() -> None:
+    reason = ck.failure_reason(RuntimeError("word " * 60 + "end. Second sentence."))
+    assert reason.endswith("word ...") and len(reason) <= ck.REASON_CHARS + 4
+    assert ck.failure_reason(RuntimeError("short one. And more")) == "short one"
+    assert ck.failure_reason(EOFError()) == "EOFError"

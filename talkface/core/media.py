@@ -5,6 +5,12 @@ rate by nearest source frame in time. Frames come out upright: a display matrix 
 video: the side data FFmpeg reads from an mp4/mov ``tkhd`` matrix, or an old ``rotate`` tag) is
 applied as ``ffmpeg``'s autorotate applies it (see :func:`display_transform`). Audio comes out as mono
 float32 at a requested rate.
+
+Damaged files keep what decodes, in its place in time. A hole in the video's timestamps (frames the
+decoder dropped: GRID's ``bbaf2a.mpg`` loses 4 of 75 around 2.7 s) is filled by repeating the frame
+before it, so frame k still shows time k / fps and the audio stays in step; ``iter_frames`` reports
+the filled frames (``info["filled_frames"]``). An audio packet the decoder refuses is skipped and the
+time it covered becomes silence at its place; ``read_audio`` reports the gaps (``info["gaps"]``).
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import cv2
 import numpy as np
 
 AUDIO_RATE = 16000
+_T = TypeVar("_T")
 
 
 class MediaError(RuntimeError):
@@ -87,8 +95,11 @@ def iter_frames(
 
     ``upright``: apply the stream's display matrix (rotation / flip) as a player would; False gives
     the frames as stored. A file that breaks part-way raises :class:`MediaError` after the frames
-    that decoded. ``info``: a dict that receives ``orientation``, the first frame's
-    :class:`Orientation` (what :func:`video_orientation` reports), once that frame is decoded.
+    that decoded. A hole in the frames' timestamps (``MIN_FRAME_HOLE`` frame durations or more) is
+    filled with the frame before it, so that frames stay at their time (see the module docstring).
+    ``info``: a dict that receives ``orientation``, the first frame's :class:`Orientation` (what
+    :func:`video_orientation` reports), once that frame is decoded, and ``filled_frames``: the indices
+    of the frames yielded that stand in for missing ones (a list, extended as the frames are yielded).
     ``threads``: decoder threads (default: FFmpeg's slice threading on all cores; 1 for the least CPU
     time per frame, when many files are decoded in parallel).
     """
@@ -100,18 +111,43 @@ def iter_frames(
         vs.thread_type = "SLICE"
         if threads is not None:
             vs.codec_context.thread_count = int(threads)
-        src_fps = float(vs.average_rate or vs.guessed_rate or 25)
-        frames = _decode(container, vs, path, upright, info)
-        if fps is None or math.isclose(fps, src_fps, rel_tol=1e-3):
-            yield from frames
-        else:
-            yield from _resample(frames, src_fps, fps)
+        src_fps = _grid_fps(vs)
+        filled: list[int] = []
+        if info is not None:
+            info["filled_frames"] = filled
+        frames = _decode(container, vs, path, upright, info, src_fps)
+        if fps is not None and not math.isclose(fps, src_fps, rel_tol=1e-3):
+            frames = _resample(frames, src_fps, fps)
+        for k, (frame, stand_in) in enumerate(frames):
+            if stand_in:
+                filled.append(k)
+            yield frame
+
+
+def _grid_fps(vs) -> float:
+    """The frame rate whose grid the frames are put on: the stream's average rate, or FFmpeg's guess of
+    its nominal rate when that is up to 1.5x higher (frames lost from a constant-rate stream lower
+    the average: 71 frames in 3 s are not a 23.7 fps video). A guess further off (a millisecond time
+    base taken for a rate) is not trusted."""
+    average, guessed = float(vs.average_rate or 0), float(vs.guessed_rate or 0)
+    if average and guessed and average <= guessed <= 1.5 * average:
+        return guessed
+    return average or guessed or 25.0
+
+
+#: A gap between two decoded frames' timestamps of at least this many frame durations is a hole
+#: (frames lost to damage): 1.5 misses no single lost frame and takes no timestamp jitter for one.
+MIN_FRAME_HOLE = 1.5
 
 
 def _decode(container: av.container.InputContainer, vs, path, upright: bool = True,
-            info: dict | None = None) -> Iterator[np.ndarray]:
+            info: dict | None = None, src_fps: float | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+    """(frame, stands in for a missing one) pairs; holes in the timestamps filled (``MIN_FRAME_HOLE``)."""
     n = 0
     tag = _rotate_tag(vs)
+    step = 1.0 / (src_fps * float(vs.time_base)) if src_fps and vs.time_base else None  # pts per frame
+    prev_pts: int | None = None
+    prev: np.ndarray | None = None
     try:
         for frame in container.decode(vs):
             n += 1
@@ -122,7 +158,16 @@ def _decode(container: av.container.InputContainer, vs, path, upright: bool = Tr
                     info["orientation"] = orient
                 if upright and not orient.identity:
                     rgb = orient.apply(rgb)
-            yield rgb
+            pts = frame.pts
+            if step and pts is not None and prev_pts is not None and prev is not None:
+                gap = (pts - prev_pts) / step
+                if gap >= MIN_FRAME_HOLE:
+                    for _ in range(int(round(gap)) - 1):
+                        yield prev, True
+            if pts is not None and (prev_pts is None or pts > prev_pts):
+                prev_pts = pts
+            prev = rgb
+            yield rgb, False
     except (av.error.FFmpegError, ValueError) as exc:
         raise MediaError(f"{path}: decoding failed after {n} frames ({exc})") from exc
     if n == 0:
@@ -268,7 +313,7 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _resample(frames: Iterable[np.ndarray], src_fps: float, dst_fps: float) -> Iterator[np.ndarray]:
+def _resample(frames: Iterable[_T], src_fps: float, dst_fps: float) -> Iterator[_T]:
     """Nearest-in-time resampling: output frame k shows the source frame nearest to k / dst_fps."""
     k = 0
     prev = None
@@ -288,38 +333,140 @@ def read_video(path: str | os.PathLike, fps: float | None = None, upright: bool 
     return np.stack(list(iter_frames(path, fps, upright=upright)))
 
 
-def read_audio(path: str | os.PathLike, sr: int = AUDIO_RATE) -> np.ndarray:
+#: A jump in the audio frames' timestamps longer than half the previous frame's duration (and than
+#: this) is a gap (samples lost): it is filled with silence and reported. A lost packet leaves a hole
+#: of at least one frame (1152 samples with MP2, 1024 with AAC: 20-64 ms); shorter jumps are timestamp
+#: rounding (MPEG: 1/90000 s ticks; Matroska: 1 ms) and are ignored, as a decoder does.
+AUDIO_GAP_TOLERANCE_S = 0.005
+
+
+def read_audio(path: str | os.PathLike, sr: int = AUDIO_RATE, info: dict | None = None) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at ``sr``, from an audio file or a video's audio track.
 
     Only the stream's own samples are returned: the codec's priming samples before the stream's start
     and the padding of its last frame after the duration its container declares are dropped (see
-    :func:`_codec_trim`). Raises :class:`MediaError` when there is no audio stream or it cannot be
-    decoded.
+    :func:`_codec_trim`). A damaged track keeps what decodes: a packet the decoder refuses is skipped,
+    and the time it covered (from the timestamps of the frames after it, or of the packet itself at
+    the track's ends) becomes silence at its place, so the rest stays in step with the video.
+    ``info`` (a dict) receives ``gaps``, ``[(start_s, duration_s), ...]`` in the returned samples'
+    time, ``bad_packets`` (packets that did not decode) and ``error`` (the first such packet's error,
+    or a read error that ended the track early; None when there was none). Raises
+    :class:`MediaError` when there is no audio stream or nothing of it decodes.
     """
     container = _open(path, "audio")
     with container:
         if not container.streams.audio:
             raise MediaError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-        chunks: list[np.ndarray] = []
-        first_pts: int | None = None
+        track = _AudioTrack(sr, stream.time_base)
         try:
-            for frame in container.decode(stream):
-                if first_pts is None and frame.pts is not None:
-                    first_pts = int(frame.pts)
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise MediaError(f"{path}: audio decoding failed ({exc})") from exc
-        if not chunks:
-            raise MediaError(f"{path}: audio stream has no samples")
-        audio = np.concatenate(chunks).astype(np.float32, copy=False)
-        lead, keep = _codec_trim(container, stream, first_pts, sr)
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except (av.error.FFmpegError, ValueError) as exc:
+                    track.bad_packet(packet, exc)
+                    continue
+                for frame in frames:
+                    track.add(frame)
+        except (av.error.FFmpegError, ValueError) as exc:  # the file itself breaks off: keep what came
+            if track.last is None:
+                raise MediaError(f"{path}: audio decoding failed ({exc})") from exc
+            track.error = track.error or f"read stopped: {exc}"
+        audio, gaps = track.finish()
+        if not len(audio):
+            why = f" ({track.error})" if track.error else ""
+            raise MediaError(f"{path}: audio decoding failed{why}" if track.bad else
+                             f"{path}: audio stream has no samples")
+        lead, keep = _codec_trim(container, stream, track.origin, sr)
     audio = audio[lead:]
-    return audio[:keep] if keep is not None and keep < len(audio) else audio
+    audio = audio[:keep] if keep is not None and keep < len(audio) else audio
+    if info is not None:
+        shown = []
+        for start, n in gaps:  # in the trimmed samples' time, cut to what is kept
+            a, b = max(start - lead, 0), min(start - lead + n, len(audio))
+            if b > a:
+                shown.append((a / sr, (b - a) / sr))
+        info.update(gaps=shown, bad_packets=track.bad, error=track.error)
+    return audio
+
+
+class _AudioTrack:
+    """Decoded audio frames placed by their timestamps, resampled to mono float32 at ``sr``.
+
+    At a gap (a frame that starts well after the previous one ended, see ``AUDIO_GAP_TOLERANCE_S``, or
+    a lost packet before the first frame or after the last) silence of the frames' own format is fed
+    to the resampler for the time missing, so the samples after it keep their time to the sample and
+    the resampler runs on, as over an undamaged track. Without a gap the output is what one resampler
+    over every frame gives.
+    """
+
+    def __init__(self, sr: int, time_base: Fraction | None) -> None:
+        self.sr = sr
+        self.tb = time_base
+        self.chunks: list[np.ndarray] = []
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        self.origin: int | None = None  # pts of output sample 0 (the first frame's, or a lost packet's)
+        self.end_s = 0.0  # where the input so far ends, seconds after the origin
+        self.last: av.AudioFrame | None = None  # the last frame fed (its format makes the silence)
+        self.lost: list[tuple[int, int | None]] = []  # (pts, duration) of packets that did not decode
+        self.gaps: list[tuple[int, int]] = []  # (start sample, samples) of silence put in, at ``sr``
+        self.bad = 0
+        self.error: str | None = None
+
+    def bad_packet(self, packet: av.Packet, exc: Exception) -> None:
+        self.bad += 1
+        self.error = self.error or f"audio packet at {self._seconds(packet.pts)} did not decode: {exc}"
+        if packet.pts is not None:
+            self.lost.append((int(packet.pts), int(packet.duration) if packet.duration else None))
+
+    def _seconds(self, pts: int | None) -> str:
+        return f"{float(pts * self.tb):.3f} s" if pts is not None and self.tb is not None else "?"
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if frame.pts is not None and self.tb is not None:
+            if self.origin is None:  # a packet lost before the first frame moves the start back
+                self.origin = min([int(frame.pts)] + [p for p, _ in self.lost if p < frame.pts])
+            start = float((frame.pts - self.origin) * self.tb)
+            last_s = self.last.samples / self.last.sample_rate if self.last is not None else 0.0
+            if start - self.end_s > max(AUDIO_GAP_TOLERANCE_S, 0.5 * last_s):
+                self._silence_until(start, frame)
+            self.end_s = max(self.end_s, start)
+        self.end_s += frame.samples / frame.sample_rate
+        self._feed(frame)
+
+    def _feed(self, frame: av.AudioFrame | None) -> None:
+        if frame is not None:
+            self.last = frame
+        for out in self.resampler.resample(frame):
+            self.chunks.append(out.to_ndarray().reshape(-1))
+
+    def _silence_until(self, seconds: float, like: av.AudioFrame) -> None:
+        """Silence from ``end_s`` to ``seconds``, in ``like``'s format and rate, fed to the resampler."""
+        n = int(round((seconds - self.end_s) * like.sample_rate))
+        if n <= 0:
+            return
+        first = int(round(self.end_s * self.sr))
+        self.gaps.append((first, int(round(seconds * self.sr)) - first))
+        while n > 0:
+            size = min(n, 1 << 16)
+            silence = av.AudioFrame(format=like.format.name, layout=like.layout.name, samples=size)
+            for plane in silence.planes:
+                plane.update(bytes(plane.buffer_size))
+            silence.sample_rate = like.sample_rate
+            self._feed(silence)
+            n -= size
+        self.end_s = seconds
+
+    def finish(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        if self.origin is not None and self.tb is not None and self.lost and self.last is not None:
+            # packets lost after the last frame: silence to where they end (when they say)
+            ends = [float((p + d - self.origin) * self.tb) for p, d in self.lost if d and p >= self.origin]
+            if ends and max(ends) - self.end_s > AUDIO_GAP_TOLERANCE_S:
+                self._silence_until(max(ends), self.last)
+        self._feed(None)
+        if not self.chunks:
+            return np.zeros(0, np.float32), self.gaps
+        return np.concatenate(self.chunks).astype(np.float32, copy=False), self.gaps
 
 
 #: Containers whose declared stream duration is exact (an edit list), so samples decoded past it are

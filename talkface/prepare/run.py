@@ -6,6 +6,13 @@ codec padding dropped) -> speech features at the frame rate -> aligned crops (se
 written as mp4 with the audio -> ``clips/<id>.npz`` -> the manifest row (written last: its existence
 marks the clip finished).
 
+A damaged file keeps what decodes and is ``partial``, never dropped for one bad packet: frames missing
+from the video are stood in for by the frame before them (so every frame keeps its time) and count as
+frames without a face (flag ``missing_frames``); an audio packet that does not decode becomes silence
+at its place (``audio_gap`` with its seconds, ``audio_bad_packets``). Audio that is silence
+(``silent_audio``, under ``SILENT_AUDIO_DBFS``) makes the clip ``partial`` too: its speech features
+are not speech.
+
 Any failure of one clip becomes a ``failed`` row with its reason; the run goes on. The run over a
 corpus (:func:`run_prepare`) holds the folder's writer lock, claims the settings, records the split
 protocol, and on Ctrl-C stops with every finished clip kept (:class:`PrepareInterrupted`).
@@ -172,7 +179,8 @@ def _prepare(
     source: ClipSource, store: DatasetStore, tools: ClipTools, row: dict[str, Any], flags: list[str]
 ) -> str:
     from talkface.core.alignment import align_landmarks, warp_crop
-    from talkface.core.landmarks import implausible_frames
+    from talkface.core.features import SILENT_AUDIO_DBFS, audio_level_dbfs
+    from talkface.core.landmarks.base import implausible_frames
     from talkface.core.landmarks.temporal import fill_gaps, smooth_landmarks
 
     cfg = tools.config
@@ -196,19 +204,34 @@ def _prepare(
     row["duration_s"] = n / cfg.fps
     if n == 0:
         raise ClipFailure("no video frames")
+    damaged = False  # a whole clip is not what the file holds: the clip is partial
+    found = np.asarray(track.face_found, dtype=bool).copy()
+    stand_ins = [i for i in decoded.get("filled_frames") or [] if i < n]
+    if stand_ins:  # frames the file lost, stood in for by the frame before: no face of their own
+        found[stand_ins] = False
+        flags.append(f"missing_frames={len(stand_ins)}")
+        damaged = True
 
     # Audio: the corpus' separate file when given, else the video's own track.
     audio_path = source.source_audio or source.source_video
+    audio_info: dict[str, Any] = {}
     try:
-        audio = media.read_audio(audio_path, media.AUDIO_RATE)
+        audio = media.read_audio(audio_path, media.AUDIO_RATE, info=audio_info)
     except media.MediaError as exc:
         raise ClipFailure(f"no usable audio: {exc}") from exc
+    gap_s = float(sum(d for _, d in audio_info.get("gaps") or []))
+    if gap_s > 0:
+        flags.append(f"audio_gap={gap_s:.3f}s")
+    if audio_info.get("bad_packets"):
+        flags.append(f"audio_bad_packets={audio_info['bad_packets']}")
+    elif audio_info.get("error"):  # the file broke off part-way through the audio
+        flags.append("audio_read_error")
+    damaged |= bool(gap_s > 0 or audio_info.get("error"))
     truncated = _check_truncation(source, n, cfg, len(audio) / media.AUDIO_RATE)
     if truncated:
         flags.append(truncated)
 
-    found = np.asarray(track.face_found, dtype=bool).copy()
-    rejected = implausible_frames(track.points, found)
+    rejected = implausible_frames(track.points, found, getattr(track, "orientation", None))
     for mask in rejected.values():
         found &= ~mask
     n_rejected = dict(track.rejected)
@@ -239,7 +262,7 @@ def _prepare(
     points = fill_gaps(points, found, cfg.max_gap_frames)
     points = smooth_landmarks(points)
     has_face = ~np.isnan(points).any(axis=(1, 2))
-    status = "ok" if has_face.all() and not truncated else "partial"
+    status = "ok" if has_face.all() and not truncated and not damaged else "partial"
     blank_at: int | None = None  # where a blank-frame count from pass 2 goes among the flags
     if not has_face.all():
         flags.append(f"no_face_frames={int((~has_face).sum())}")
@@ -254,13 +277,17 @@ def _prepare(
     transforms, aligned = align_landmarks(points, cfg.crop_size)
 
     n_samples = int(round(n / cfg.fps * media.AUDIO_RATE))
-    if len(audio) < cfg.min_audio_ratio * n_samples:
-        raise ClipFailure(
-            f"audio covers {len(audio) / media.AUDIO_RATE:.2f} s of a {n / cfg.fps:.2f} s video"
-        )
+    heard_s = len(audio) / media.AUDIO_RATE - gap_s  # what decoded, not the silence put in its gaps
+    if heard_s < cfg.min_audio_ratio * n / cfg.fps:
+        raise ClipFailure(f"audio covers {heard_s:.2f} s of a {n / cfg.fps:.2f} s video"
+                          + (f" ({gap_s:.2f} s lost to packets that did not decode)" if gap_s else ""))
     audio, padded = media.fit_audio_length(audio, n_samples)
     if padded > media.AUDIO_RATE / cfg.fps:  # more than one frame of silence added
         flags.append(f"audio_padded_ms={1000 * padded / media.AUDIO_RATE:.0f}")
+    level = audio_level_dbfs(audio, media.AUDIO_RATE)
+    if level < SILENT_AUDIO_DBFS:  # no speech to learn from or to score lip sync against
+        flags.append(f"silent_audio={level:.0f}dBFS")
+        status = "partial"
     feats = tools.features.compute(audio, n, cfg.fps)
     if len(feats) != n:
         raise ClipFailure(f"feature count {len(feats)} != frame count {n}")

@@ -5,7 +5,10 @@ the blink and texture weights it was measured with are the ones loaded.
 Fields: ``amplitude`` (chosen), ``rule``, ``real_blinks_per_min``, ``generated_blinks_per_min`` (per
 amplitude, keyed by ``format(amplitude, "g")``), ``clips``, ``failed``, ``minutes``, ``seed``,
 ``protocol``, ``detector``, ``blink_rule``, ``blinks_sha256``, ``texture_sha256``,
-``blink_stage_amplitude``.
+``blink_stage_amplitude``, ``applicable`` and ``why`` (a calibration that found no blinks, in the real
+crops or in the generated frames at the chosen amplitude, measured nothing: it is kept as a record of
+why, and :func:`read_calibration` does not offer it for applying), ``clips_asked``, ``stopped_by``
+("time" when the budget ended it early), ``seconds``.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ class CalibrationUnreadable(ValueError):
     """A calibration file that exists but is not readable JSON."""
 
 
-def read_calibration(blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The record, or None when the blink run has none; :class:`CalibrationUnreadable` when damaged."""
+def read_record(blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The record as written (applicable or not), or None when the blink run has none;
+    :class:`CalibrationUnreadable` when damaged."""
     path = calibration_path(blink_run_dir)
     if not path.exists():
         return None
@@ -44,6 +48,18 @@ def read_calibration(blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         raise CalibrationUnreadable(f"{path} is not readable JSON") from None
+
+
+def applicable(record: dict[str, Any]) -> bool:
+    """Whether a record's amplitude may be applied (False: it found no blinks; ``why`` says more)."""
+    return bool(record.get("applicable", True))
+
+
+def read_calibration(blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The record to apply, or None when the blink run has none or its record is not applicable (see
+    :func:`read_record` for that one); :class:`CalibrationUnreadable` when damaged."""
+    record = read_record(blink_run_dir)
+    return record if record is not None and applicable(record) else None
 
 
 def measured_with(record: dict[str, Any], blinks_sha256: str, texture_sha256: str) -> bool:

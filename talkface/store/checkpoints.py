@@ -19,11 +19,12 @@ weights. This module is the only reader and writer of both:
 - :meth:`StageRun.weights_path`: the last/best policy, in this one place: ``best.pt`` when the stage
   selected one, else ``last.pt``.
 - :func:`load_checkpoint` / :meth:`StageRun.load`: a truncated or foreign file is a
-  :class:`CheckpointError` whose message is one sentence, never a zip-reader traceback; the loaded
+  :class:`CheckpointError` whose message is one sentence, never a zip-reader traceback, naming the
+  newest intact ``step_*.pt`` beside a damaged file and how to use it; the loaded
   checkpoint carries the SHA-256 of the bytes that were actually loaded (:attr:`LoadedCheckpoint.sha256`)
   for provenance.
 - :func:`load_stage`: a stage from a ``.pt`` file or from a folder (the stage loaders use it).
-- :func:`save_checkpoint`: atomic weights files, then the sidecar.
+- :func:`save_checkpoint`: atomic weights files, then the sidecar (a stop part-way keeps the old files).
 
 Usage::
 
@@ -43,12 +44,19 @@ torch is imported only when weights are read or written, so the finders cost a f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
+import re
+import shlex
+import signal
+import threading
 import time
+import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -234,15 +242,95 @@ def load(path: str | os.PathLike, map_location: Any = "cpu", stage: str | None =
     try:
         state = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=False)
     except Exception as exc:  # zip reader, unpickler, EOF: all mean the same thing to the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{name} is truncated or not a talkface checkpoint ({reason[:120]}): "
-                              "retrain or restore it") from exc
+        raise CheckpointError(damaged_sentence(path, f"is truncated or not a talkface checkpoint "
+                                                     f"({failure_reason(exc)})")) from exc
     if not isinstance(state, dict) or "stage" not in state or "models" not in state:
         raise CheckpointError(f"{name} is not a talkface checkpoint (no 'stage' and 'models' entries): "
                               "pass a file written by `talkface train`")
     if stage is not None and state["stage"] != stage:
         raise CheckpointError(f"{name} is a '{state['stage']}' checkpoint, not '{stage}'")
     return LoadedCheckpoint(path=path, sha256=sha, state=state, meta=meta)
+
+
+#: the longest failure reason quoted in a damaged file's message (cut at a word, never inside one)
+REASON_CHARS = 160
+_STEP_FILE = re.compile(r"step_(\d+)\.pt")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as a short clause: its first sentence of its first line, cut at a word boundary."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    first = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0].rstrip(".")
+    if len(first) <= REASON_CHARS:
+        return first
+    return first[: first.rfind(" ", 0, REASON_CHARS)].rstrip(" ,;:") + " ..."
+
+
+def intact_step_file(checkpoint_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
+                     ) -> tuple[Path, int] | None:
+    """The newest ``step_*.pt`` in ``checkpoint_dir`` whose bytes are whole: its SHA-256 equals the one
+    ``checkpoint.json`` records, or (not recorded) its zip archive passes its CRC check. Read only when
+    a file is damaged, so its cost (hashing a few files) is paid on an error path only."""
+    checkpoint_dir = Path(checkpoint_dir)
+    try:
+        meta = read_meta(checkpoint_dir)
+    except CheckpointError:
+        meta = None
+    steps = sorted(((int(m.group(1)), p) for p in checkpoint_dir.glob("step_*.pt")
+                    if (m := _STEP_FILE.fullmatch(p.name)) and (exclude is None or p != Path(exclude))),
+                   reverse=True)
+    for step, p in steps:
+        entry = meta.files.get(p.name) if meta is not None else None
+        try:
+            if entry is not None:
+                if hashlib.sha256(p.read_bytes()).hexdigest() == entry.sha256:
+                    return p, step
+            elif zipfile.is_zipfile(p):
+                with zipfile.ZipFile(p) as z:
+                    if z.testzip() is None:
+                        return p, step
+        except (OSError, zipfile.BadZipFile):
+            continue
+    return None
+
+
+def damaged_sentence(path: Path, what: str) -> str:
+    """One sentence: ``path`` ``what`` (e.g. "is truncated or ..."), and the newest intact ``step_*.pt``
+    beside it with how to use it, else "retrain or restore it"."""
+    name = _describe(path)
+    found = intact_step_file(path.parent, exclude=path)
+    if found is None:
+        return f"{name} {what}, and no intact step_*.pt is beside it: retrain or restore it."
+    step_file, step = found
+    copy = f"`cp {shlex.quote(_describe(step_file))} {shlex.quote(name)}`"
+    use = (f"copy it over {LAST} ({copy}) and rerun with --resume to continue from step {step}"
+           if path.name == LAST else f"pass that file instead of {path.name}, or copy it over ({copy})")
+    return f"{name} {what}; the newest intact checkpoint beside it is {step_file.name} (step {step}): {use}."
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the few milliseconds of a commit (renames and the sidecar), then deliver
+    them: a stop never leaves new weights beside an old ``checkpoint.json``. Main thread only (elsewhere
+    Python delivers no signals anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig in held:
+            signal.raise_signal(sig)
 
 
 def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict[str, Any], names: tuple[str, ...],
@@ -252,6 +340,10 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict[str, Any], na
     The sidecar keeps what earlier saves recorded (other files, the best file) and takes stage, config,
     dataset, seed, budget and settings from ``state``. ``best`` is given when ``best.pt`` is among
     ``names``.
+
+    Stopped part-way (an exception, a second Ctrl-C), the folder keeps its previous files: the weights go
+    to temporary siblings first, and only then are they renamed and the sidecar rewritten, with
+    SIGINT/SIGTERM held for those few milliseconds (:func:`signals_deferred`).
     """
     import torch
 
@@ -261,8 +353,17 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict[str, Any], na
     raw = buf.getvalue()
     sha = hashlib.sha256(raw).hexdigest()
     now = time.time()
-    for name in names:
-        atomic.write_bytes(checkpoint_dir / name, raw)
+    with contextlib.ExitStack() as pending:
+        for name in names:  # each renamed onto its name when ``pending`` closes without an error
+            pending.enter_context(atomic.atomic_path(checkpoint_dir / name)).write_bytes(raw)
+        with signals_deferred():
+            pending.close()
+            meta = _update_meta(checkpoint_dir, state, names, sha, len(raw), now, best, selects_best)
+    return meta
+
+
+def _update_meta(checkpoint_dir: Path, state: dict[str, Any], names: tuple[str, ...], sha: str, size: int,
+                 now: float, best: BestInfo | None, selects_best: bool) -> CheckpointMeta:
     try:
         meta = read_meta(checkpoint_dir)
     except CheckpointError:
@@ -271,7 +372,7 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict[str, Any], na
     if meta is None or meta.stage != state["stage"]:
         meta = CheckpointMeta(stage=str(state["stage"]), step=step)
     for name in names:
-        meta.files[name] = FileEntry(step=step, sha256=sha, bytes=len(raw), written=now)
+        meta.files[name] = FileEntry(step=step, sha256=sha, bytes=size, written=now)
     meta.files = {k: v for k, v in meta.files.items() if (checkpoint_dir / k).exists()}
     if LAST in names or LAST not in meta.files:
         meta.step = step
@@ -329,8 +430,8 @@ class StageRun:
             fresh = read_meta(self.checkpoint_dir)  # a save may have finished between our two reads
             entry = fresh.files.get(path.name) if fresh is not None else None
             if entry is not None and entry.sha256 != ckpt.sha256:
-                raise CheckpointError(f"{_describe(path)} does not match the SHA-256 recorded in "
-                                      f"{SIDECAR} (changed after training): retrain or restore it")
+                raise CheckpointError(damaged_sentence(path, f"does not match the SHA-256 recorded in "
+                                                             f"{SIDECAR} (changed after training)"))
             self.meta = ckpt.meta = fresh
         return ckpt
 

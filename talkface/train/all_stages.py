@@ -13,14 +13,23 @@ blinks 10%, texture 65%, from those stages' measured CPU throughput: about 3, 3 
 stage stops, validates and saves when its share is spent (the steps of a stage not named in ``--steps``
 then cap at 20x the schedule's). ``--steps`` with ``--budget``: whichever ends first.
 
+The budget is wall time on the clock, calibration included: it counts from the command's start (less the
+training time earlier runs of the same command spent), and each stage, when it starts, gets its share of
+what is left after the calibration's reserve, as a deadline by which it must have validated and saved
+(the loop stops when one more step and its final validation and save would not fit, by its own
+measurements), so the time setup took and the stages before it overran come off the ones after.
+
 Last, the blink amplitude is calibrated through the trained texture stage
 (:mod:`talkface.train.blink_calibration`: blink rate in generated frames against the real crops, on 24
-training clips, about 2 minutes, 7.5 s a clip reserved out of ``--budget``; ``--calibration-clips 0``
-skips it) into ``runs/blink/calibration.json``, which ``generate`` applies while the blink and texture
-weights it was measured with are unchanged.
+training clips, about 2 minutes; ``--calibration-clips 0`` skips it) into ``runs/blink/calibration.json``,
+which ``generate`` applies while the blink and texture weights it was measured with are unchanged. With
+``--budget``, 7.5 s a clip (at most half the budget) is reserved before training, and the calibration
+times its clips as they render and renders only as many as the time then left allows (none, with a
+note, when not one fits). A calibration that found no blinks is recorded but not applied.
 
 Resume: rerun the same command. A stage whose ``checkpoint.json`` says it reached its steps (or spent
-its time share) is skipped; a stage stopped part-way continues exactly (``--resume``). One progress
+its time share) is skipped; a stage stopped part-way continues exactly (``--resume``), including one
+stopped by Ctrl-C (which saves an exact-resume checkpoint and exits 130). One progress
 view shows the schedule and the running stage; the end prints each stage's validation against its
 baseline (mean face, real blinks, copying the identity frame), for the file ``generate`` loads.
 """
@@ -29,6 +38,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +56,9 @@ class ScheduledStage:
     steps: int
     time_share: float
     rows: tuple[tuple[str, str, str, str], ...]  # summary rows: (label, ours, baseline, baseline name)
+    #: one validation costs about as much as this many training steps (measured on 2 cores, the stage's
+    #: defaults): what a budgeted stage keeps for its final validation before it has timed one
+    validation_steps: float = 0.0
 
 
 SCHEDULE: tuple[ScheduledStage, ...] = (
@@ -52,15 +66,15 @@ SCHEDULE: tuple[ScheduledStage, ...] = (
         ("mouth point error, px", "point_error_mouth", "baseline_point_error_mouth", "mean face"),
         ("lmd_mouth:centroid-mean, px", "lmd_mouth_centroid_mean", "baseline_lmd_mouth_centroid_mean",
          "mean face"),
-    )),
+    ), validation_steps=0.5),
     ScheduledStage("blinks", "blink", 400, 0.10, (
         ("blinks per minute", "gen_blinks_per_min", "real_blinks_per_min", "real clips"),
         ("blink duration, frames", "gen_mean_duration_frames", "real_mean_duration_frames", "real clips"),
-    )),
+    ), validation_steps=1.0),
     ScheduledStage("texture", "tex", 1000, 0.65, (
         ("L1 to the real frame", "l1", "l1_identity_copy", "identity frame copied"),
         ("SSIM to the real frame", "ssim", "ssim_identity_copy", "identity frame copied"),
-    )),
+    ), validation_steps=9.0),  # 256 pairs, L1 and SSIM: 43 s against 4-5 s a step
 )
 ALIASES = {"lm": "landmarks", "landmarks": "landmarks", "blink": "blinks", "blinks": "blinks",
            "tex": "texture", "texture": "texture"}
@@ -104,10 +118,12 @@ class Plan:
     max_seconds: float | None
     action: str  # "train" | "resume" | "skip"
     done_step: int = 0
+    spent_s: float = 0.0  # training time earlier runs of this stage recorded
 
 
-#: Seconds of ``--budget`` kept per calibration clip for the blink calibration after training (measured
-#: on 2 cores: 129 s for 24 clips, 5.4 s a clip; 24 clips keep 3 minutes).
+#: Seconds of ``--budget`` kept per calibration clip for the blink calibration after training, before
+#: any clip has been timed (measured on 2 cores: 129 s for 24 clips, 5.4 s a clip; under load up to
+#: 29 s). The calibration then times its renders and renders only what the time left allows.
 CALIBRATION_S_PER_CLIP = 7.5
 
 
@@ -116,6 +132,30 @@ def calibration_reserve_s(calibration_clips: int | None) -> float:
 
     clips = N_CLIPS if calibration_clips is None else calibration_clips
     return CALIBRATION_S_PER_CLIP * clips
+
+
+def calibration_clip_count(data: Path, protocol: str | None, calibration_clips: int | None) -> int:
+    """How many clips the calibration will render: the asked-for count (``N_CLIPS`` when None) but no
+    more than the protocol's usable training clips (0: skipped)."""
+    from talkface.store.dataset import Dataset
+    from talkface.train.blink_calibration import N_CLIPS
+
+    asked = N_CLIPS if calibration_clips is None else calibration_clips
+    if asked == 0:
+        return 0
+    try:
+        return min(asked, len(Dataset.open(data).parts(protocol).train))
+    except (OSError, ValueError):  # the stages report an unreadable dataset in their own words
+        return asked
+
+
+def stage_deadline(plans: list[Plan], i: int, now: float, deadline: float, calibration_clips: int) -> float:
+    """When stage ``i``, starting at ``now``, must have saved: its time share, among the stages still to
+    train, of what is left before ``deadline`` after the calibration's reserve (at most half of it)."""
+    left = max(deadline - now, 0.0)
+    reserve = min(calibration_reserve_s(calibration_clips), 0.5 * left)
+    shares = sum(p.scheduled.time_share for p in plans[i:] if p.action != "skip")
+    return now + (left - reserve) * plans[i].scheduled.time_share / shares
 
 
 def plan(out: Path, steps: dict[str, int], budget_s: float | None, calibration_clips: int | None = 0
@@ -139,10 +179,13 @@ def plan(out: Path, steps: dict[str, int], budget_s: float | None, calibration_c
                                       "or choose another --out")
             spent = float(meta.budget.get("train_seconds") or 0.0)
             finished = meta.step >= max_steps or (max_seconds is not None and spent >= max_seconds)
+            if meta.budget.get("pending"):  # stopped by Ctrl-C before its step's validation or save
+                finished = False
             action, done = ("skip" if finished else "resume"), meta.step
         elif (run_dir / "checkpoints" / "last.pt").exists():
             action = "resume"  # an old run without a sidecar
-        plans.append(Plan(r, run_dir, max_steps, max_seconds, action, done))
+        plans.append(Plan(r, run_dir, max_steps, max_seconds, action, done,
+                          float(meta.budget.get("train_seconds") or 0.0) if meta is not None else 0.0))
     return plans
 
 
@@ -173,7 +216,7 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
                          "file": meta.weights_name() if meta is not None else None,
                          "train_seconds": (meta.budget.get("train_seconds") if meta is not None else None),
                          "label": label, "ours": val.get(ours), "baseline": val.get(base),
-                         "baseline_name": base_name})
+                         "baseline_name": base_name, "val_is_train": bool(val.get("val_is_train"))})
         if r.stage == "blinks":
             rows.extend(calibration_rows(run_dir))
     return rows
@@ -181,27 +224,32 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
 
 def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The blink calibration's summary row (none when the run has no calibration.json)."""
-    from talkface.store.blink_calibration import calibration_path, chosen_rate
+    from talkface.store.blink_calibration import applicable, calibration_path, chosen_rate
 
     path = calibration_path(run_dir)
     if not path.exists():
         return []
     record = json.loads(path.read_text())
+    label = (f"blinks per minute in generated frames, calibrated x{record['amplitude']:g}"
+             if applicable(record) else f"blink calibration not applied: {record.get('why')}")
     return [{"stage": "blinks", "folder": str(run_dir), "step": None, "file": path.name,
-             "train_seconds": None,
-             "label": f"blinks per minute in generated frames, calibrated x{record['amplitude']:g}",
-             "ours": chosen_rate(record),
-             "baseline": record["real_blinks_per_min"], "baseline_name": "real crops"}]
+             "train_seconds": None, "label": label, "ours": chosen_rate(record),
+             "baseline": record["real_blinks_per_min"], "baseline_name": "real crops", "val_is_train": False}]
 
 
 def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, int], budget_s: float | None,
-                 common: dict[str, Any], calibration_clips: int | None = None) -> list[dict[str, Any]]:
+                 common: dict[str, Any], calibration_clips: int | None = None, started: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> list[dict[str, Any]]:
     """Train the schedule's stages in sequence into ``out`` under one progress view, then calibrate the
     blink amplitude on ``calibration_clips`` training clips (default ``calibrate.N_CLIPS``; 0: not);
-    return the summary."""
+    return the summary. ``budget_s`` counts on ``clock`` from ``started`` (default: now), less the training
+    time earlier runs of the same command recorded."""
     from talkface.utils.progress import console, make_progress
 
-    plans = plan(out, steps, budget_s, calibration_clips)
+    started = clock() if started is None else started
+    n_calibration = calibration_clip_count(data, protocol, calibration_clips)
+    plans = plan(out, steps, budget_s, n_calibration)
+    deadline = None if budget_s is None else started + budget_s - sum(p.spent_s for p in plans)
     progress = make_progress()
     overall = progress.add_task("pipeline", total=len(plans), info="")
     with progress:
@@ -218,33 +266,80 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             stage = spec.build(data, protocol, **{o.name: o.default for o in spec.options})
             from talkface.train.loop import run_training
 
-            result = run_training(stage, settings, progress=progress)
+            until = None if deadline is None else stage_deadline(plans, i, clock(), deadline, n_calibration)
+            result = run_training(stage, settings, progress=progress, deadline=until, clock=clock,
+                                  validation_steps=p.scheduled.validation_steps)
             console.print(f"{p.scheduled.stage}: step {result.step} ({result.stopped_by}), "
-                          f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}")
+                          f"{result.samples_per_s:.1f} samples/s -> {p.out_dir}", markup=False)
         progress.update(overall, completed=len(plans), info="done")
     if calibration_clips != 0:
-        calibrate(data, out, protocol, int(common.get("seed") or 0), calibration_clips)
+        calibrate(data, out, protocol, int(common.get("seed") or 0), n_calibration or calibration_clips,
+                  deadline=deadline, clock=clock)
     return summary_rows(out)
 
 
-def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: int | None = None) -> None:
-    """The blink amplitude through the texture stage, unless a calibration of these very weights exists."""
-    from talkface.generation.generator import load_generator
-    from talkface.store.blink_calibration import chosen_rate
+def _weights_sha256(out: Path, stage: str) -> str | None:
+    """The SHA-256 checkpoint.json records for the file ``generate`` loads of ``stage`` (None: unknown)."""
+    from talkface.store.checkpoints import CheckpointError, find_stage
+
+    try:
+        meta = find_stage(out, stage).meta
+    except CheckpointError:
+        return None
+    entry = meta.files.get(meta.weights_name()) if meta is not None else None
+    return entry.sha256 if entry is not None else None
+
+
+def calibrate(data: Path, out: Path, protocol: str | None, seed: int, n_clips: int | None = None,
+              deadline: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    """The blink amplitude through the texture stage, unless a calibration of these very weights exists
+    (applicable or not); with ``deadline``, only the clips that fit before it (none: a note)."""
+    from talkface.store import blink_calibration as record_file
     from talkface.train import blink_calibration as calibration
     from talkface.utils.progress import console
 
-    gen = load_generator(out, device="auto", needed_by="blink calibration", data=data)
-    done = gen.provenance.get("blink_amplitude", {}).get("calibration", {})
-    if done.get("applied"):
-        console.print(f"blinks: calibrated amplitude x{done['amplitude']:g} ({done['file']}); kept")
+    blink_dir = out / next(r.folder for r in SCHEDULE if r.stage == "blinks")
+    try:
+        earlier = record_file.read_record(blink_dir)
+    except record_file.CalibrationUnreadable:
+        earlier = None  # rewritten below
+    shas = _weights_sha256(out, "blinks"), _weights_sha256(out, "texture")
+    if earlier is not None and None not in shas and record_file.measured_with(earlier, *shas):
+        if record_file.applicable(earlier):
+            console.print(f"blinks: calibrated amplitude x{earlier['amplitude']:g} "
+                          f"({record_file.calibration_path(blink_dir)}); kept", markup=False)
+        else:
+            console.print(f"blinks: the calibration of these weights found no blinks ({earlier.get('why')}); "
+                          "kept, not applied", markup=False)
         return
+    if deadline is not None and deadline - clock() < CALIBRATION_S_PER_CLIP:
+        console.print(f"blinks: blink calibration skipped: {max(deadline - clock(), 0.0):.0f} s of --budget "
+                      f"left, and a clip takes about {CALIBRATION_S_PER_CLIP:g} s; generation keeps the "
+                      "blink stage's own amplitude", markup=False)
+        return
+    from talkface.generation.generator import load_generator
+
+    gen = load_generator(out, device="auto", needed_by="blink calibration", data=data)
+    per_render = CALIBRATION_S_PER_CLIP / (len(calibration.AMPLITUDES) + 1)
     record = calibration.calibrate_blink_amplitude(data, out, protocol, seed=seed,
-                                                   n_clips=n_clips or calibration.N_CLIPS, gen=gen)
+                                                   n_clips=n_clips or calibration.N_CLIPS, gen=gen,
+                                                   deadline=deadline, clock=clock, first_render_s=per_render)
+    if record is None:
+        console.print("blinks: blink calibration skipped: not one clip fitted in the time left in --budget; "
+                      "generation keeps the blink stage's own amplitude", markup=False)
+        return
+    n = len(record["clips"])
+    clips = f"{n} training clips"
+    if record["stopped_by"] == "time":
+        clips = (f"{n} of {record['clips_asked']} training clips, as many as the time left in --budget "
+                 f"allowed at {record['seconds'] / max(n, 1):.1f} s a clip")
+    if not record_file.applicable(record):
+        console.print(f"blinks: blink calibration not applied: {record['why']} ({clips}); generation keeps "
+                      "the blink stage's own amplitude", markup=False)
+        return
     console.print(f"blinks: amplitude x{record['amplitude']:g} calibrated through the texture stage: "
-                  f"{chosen_rate(record):.1f} blinks/min in generated frames, "
-                  f"{record['real_blinks_per_min']:.1f} in the real crops ({len(record['clips'])} training "
-                  "clips)")
+                  f"{record_file.chosen_rate(record):.1f} blinks/min in generated frames, "
+                  f"{record['real_blinks_per_min']:.1f} in the real crops ({clips})", markup=False)
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
@@ -260,7 +355,11 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 
     for row in rows:
         secs, step = row["train_seconds"], row["step"]
+        ours = fmt(row["ours"]) + (" (on the training clip)" if row.get("val_is_train") else "")
         table.add_row(row["stage"], f"{row['file'] or '-'} @ {'-' if step is None else step}",
-                      "-" if secs is None else f"{secs / 60:.1f} min", row["label"], fmt(row["ours"]),
+                      "-" if secs is None else f"{secs / 60:.1f} min", row["label"], ours,
                       f"{fmt(row['baseline'])} ({row['baseline_name']})")
     console.print(table)
+    if any(row.get("val_is_train") for row in rows):
+        console.print("note: the dataset has a single usable clip, so validation ran on the training clip: "
+                      "those numbers measure fitting, not generalisation", markup=False)

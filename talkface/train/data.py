@@ -55,7 +55,9 @@ def open_dataset(data: str | os.PathLike | PreparedDataset) -> PreparedDataset:
 def training_parts(dataset: PreparedDataset, protocol: str | None, seed: int,
                    resume_state: dict[str, Any] | None = None) -> Parts:
     """The train/val clips a stage uses: ``protocol`` (the store's own when None; on resume, the
-    protocol the run was trained on), 'val' from a seeded hash split of 'train' when it has none.
+    protocol the run was trained on), 'val' from a seeded hash split of 'train' when it has none, and
+    with a single usable clip (nothing to hold out) the training clip itself, said in a warning and
+    recorded (``val_is_train`` in :func:`dataset_info`, hence in metrics.jsonl and the summaries).
 
     ``DatasetError`` (one sentence) when the store lacks the protocol or it has no usable train clips.
     """
@@ -72,6 +74,12 @@ def training_parts(dataset: PreparedDataset, protocol: str | None, seed: int,
                 f"`talkface prepare {corpus} <corpus folder> --protocol seen --out {dataset.root}`")
         raise DatasetError(f"{dataset.root}: protocol {parts.protocol!r} has no usable 'train' clips "
                            f"({_counts(parts)}){hint}")
+    if not parts.val:  # one usable clip: validation can only run on it, and says so
+        parts.val = list(parts.train)
+        log.warning("%s: protocol %r has %d usable clip(s) and none to hold out: validation runs on the "
+                    "training clip(s) %s, so its numbers measure fitting, not generalisation (marked "
+                    "val_is_train in metrics.jsonl)", dataset.root, parts.protocol, len(parts.train),
+                    ", ".join(parts.train))
     return parts
 
 
@@ -103,7 +111,8 @@ def dataset_info(dataset: PreparedDataset, parts: Parts, **counts: int) -> dict[
     return {"root": str(Path(dataset.root).resolve()), "protocol": parts.protocol,
             "info": dataset.info.to_dict(), "settings": dataset.info.settings,
             "n_train_clips": len(parts.train), "n_val_clips": len(parts.val),
-            "val_from_train": parts.val_from_train, **counts}
+            "val_from_train": parts.val_from_train,
+            "val_is_train": bool(parts.val) and set(parts.val) <= set(parts.train), **counts}
 
 
 def load_clip_arrays(dataset: PreparedDataset, clip_id: str) -> ClipArrays:
@@ -132,17 +141,25 @@ def load_clips(dataset: PreparedDataset, clip_ids: list[str]) -> list[ClipArrays
     return out
 
 
-def balance_by_speaker(items: list[T], speaker_of: Callable[[T], str]) -> list[T]:
-    """``items`` with each speaker's share made equal: every speaker's items repeated in turn (cycling)
-    up to the largest speaker's count, so a sampler drawing uniformly from the list draws speakers
-    evenly. One speaker: ``items`` unchanged. Order: speakers in order of first appearance."""
+#: At most this many passes over a speaker's own items when balancing: speakers with a handful of clips
+#: are drawn more often, but not so often that the stage memorises them.
+MAX_SPEAKER_REPEAT = 4
+
+
+def balance_by_speaker(items: list[T], speaker_of: Callable[[T], str],
+                       max_repeat: int = MAX_SPEAKER_REPEAT) -> list[T]:
+    """``items`` with the speakers' shares evened out: each speaker's items repeated in turn (cycling) up
+    to the largest speaker's count, but at most ``max_repeat`` passes over its own items, so a sampler
+    drawing uniformly from the list draws speakers evenly (s4's 50 clips against s1's 125) without a
+    one-clip speaker taking a share of its own. One speaker: ``items`` unchanged. Order: speakers in order
+    of first appearance."""
     groups: dict[str, list[T]] = {}
     for item in items:
         groups.setdefault(speaker_of(item), []).append(item)
     if len(groups) <= 1:
         return list(items)
     most = max(len(g) for g in groups.values())
-    return [g[i % len(g)] for g in groups.values() for i in range(most)]
+    return [g[i % len(g)] for g in groups.values() for i in range(min(most, max_repeat * len(g)))]
 
 
 class WindowDataset(Dataset):

@@ -229,8 +229,10 @@ STAGES.add("texture", StageSpec(
     builder="talkface.train.texture:build_stage",
     doc="""Texture: identity crop + landmark sketch -> frame, with an attention map and a colour map.
 
-    The generator's output is A*C + (1-A)*identity (A: attention in [0,1], C: colour in [-1,1],
-    predicted as a residual to the identity so the untrained generator returns the identity exactly),
+    By default (--base warp) the generator edits the identity frame warped to the target landmarks: its
+    output is A*C + (1-A)*warped (A: attention in [0,1], C: colour in [-1,1], predicted as a residual to
+    the warped frame so the untrained generator is the warp baseline exactly), so it adds only what
+    warping cannot do and works on faces it never saw; --base identity is the paper's A*C + (1-A)*identity,
     trained with an LSGAN PatchGAN discriminator on (frame, landmark sketch), L1 to the real frame (plus
     L1 inside the mouth and eye boxes) and attention regularisers; an EMA of the generator's weights is
     what validation and generation use. Pairs come from the prepared crops (crops/<id>.mp4, decoded in
@@ -253,11 +255,11 @@ STAGES.add("texture", StageSpec(
         StageOption("cache_mb", int, 256, typer.Option(
             "--cache-mb", min=1, help="Decoded crop clips each DataLoader worker keeps in memory (LRU), "
             "in MB.")),
-        StageOption("base", str, "identity", typer.Option(
-            "--base", help="What the generator edits: identity (the paper: the identity frame) or warp (the "
-            "identity frame warped to the target landmarks, so it only adds what warping cannot do: the "
-            "mouth interior, shading; animates faces it never saw).")),
-        StageOption("colour_jitter", float, 0.0, typer.Option(
+        StageOption("base", str, "warp", typer.Option(
+            "--base", help="What the generator edits: warp (the identity frame warped to the target "
+            "landmarks, so it only adds what warping cannot do: the mouth interior, shading; it animates "
+            "faces it never saw) or identity (the paper's: the identity frame itself).")),
+        StageOption("colour_jitter", float, 0.1, typer.Option(
             "--colour-jitter", min=0.0, help="Colour augmentation: per-channel gain 1 +- J and offset "
             "+- J/2, the same on the identity, warped and target images (0: none).")),
     ),

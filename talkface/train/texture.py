@@ -66,7 +66,8 @@ class CropPairDataset(Dataset):
                 per_speaker[speaker[c]] = per_speaker.get(speaker[c], 0) + frames[c]
             most = max(per_speaker.values())
             kept = [c for s in dict.fromkeys(speaker[c] for c in kept)
-                    for c in _cycle_to([k for k in kept if speaker[k] == s], frames, most)]
+                    for c in _cycle_to([k for k in kept if speaker[k] == s], frames,
+                                       min(most, mdata.MAX_SPEAKER_REPEAT * per_speaker[s]))]
         self.clip_ids = kept
         counts = np.array([frames[c] for c in self.clip_ids], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(counts)])
@@ -180,8 +181,8 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def build_stage(data: str | os.PathLike, protocol: str | None, l1_weight: float = 10.0,
-                attention_weight: float = 0.1, cache_mb: int = 256, base: str = "identity",
-                colour_jitter: float = 0.0) -> TextureStage:
+                attention_weight: float = 0.1, cache_mb: int = 256, base: str = "warp",
+                colour_jitter: float = 0.1) -> TextureStage:
     """The stage ``talkface train texture`` runs (its own options -> :class:`TextureConfig`)."""
     config = TextureConfig(l1_weight=l1_weight, attention_mean_weight=attention_weight, base=base,
                            colour_jitter=colour_jitter)
@@ -261,6 +262,8 @@ class TextureStage(Stage):
     # step ----------------------------------------------------------------------------------------
     def _inputs(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        if "base" not in batch and self.config.base == "identity":  # the identity is the base
+            batch = {**batch, "base": batch["identity"]}
         return tuple(batch[k].to(device, non_blocking=True).contiguous(memory_format=fmt)
                      for k in ("identity", "landmark_image", "target", "base"))
 

@@ -13,19 +13,25 @@ The ``deepspeech`` backend registers itself from :mod:`talkface.core.features.de
 from talkface.core.features import spectral  # noqa: F401
 from talkface.core.features.base import (
     FEATURE_BACKENDS,
+    SILENT_AUDIO_DBFS,
     FeatureBackend,
+    audio_level_dbfs,
     available_feature_backends,
     get_feature_backend,
+    is_silent,
     register_feature_backend,
 )
 from talkface.core.features.windowing import interpolate_to_frames, window_frames
 
 __all__ = [
     "FEATURE_BACKENDS",
+    "SILENT_AUDIO_DBFS",
     "FeatureBackend",
+    "audio_level_dbfs",
     "available_feature_backends",
     "get_feature_backend",
     "interpolate_to_frames",
+    "is_silent",
     "register_feature_backend",
     "window_frames",
 ]

@@ -30,6 +30,10 @@ class LandmarkTrack:
     #: counts the backend reports about the frames, e.g. ``multiple_faces`` (frames where the detector
     #: saw more than one face and chose one), ``detected_by_cnn`` (frames a detector chain's fallback found)
     info: dict[str, int] = field(default_factory=dict)
+    #: (T, 2) float32 orientation evidence, NaN where not measured: a face detector's score of the
+    #: face's box as it is and turned upside down (see :func:`upside_down`); None when the backend
+    #: measures none
+    orientation: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.points)
@@ -107,6 +111,55 @@ MIN_EYE_DISTANCE_PX = 4.0  # degenerate scale: the whole face within a few pixel
 MAX_IOD_JUMP = 1.35
 IOD_WINDOW = 25
 
+#: Orientation, from the image: the 68-point predictors fit an upright face to whatever box they are
+#: given, and on an upside-down head the fit is face-shaped (eyes on the eyes, mouth and jaw on the
+#: forehead and hair), so no bound above can refuse it. The evidence is a face detector's score of the
+#: box of the fitted points as it is (``as_is``) and turned upside down (``turned``): the frame is
+#: upside down when ``turned >= TURNED_FACE_MIN`` (turned over, the box may be a face) and ``as_is``
+#: does not beat ``turned`` by ``UPRIGHT_MIN_MARGIN``. A box that scores low both ways (a profile, a
+#: hand over the face) is left to the other checks. Measured with dlib's HOG detector
+#: (``dlib_backend.ORIENTATION_SIDE``): over 9,059 upright frames (GRID s1, s2, s23, HQ s4, the two
+#: VoxCeleb-style clips) ``as_is - turned`` >= 0.95 and ``turned`` <= 0.12; over 4,058 upright fits on
+#: turned copies of them (vertical flip, 180-degree turn) and the 11,116 measurements the dlib tracker
+#: made on turned copies of the 125 GRID s1 clips, ``turned`` >= -0.38 and ``as_is - turned`` <= 0.28.
+#: 0.4 lies between the two (a margin of 0, tried first, let 32 of those 11,116 through).
+UPRIGHT_MIN_MARGIN = 0.4
+TURNED_FACE_MIN = -0.5
+#: A backend may measure the orientation on some frames only (the dlib tracker: every detection and
+#: every 5th tracked frame). A frame without its own measurement takes the lower verdict of the
+#: nearest measurements within this many frames before and after it.
+ORIENTATION_REACH = 4
+
+
+def upside_down(as_is: np.ndarray | float, turned: np.ndarray | float) -> np.ndarray | bool:
+    """The orientation rule on detector scores (see ``UPRIGHT_MIN_MARGIN``); False where NaN."""
+    a, t = np.asarray(as_is, dtype=np.float64), np.asarray(turned, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out = (t >= TURNED_FACE_MIN) & (a - t < UPRIGHT_MIN_MARGIN)
+    return bool(out) if out.ndim == 0 else out
+
+
+def upside_down_frames(orientation: np.ndarray | None, n: int, reach: int = ORIENTATION_REACH) -> np.ndarray:
+    """(T,) bool: frames measured upside down, and unmeasured frames with an upside-down measurement
+    as the nearest one within ``reach`` frames before or after them (``orientation``: (T, 2) as in
+    :attr:`LandmarkTrack.orientation`; None: no frame)."""
+    if orientation is None or n == 0:
+        return np.zeros(n, bool)
+    o = np.asarray(orientation, dtype=np.float64).reshape(n, 2)
+    measured = np.isfinite(o).all(axis=1)
+    bad = np.zeros(n, bool)
+    bad[measured] = upside_down(o[measured, 0], o[measured, 1])
+    idx = np.flatnonzero(measured)
+    if not len(idx):
+        return bad
+    t = np.arange(n)
+    pos = np.searchsorted(idx, t)  # the first measured frame at or after t
+    after = idx[np.minimum(pos, len(idx) - 1)]
+    before = idx[np.maximum(pos - 1, 0)]
+    near_after = (after >= t) & (after - t <= reach)
+    near_before = (before < t) & (t - before <= reach)
+    return bad | (~measured & ((near_after & bad[after]) | (near_before & bad[before])))
+
 
 def face_frame_measures(points: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame measures of (T, 68, 2) points in the face's own frame (see ``PLAUSIBLE_BOUNDS``)."""
@@ -141,21 +194,25 @@ def face_frame_measures(points: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def implausible_frames(points: np.ndarray, found: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def implausible_frames(points: np.ndarray, found: np.ndarray | None = None,
+                       orientation: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Why each frame's landmarks are not a plausible face: reason -> (T,) bool.
 
     Reasons: ``degenerate`` (eyes within ``MIN_EYE_DISTANCE_PX``, or non-finite points), ``order``
     (brows, eyes, nose, mouth and chin not in that order down the face, or the nose or mouth far off the
     face's midline), ``proportions`` (mouth or jaw width out of range), ``roll`` (head rolled more than
     ``MAX_ROLL_DEG``: an upside-down or sideways face), ``jump`` (eye distance jumps against the frames
-    around it). Frames with ``found`` False (or NaN points) are never marked.
+    around it), ``upside_down`` (from the image: ``orientation``, the track's detector scores, says the
+    head is upside down under an upright-looking fit; see :func:`upside_down_frames`). Frames with
+    ``found`` False (or NaN points) are never marked.
     """
     p = np.asarray(points, dtype=np.float64)
     n = len(p)
     valid = np.isfinite(p.reshape(n, -1)).all(axis=1) if n else np.zeros(0, bool)
     if found is not None:
         valid &= np.asarray(found, dtype=bool)
-    out = {k: np.zeros(n, bool) for k in ("degenerate", "order", "proportions", "roll", "jump")}
+    reasons = ("degenerate", "order", "proportions", "roll", "upside_down", "jump")
+    out = {k: np.zeros(n, bool) for k in reasons}
     if not valid.any():
         return out
     m = face_frame_measures(np.where(valid[:, None, None], p, 0.0))
@@ -174,6 +231,8 @@ def implausible_frames(points: np.ndarray, found: np.ndarray | None = None) -> d
     out["proportions"] = ok & ~order & (outside("mouth_width") | outside("jaw_width"))
     out["roll"] = ok & ~order & (np.abs(m["roll_deg"]) > MAX_ROLL_DEG)
     good = ok & ~out["order"] & ~out["proportions"] & ~out["roll"]
+    out["upside_down"] = good & upside_down_frames(orientation, n)
+    good &= ~out["upside_down"]
     out["jump"] = good & _iod_jumps(m["eye_distance"], good)
     return out
 
@@ -193,7 +252,9 @@ def _iod_jumps(iod: np.ndarray, good: np.ndarray) -> np.ndarray:
     return jumps
 
 
-def plausible_face(points: np.ndarray) -> bool:
-    """True when one (68, 2) landmark set is a plausible face (the per-frame checks, no ``jump``)."""
-    reasons = implausible_frames(np.asarray(points)[None])
+def plausible_face(points: np.ndarray, orientation: tuple[float, float] | None = None) -> bool:
+    """True when one (68, 2) landmark set is a plausible face (the per-frame checks, no ``jump``);
+    ``orientation``: the detector's (as is, turned upside down) scores of its box, when measured."""
+    o = None if orientation is None else np.asarray(orientation, dtype=np.float64).reshape(1, 2)
+    reasons = implausible_frames(np.asarray(points)[None], orientation=o)
     return bool(np.isfinite(points).all()) and not any(r[0] for r in reasons.values())
