@@ -33,3 +33,14 @@ def test_applied_when_both_weights_match_and_refused_otherwise(tmp_path: Path) -
     (tmp_path / CALIBRATION_FILE).write_text("{not json")
     done = apply_calibration(_generator("a", "b"), tmp_path)
     assert done is not None and not done["applied"] and "not readable" in done["why"]
+
+
+def test_a_calibration_that_found_no_blinks_is_never_applied_and_says_why(tmp_path: Path) -> None:
+    record = {"amplitude": 1.8, "blinks_sha256": "a", "texture_sha256": "b", "real_blinks_per_min": 52.0,
+              "generated_blinks_per_min": {"1.8": 0.0}, "applicable": False,
+              "why": "no blinks found in the generated frames at any amplitude"}
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(record))
+    gen = _generator("a", "b")
+    done = apply_calibration(gen, tmp_path)
+    assert done is not None and not done["applied"] and "no blinks found" in done["why"]
+    assert gen.blink_model.config.amplitude == 1.0

@@ -495,11 +495,13 @@ def apply_calibration(gen: Generator, blink_run_dir: str | os.PathLike) -> dict[
         return None
     path = record_file.calibration_path(blink_run_dir)
     try:
-        record = record_file.read_calibration(blink_run_dir)
+        record = record_file.read_record(blink_run_dir)
     except record_file.CalibrationUnreadable as exc:
         return {"applied": False, "why": str(exc)}
     if record is None:
         return None
+    if not record_file.applicable(record):
+        return {"applied": False, "why": f"{path}: {record.get('why', 'not applicable')}"}
     loaded = gen.provenance["checkpoints"]
     if not record_file.measured_with(record, loaded["blinks"]["sha256"], loaded["texture"]["sha256"]):
         return {"applied": False, "why": f"{path} was measured with other blink or texture weights"}

@@ -25,7 +25,8 @@ Usage::
     arrays = ds.load_clip("s1_bbaf2n")       # dict of numpy arrays from clips/<id>.npz
     ds.crop_path("s1_bbaf2n")                # crops/<id>.mp4
 
-**The usable rule** (:func:`is_usable`): a clip is usable when its status is ``ok``; training,
+**The usable rule** (:func:`is_usable`): a clip is usable when its status is ``ok`` and it carries no
+flag of :data:`UNUSABLE_FLAGS` (``silent_audio``: its speech features are not speech); training,
 generation, baselines and evaluation all use exactly these clips. ``ok`` means a face (detected,
 tracked or interpolated over a gap of at most a few frames) on every frame, audio covering the video,
 and a video as long as its audio and alignment. ``partial`` clips (long no-face stretches, blank
