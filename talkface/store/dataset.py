@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from talkface.store.damage import damaged, read_json_object
 from talkface.store.splits import CORPUS_PROTOCOLS, hash_fraction
 from talkface.store.splits import recognise_protocol as recognise_committed
 
@@ -460,12 +461,7 @@ class Dataset:
         if info_path.exists():
             todo = ("restore it from a copy, or prepare the corpus again into a new folder "
                     "(`talkface prepare <corpus> <corpus folder> --out <new folder>`)")
-            try:
-                raw = json.loads(info_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise _damaged(info_path, exc, todo) from None
-            if not isinstance(raw, dict):
-                raise DatasetError(f"{info_path} is damaged (not a dataset description): {todo}")
+            raw = read_json_object(info_path, DatasetError, todo, "a dataset description")
         if manifest is None:
             raise DatasetError(_not_a_dataset(root))
         if isinstance(raw, dict) and raw.get("format") == INFO_FORMAT:
@@ -611,9 +607,7 @@ def _redo_clip(root: Path, clip_id: str) -> str:
 
 def _damaged(path: Path, exc: BaseException, todo: str) -> DatasetError:
     """The one sentence for a dataset file that cannot be read: the file, why, and ``todo``."""
-    from talkface.store.results import damage_reason
-
-    return DatasetError(f"{path} is damaged ({damage_reason(path, exc)}): {todo}")
+    return damaged(DatasetError, path, exc, todo)
 
 
 #: Suffixes of the media files a corpus folder holds (a folder of them is not a prepared dataset).
@@ -726,13 +720,7 @@ def _read_split_file(path: Path, protocol: str, root: Path) -> dict[str, Any]:
     """``splits/<protocol>.json`` (clip id -> part); a damaged one is a :class:`DatasetError`."""
     todo = (f"delete it and run `talkface prepare <corpus> <corpus folder> --protocol {protocol} "
             f"--out {root}` to write it again")
-    try:
-        parts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _damaged(path, exc, todo) from None
-    if not isinstance(parts, dict):
-        raise DatasetError(f"{path} is damaged (not a clip -> part mapping): {todo}")
-    return parts
+    return read_json_object(path, DatasetError, todo, "a clip -> part mapping")
 
 
 def _legacy_info(settings: dict[str, Any] | None, manifest: pd.DataFrame) -> DatasetInfo:

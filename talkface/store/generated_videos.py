@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from talkface.store.damage import read_json_object
 from talkface.utils import atomic
 
 GENERATION_JSON = "generation.json"
@@ -54,16 +55,7 @@ def read_record_strict(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
     todo = (f"it no longer says which run made the videos in {Path(folder)}: write to another --out, or "
             "empty the folder to redo them")
-    try:
-        text = path.read_text(encoding="utf-8")
-        record = json.loads(text)
-    except (OSError, ValueError) as exc:
-        from talkface.store.results import damage_reason
-
-        raise GenerationRecordError(f"{path} is damaged ({damage_reason(path, exc)}): {todo}") from None
-    if not isinstance(record, dict):
-        raise GenerationRecordError(f"{path} is damaged (not a generation record): {todo}")
-    return record
+    return read_json_object(path, GenerationRecordError, todo, "a generation record")
 
 
 def is_complete(folder: str | os.PathLike, clip_ids: list[str]) -> bool:

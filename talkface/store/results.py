@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from talkface import __version__
+from talkface.store.damage import damaged as _damaged
+from talkface.store.damage import read_json_object
 from talkface.utils import atomic
 from talkface.utils.lock import FolderLocked, WriterLock
 from talkface.utils.names import check_name, file_name
@@ -371,13 +373,7 @@ class ResultsStore:
     def _read_run_file(self, path: Path, method: str) -> dict[str, Any]:
         todo = (f"run `talkface evaluate --method {_quoted(method)} --out {self.root}` again to rewrite it, "
                 "or restore it from a copy")
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise damaged(path, exc, todo) from None
-        if not isinstance(record, dict):
-            raise ResultsError(f"{path} is damaged (not a run record): {todo}")
-        return record
+        return read_json_object(path, ResultsError, todo, "a run record")
 
     def protocol(self, method: str) -> Protocol | None:
         """The method's :class:`Protocol`; None for results written before protocols were recorded."""
@@ -391,11 +387,8 @@ class ResultsStore:
             return self.build_summary()
         todo = (f"run `talkface evaluate ... --out {self.root}` again (it rebuilds the summary from "
                 "results.parquet), or delete it")
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise damaged(path, exc, todo) from None
-        if not isinstance(summary, dict) or not isinstance(summary.get("methods"), dict):
+        summary = read_json_object(path, ResultsError, todo, "a results summary")
+        if not isinstance(summary.get("methods"), dict):
             raise ResultsError(f"{path} is damaged (not a results summary): {todo}")
         return summary
 
@@ -541,21 +534,7 @@ def summarise_trimming(mdf: pd.DataFrame) -> dict[str, Any]:
 
 def damaged(path: Path, exc: BaseException, todo: str) -> ResultsError:
     """The one sentence for a results file that cannot be read: the file, why, and ``todo``."""
-    return ResultsError(f"{path} is damaged ({damage_reason(path, exc)}): {todo}")
-
-
-def damage_reason(path: Path, exc: BaseException) -> str:
-    """Why a file could not be read, in a few words for a message that names it already: ``empty (0
-    bytes)``, else the reader's message without the file's name, cut to 100 characters. (Every
-    reader of a project file in ``talkface.store`` words its damage with this.)"""
-    try:
-        if Path(path).stat().st_size == 0:
-            return "empty (0 bytes)"
-    except OSError:
-        pass
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text).replace(str(path), "the file")
-    return text if len(text) <= 100 else text[:97] + "..."
+    return _damaged(ResultsError, path, exc, todo)
 
 
 def _quoted(name: str) -> str:

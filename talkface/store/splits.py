@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -197,14 +196,13 @@ def protocol_rule_path(dataset_root: str | os.PathLike, protocol: str) -> Path:
 
 def read_protocol_rule(dataset_root: str | os.PathLike, protocol: str) -> dict[str, Any] | None:
     """The parameters a protocol of a prepared dataset was made with (None: it has none recorded)."""
+    from talkface.store.damage import read_json_object
+
     path = protocol_rule_path(dataset_root, protocol)
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise CorpusError(f"{path} is damaged (not readable JSON): prepare the protocol into a new "
-                          "--out, or restore the file") from None
+    return read_json_object(path, CorpusError, "prepare the protocol into a new --out, or restore the file",
+                            "a protocol rule")
 
 
 def write_protocol_rule(dataset_root: str | os.PathLike, protocol: str, rule: dict[str, Any]) -> None:
