@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,19 @@ def read_json_object(path: Path, error: type[Exception], todo: str, what: str) -
     if not isinstance(value, dict):
         raise error(f"{path} is damaged (not {what}): {todo}")
     return value
+
+
+def read_parquet_table(path: Path, error: type[Exception], todo: str, what: str,
+                       columns: Sequence[str]) -> Any:
+    """The table in ``path`` (a pandas DataFrame); ``error`` in one sentence when it cannot be read or
+    lacks one of ``columns`` (``what``: what it should be, e.g. "a dataset manifest")."""
+    import pandas as pd
+
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001  (pyarrow raises several kinds for a damaged file)
+        raise damaged(error, path, exc, todo) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise error(f"{path} is not {what} (no {', '.join(missing)} column): {todo}")
+    return df

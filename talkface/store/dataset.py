@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from talkface.store.damage import damaged, read_json_object
+from talkface.store.damage import damaged, read_json_object, read_parquet_table
 from talkface.store.splits import CORPUS_PROTOCOLS, hash_fraction
 from talkface.store.splits import recognise_protocol as recognise_committed
 
@@ -686,14 +686,7 @@ def read_manifest_frame(root: Path) -> pd.DataFrame | None:
     if path.exists():
         todo = (f"delete it and run the same `talkface prepare ... --out {root}` again (it rebuilds the "
                 "manifest from rows/ without redoing finished clips)")
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001  (pyarrow raises several kinds for a damaged file)
-            raise _damaged(path, exc, todo) from None
-        missing = [c for c in ("clip_id", "status") if c not in df.columns]
-        if missing:
-            raise DatasetError(f"{path} is not a dataset manifest (no {', '.join(missing)} column): {todo}")
-        return df
+        return read_parquet_table(path, DatasetError, todo, "a dataset manifest", ("clip_id", "status"))
     rows = read_rows(root)
     return rows_to_frame(rows) if rows else None
 

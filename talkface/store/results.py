@@ -43,7 +43,7 @@ import pandas as pd
 
 from talkface import __version__
 from talkface.store.damage import damaged as _damaged
-from talkface.store.damage import read_json_object
+from talkface.store.damage import read_json_object, read_parquet_table
 from talkface.utils import atomic
 from talkface.utils.lock import FolderLocked, WriterLock
 from talkface.utils.names import check_name, file_name
@@ -314,14 +314,7 @@ class ResultsStore:
             return pd.DataFrame(columns=RESULT_COLUMNS)
         todo = (f"restore it from a copy, or delete it and run `talkface evaluate ... --out {self.root}` "
                 "again for each method")
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001  (pyarrow raises several kinds for a damaged file)
-            raise damaged(path, exc, todo) from None
-        missing = [c for c in RESULT_COLUMNS if c not in df.columns]
-        if missing:
-            raise ResultsError(f"{path} is not a talkface results file (no {', '.join(missing)} column): "
-                               f"{todo}")
+        df = read_parquet_table(path, ResultsError, todo, "a talkface results file", RESULT_COLUMNS)
         if method is not None:
             df = df[df["method"] == method].reset_index(drop=True)
         return df
