@@ -16,12 +16,13 @@ from talkface.train.data import balance_by_speaker
 
 
 def test_balance_by_speaker_gives_every_speaker_the_same_share():
-    items = [("a", i) for i in range(6)] + [("b", i) for i in range(2)] + [("c", 0)]
+    items = [("a", i) for i in range(20)] + [("b", i) for i in range(8)] + [("c", i) for i in range(3)]
+    items += [("d", 0)]
     balanced = balance_by_speaker(items, lambda item: item[0])
-    # b repeated to a's 6; c, one item, at most 4 passes (MAX_SPEAKER_REPEAT) so it is not memorised
-    assert Counter(s for s, _ in balanced) == {"a": 6, "b": 6, "c": 4}
+    # b repeated to a's 20; c at most 4 passes (MAX_SPEAKER_REPEAT); d, under a tenth of a's items, once
+    assert Counter(s for s, _ in balanced) == {"a": 20, "b": 20, "c": 12, "d": 1}
     assert set(balanced) == set(items)  # nothing invented, nothing lost
-    assert [i for s, i in balanced if s == "b"] == [0, 1, 0, 1, 0, 1]  # cycled in order
+    assert [i for s, i in balanced if s == "c"] == [0, 1, 2] * 4  # cycled in order
     one = [("a", i) for i in range(3)]
     assert balance_by_speaker(one, lambda item: item[0]) == one
 

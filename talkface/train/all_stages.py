@@ -74,6 +74,9 @@ SCHEDULE: tuple[ScheduledStage, ...] = (
     ScheduledStage("texture", "tex", 1000, 0.65, (
         ("L1 to the real frame", "l1", "l1_identity_copy", "identity frame copied"),
         ("SSIM to the real frame", "ssim", "ssim_identity_copy", "identity frame copied"),
+        # a stage that edits the warped identity (--base warp) is also compared with the warp alone
+        ("L1 to the real frame (vs the warp)", "l1", "l1_warp_copy", "warped identity"),
+        ("SSIM to the real frame (vs the warp)", "ssim", "ssim_warp_copy", "warped identity"),
     ), validation_steps=9.0),  # 256 pairs, L1 and SSIM: 43 s against 4-5 s a step
 )
 ALIASES = {"lm": "landmarks", "landmarks": "landmarks", "blink": "blinks", "blinks": "blinks",
@@ -212,6 +215,8 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
         step = meta.best.step if meta is not None and meta.best is not None else None
         val = last_validation(run_dir, step)
         for label, ours, base, base_name in r.rows:
+            if val and base not in val:  # a baseline this run does not report (the warp, for --base identity)
+                continue
             rows.append({"stage": r.stage, "folder": str(run_dir), "step": val.get("step"),
                          "file": meta.weights_name() if meta is not None else None,
                          "train_seconds": (meta.budget.get("train_seconds") if meta is not None else None),

@@ -141,25 +141,35 @@ def load_clips(dataset: PreparedDataset, clip_ids: list[str]) -> list[ClipArrays
     return out
 
 
-#: At most this many passes over a speaker's own items when balancing: speakers with a handful of clips
-#: are drawn more often, but not so often that the stage memorises them.
+#: At most this many passes over a speaker's own items when balancing, and only speakers with at least
+#: this share of the largest speaker's items are drawn more often: a speaker with a handful of clips is
+#: kept as it is, not repeated until the stage memorises it.
 MAX_SPEAKER_REPEAT = 4
+MIN_BALANCED_SHARE = 0.1
 
 
-def balance_by_speaker(items: list[T], speaker_of: Callable[[T], str],
-                       max_repeat: int = MAX_SPEAKER_REPEAT) -> list[T]:
+def balance_by_speaker(items: list[T], speaker_of: Callable[[T], str], max_repeat: int = MAX_SPEAKER_REPEAT,
+                       min_share: float = MIN_BALANCED_SHARE) -> list[T]:
     """``items`` with the speakers' shares evened out: each speaker's items repeated in turn (cycling) up
-    to the largest speaker's count, but at most ``max_repeat`` passes over its own items, so a sampler
-    drawing uniformly from the list draws speakers evenly (s4's 50 clips against s1's 125) without a
-    one-clip speaker taking a share of its own. One speaker: ``items`` unchanged. Order: speakers in order
-    of first appearance."""
+    to the largest speaker's count, at most ``max_repeat`` passes over its own items, for speakers with at
+    least ``min_share`` of the largest speaker's items (others once). So a sampler drawing uniformly from
+    the list draws s4's 50 clips as often as s1's 125, while a one-clip speaker does not take a share of
+    its own. One speaker: ``items`` unchanged. Order: speakers in order of first appearance."""
     groups: dict[str, list[T]] = {}
     for item in items:
         groups.setdefault(speaker_of(item), []).append(item)
     if len(groups) <= 1:
         return list(items)
-    most = max(len(g) for g in groups.values())
-    return [g[i % len(g)] for g in groups.values() for i in range(min(most, max_repeat * len(g)))]
+    return [g[i % len(g)] for g in groups.values() for i in range(balanced_count(len(g), groups, max_repeat,
+                                                                                 min_share))]
+
+
+def balanced_count(n: int, groups: dict[str, list[Any]] | dict[str, int],
+                   max_repeat: int = MAX_SPEAKER_REPEAT, min_share: float = MIN_BALANCED_SHARE) -> int:
+    """How many items a speaker with ``n`` gets in :func:`balance_by_speaker` (``groups``: every speaker's
+    items, or their counts)."""
+    most = max(v if isinstance(v, int) else len(v) for v in groups.values())
+    return min(most, max_repeat * n) if n >= min_share * most else n
 
 
 class WindowDataset(Dataset):

@@ -64,10 +64,9 @@ class CropPairDataset(Dataset):
             per_speaker: dict[str, int] = {}
             for c in kept:
                 per_speaker[speaker[c]] = per_speaker.get(speaker[c], 0) + frames[c]
-            most = max(per_speaker.values())
             kept = [c for s in dict.fromkeys(speaker[c] for c in kept)
                     for c in _cycle_to([k for k in kept if speaker[k] == s], frames,
-                                       min(most, mdata.MAX_SPEAKER_REPEAT * per_speaker[s]))]
+                                       mdata.balanced_count(per_speaker[s], per_speaker))]
         self.clip_ids = kept
         counts = np.array([frames[c] for c in self.clip_ids], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(counts)])
