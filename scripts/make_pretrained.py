@@ -6,9 +6,9 @@
 1. Prepare every GRID speaker of the fixtures (``../shared/fixtures``: s1, s2, s23 in the normal layout,
    s4 in the high-quality layout) into one dataset with the committed ``seen`` protocol (a seeded hash
    of each clip id: 80% train, 10% val, 10% test).
-2. Train with the one-command recipe (``talkface train pipeline``) within ``--budget``, seed ``--seed``,
-   with the texture stage editing the warped identity (``--base warp``, colour jitter 0.1: the stage
-   that animates faces it never saw).
+2. Train with the one-command recipe (``talkface train pipeline``) within ``--budget`` (or ``--steps``),
+   seed ``--seed``; its texture stage edits the warped identity with colour jitter 0.1 (the stage's
+   defaults: the stage that animates faces it never saw).
 3. Export the stages (:func:`talkface.train.export.export_stages`: the weights generation loads, in
    half precision) with ``model_index.json`` naming the command, data, seed, budget, each file's
    SHA-256 and the data licence.
@@ -49,17 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     talkface("prepare", "grid", str(FIXTURES / "grid"), *common)
     talkface("prepare", "grid", str(FIXTURES / "grid_hq"), *common)
     schedule = ["--steps", args.steps] if args.steps else ["--budget", args.budget]
-    talkface("train", "pipeline", "--data", str(data), "--out", str(runs), "--seed", str(args.seed), *schedule,
-             "--texture-base", "warp", "--texture-colour-jitter", "0.1")
+    # the texture stage's defaults: it edits the warped identity, colour jitter 0.1
+    talkface("train", "pipeline", "--data", str(data), "--out", str(runs), "--seed", str(args.seed),
+             *schedule)
     from talkface.store.dataset import Dataset
     from talkface.train.export import export_stages
 
     ds = Dataset.open(data)
-    speakers = sorted({r.speaker for r in ds.records(usable_only=True)})
+    usable = ds.records(usable_only=True)
+    speakers = sorted({r.speaker for r in usable})
+    given = argv if argv is not None else sys.argv[1:]
     index = export_stages(runs, args.out, {
-        "command": " ".join(["python scripts/make_pretrained.py", *(argv if argv is not None else sys.argv[1:])]),
-        "trained_on": f"GRID speakers {', '.join(speakers)} (the fixtures' {len(ds.records(usable_only=True))} "
-                      "usable clips, protocol seen: its train part)",
+        "command": " ".join(["python scripts/make_pretrained.py", *given]),
+        "trained_on": f"GRID speakers {', '.join(speakers)} (the fixtures' {len(usable)} usable clips, "
+                      "protocol seen: its train part)",
         "seed": args.seed, "budget": args.budget if not args.steps else None, "steps": args.steps,
         "licence": LICENCE})
     total = sum(c["bytes"] for c in index["components"].values())
