@@ -118,10 +118,13 @@ def resolve_part(part: str, split: str | None) -> str:
     return part
 
 
-def _checkpoints(opts: RunOptions) -> Path:
-    """``--checkpoints``, else runs/, else the shipped model (with a note on stderr)."""
-    from talkface.generation.pretrained import resolve_checkpoints
+def _checkpoints(opts: RunOptions, needs_stages: bool = True) -> Path:
+    """``--checkpoints``, else runs/, else the shipped model (with a note on stderr); a method that
+    loads no stage reads nothing, so no shipped model is named for it."""
+    from talkface.generation.pretrained import DEFAULT_RUNS, resolve_checkpoints
 
+    if not needs_stages:
+        return opts.checkpoints or DEFAULT_RUNS
     folder, note = resolve_checkpoints(opts.checkpoints)
     if note:
         typer.echo(note, err=True)
@@ -241,8 +244,8 @@ def _baseline_command(name: str) -> Callable[..., None]:
         part = resolve_part(opts.part, opts.split)
         method = get_baseline(name)
         try:
-            gen = generator.load_generator(_checkpoints(opts), opts.device, opts.deepspeech(),
-                                           opts.batch_size, stages=method.stages,  # none: reads nothing
+            gen = generator.load_generator(_checkpoints(opts, bool(method.stages)), opts.device,
+                                           opts.deepspeech(), opts.batch_size, stages=method.stages,
                                            needed_by=f"baseline {name}", data=data)
             summary = generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
                                     opts.quiet, opts.identity_from)
