@@ -867,6 +867,8 @@ REGIONS: dict[str, Region] = {
         Region("texture-generate-speed", ("docs/texture_generate.md",), ("texture_generate.json",),
                render_texture_speed),
         Region("evaluate-cache", ("docs/scale.md",), ("evaluate.json",), render_evaluate_cache),
+        Region("unseen-identities", ("README.md", "docs/models.md"), ("unseen_identities.json",),
+               render_unseen_identities),
     ]
 }
 
