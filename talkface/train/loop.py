@@ -364,10 +364,11 @@ class _Interrupts:
 
 
 def _worker_ignores_stops(worker_id: int) -> None:
-    """DataLoader workers leave SIGINT/SIGTERM to the main process (a terminal's Ctrl-C reaches the whole
-    process group): it finishes its step and saves, and the workers end with it."""
+    """DataLoader workers leave Ctrl-C to the main process (a terminal's Ctrl-C reaches the whole process
+    group): it finishes its step and saves, and the workers end with it. SIGTERM keeps its default: the
+    DataLoader (and Python's exit) stop workers with it, so ignoring it would hang the process at exit; a
+    worker killed by a group SIGTERM mid-step is handled by the loop, which saves anyway."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _duties(step: int, settings: TrainSettings, is_last: bool) -> list[str]:
@@ -616,6 +617,9 @@ def run_training(stage: Stage, settings: TrainSettings, fabric: Any = None,
             progress.stop()
         if writer is not None:
             writer.close()
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:  # the sampler is endless: stop the workers now, not at interpreter exit
+            shutdown()
     result.step = ctx.step
     result.stopped_by = ctx.stopped_by
     return result
