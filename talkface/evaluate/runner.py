@@ -695,7 +695,8 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         cache = {"folder": str(setup.cache.folder.resolve()), **cache_use}
         if "write_error" in cache_use:
             echo(f"note: reference landmarks not cached in {setup.cache.folder} ({cache_use['write_error']})")
-    record = _run_record(cfg, ref, pairing, plan, rows, ctx["detector"], time.perf_counter() - t0, cache)
+    record = _run_record(cfg, ref, pairing, plan, rows, ctx["detector"], time.perf_counter() - t0, cache,
+                         identity_from)
     ResultsStore(cfg.out).replace_method(cfg.method, rows, record)
     _echo_outcome(record, echo)
     return record
@@ -721,6 +722,7 @@ def _run_record(
     detector: dict[str, Any] | None,
     elapsed: float,
     cache: dict[str, Any] | None = None,
+    identity_from: str | None = None,
 ) -> dict[str, Any]:
     by_clip: dict[str, ResultRow] = {}
     for r in rows:
@@ -737,8 +739,7 @@ def _run_record(
             frames[r.clip_id] = max(frames.get(r.clip_id, 0), len(r.per_frame))
     return provenance(
         method=cfg.method,
-        protocol=ref.protocol_record(pairing.matched, generated_identity_from(cfg.generated,
-                                                                              cfg.identity_from)).to_dict(),
+        protocol=ref.protocol_record(pairing.matched, identity_from).to_dict(),
         generated=str(Path(cfg.generated).resolve()),
         reference=str(Path(cfg.data).resolve()),
         pairing=pairing.as_dict(),
