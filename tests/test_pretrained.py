@@ -83,3 +83,32 @@ def test_generate_falls_back_to_the_shipped_model_and_says_so(exported, tmp_path
     monkeypatch.setattr(pretrained, "pretrained_dir", lambda: None)
     (tmp_path / "runs").rmdir()
     assert pretrained.resolve_checkpoints(None) == (pretrained.DEFAULT_RUNS, None)
+
+
+def test_the_blink_calibration_travels_with_the_exported_weights(runs, tmp_path):
+    """A calibration measured with the run's weights is applied to the exported ones (re-keyed to their
+    SHA-256); one measured with other weights is not carried."""
+    import shutil
+
+    from talkface.generation.generator import apply_calibration, load_generator
+    from talkface.store.blink_calibration import read_record, write_calibration
+    from talkface.store.checkpoints import find_stage
+    from talkface.train.export import export_stages
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    sources = {s: find_stage(copy, s).load().sha256 for s in ("blinks", "texture")}
+    blink_dir = find_stage(copy, "blinks").out_dir
+    write_calibration(blink_dir, {"amplitude": 1.4, "applicable": True, "blinks_sha256": sources["blinks"],
+                                  "texture_sha256": sources["texture"]})
+    index = export_stages(copy, tmp_path / "out", {"command": "test"})
+    assert index["blink_calibration"]["carried"] is True
+    gen = load_generator(tmp_path / "out", device="cpu")
+    applied = apply_calibration(gen, tmp_path / "out" / "blink")
+    assert applied["applied"] is True and gen.blink_model.config.amplitude == pytest.approx(1.4)
+    assert read_record(tmp_path / "out" / "blink")["measured_with"]["blinks_sha256"] == sources["blinks"]
+
+    write_calibration(blink_dir, {"amplitude": 1.4, "blinks_sha256": "0" * 64, "texture_sha256": "0" * 64})
+    index = export_stages(copy, tmp_path / "other", {"command": "test"})
+    assert index["blink_calibration"]["carried"] is False
+    assert read_record(tmp_path / "other" / "blink") is None

@@ -72,9 +72,32 @@ def export_stages(runs: str | os.PathLike, out: str | os.PathLike, about: dict[s
         components[stage] = {"folder": folder, "file": f"{folder}/{ck.CHECKPOINTS_DIR}/{ck.LAST}",
                              "sha256": sha, "bytes": len(data), "step": loaded.step,
                              "source": {"path": str(loaded.path), "sha256": loaded.sha256}}
-    index = provenance(components=components, **about)
+    blink_run = ck.find_stage(runs, "blinks").out_dir
+    calibration = export_calibration(blink_run, out / FOLDERS["blinks"], components)
+    index = provenance(components=components, blink_calibration=calibration, **about)
     atomic.write_json(out / INDEX_FILE, index)
     return index
+
+
+def export_calibration(blink_run: Path, blink_out: Path, components: dict[str, Any]) -> dict[str, Any] | None:
+    """Carry the blink run's calibration record to the export when it was measured with the exported
+    weights' sources, re-keyed to the exported files (generation applies a record only to the weights it
+    names); returns what ``model_index.json`` says of it (None: the run has none)."""
+    from talkface.store import blink_calibration as record_file
+
+    record = record_file.read_record(blink_run)
+    if record is None:
+        return None
+    blinks, texture = components["blinks"], components["texture"]
+    if not record_file.measured_with(record, blinks["source"]["sha256"], texture["source"]["sha256"]):
+        return {"carried": False, "why": "measured with other weights than the exported ones"}
+    carried = {**record, "blinks_sha256": blinks["sha256"], "texture_sha256": texture["sha256"],
+               "measured_with": {"blinks_sha256": record.get("blinks_sha256"),
+                                 "texture_sha256": record.get("texture_sha256"),
+                                 "note": "measured with the full-precision weights the export was made from"}}
+    path = record_file.write_calibration(blink_out, carried)
+    return {"carried": True, "file": str(path.relative_to(blink_out.parent)),
+            "applicable": record_file.applicable(record), "amplitude": record.get("amplitude")}
 
 
 def _sha256(data: bytes) -> str:
