@@ -22,7 +22,9 @@ in the pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 EXECUTORS = ("process", "ray")
@@ -54,6 +56,26 @@ def import_ray() -> Any:
 # -- the driver side ------------------------------------------------------------------------------
 
 
+#: Thread counts a pool's worker processes start with: the pool is the parallelism, so each worker's
+#: BLAS, OpenMP and torch use one thread (two workers of two threads on two cores oversubscribe them).
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (what a spawned process starts with), restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_process_pool(
     fn: Callable[[Any], Any],
     items: Sequence[Any],
@@ -61,38 +83,53 @@ def run_process_pool(
     workers: int,
     initializer: Callable[..., None],
     initargs: tuple[Any, ...],
+    in_parent: Callable[[Any], Any] | None = None,
 ) -> None:
     """Run ``fn(item)`` in ``workers`` spawned processes, each set up once by ``initializer(*initargs)``;
     ``record`` gets each result in completion order, in this process.
 
-    At most two items per worker are in flight, so a stop loses little and memory stays flat. On any
-    exception (Ctrl-C included) the workers are terminated at once (SIGTERM: a worker that installed a
-    handler unwinds its atomic writers, leaving no partial file), queued items are dropped, and the
-    exception propagates. ``spawn``, not ``fork``: forking after torch, dlib or rich started threads can
-    deadlock.
+    ``in_parent`` (a function this process has already set up, e.g. ``fn`` after ``initializer`` ran
+    here): this process is one of the ``workers`` and spawns one fewer. It runs items itself between
+    handing items to the others, so its set-up is not paid twice and the others' start-up (spawning,
+    imports, models) overlaps its work instead of delaying the run.
+
+    At most two items per spawned worker are in flight, so a stop loses little and memory stays flat.
+    The workers start with one BLAS/OpenMP thread each (:data:`SINGLE_THREAD_ENV`). On any exception
+    (Ctrl-C included) the workers are terminated at once (SIGTERM: a worker that installed a handler
+    unwinds its atomic writers, leaving no partial file), queued items are dropped, and the exception
+    propagates. ``spawn``, not ``fork``: forking after torch, dlib or rich started threads can deadlock.
     """
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=initializer, initargs=initargs)
-    try:
-        pending: set = set()
-        queue = list(items)
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(fn, queue.pop(0)))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                record(future.result())
-    except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            if process.is_alive():
-                process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
+    queue = list(items)
+    spawned = workers - 1 if in_parent is not None else workers
+    if spawned < 1:
+        for item in queue:
+            record((in_parent or fn)(item))
+        return
+    with environment(SINGLE_THREAD_ENV):
+        pool = ProcessPoolExecutor(max_workers=spawned, mp_context=mp.get_context("spawn"),
+                                   initializer=initializer, initargs=initargs)
+        try:
+            pending: set = set()
+            while queue or pending:
+                while queue and len(pending) < 2 * spawned:
+                    pending.add(pool.submit(fn, queue.pop(0)))
+                if in_parent is not None and queue:
+                    record(in_parent(queue.pop(0)))
+                    done, pending = wait(pending, timeout=0)
+                else:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record(future.result())
+        except BaseException:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def run_ray_tasks(

@@ -36,6 +36,7 @@ reuses them.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -314,14 +315,10 @@ class WorkerSetup:
 def _init_worker(setup: WorkerSetup, metrics: Sequence[Metric] | None = None) -> None:
     """Set up a scoring process once: its metrics (built here unless given), the landmark backend
     when a metric needs landmarks, and one thread each (the pool is the parallelism)."""
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
     cv2.setNumThreads(1)
     metrics = list(metrics) if metrics is not None else [s.build() for s in setup.specs]
+    if "torch" in sys.modules:  # only a metric with a network imports torch (1.5 s a worker otherwise)
+        sys.modules["torch"].set_num_threads(1)
     for m in metrics:
         m.run_context = setup.run_context
     _WORKER.pop("setup", None)  # score_in_worker's record of what this process was set up for
@@ -644,8 +641,8 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
                     identity_job(ref, c, identity_from) if _needs_identity(plan.metrics) else None)
             for c in pairing.matched]
     setup = WorkerSetup(tuple(plan.specs), cfg.landmark_backend, dict(cfg.landmark_options), ctx)
-    in_process = cfg.executor == "process" and cfg.workers <= 1
-    if in_process:  # in this process, with the metrics already built
+    in_process = cfg.executor == "process"
+    if in_process:  # this process scores too, with the metrics already built (the pool spawns one fewer)
         _init_worker(setup, metrics=plan.metrics)
         landmarks = _WORKER["landmarks"]
         ctx["detector"] = landmarks.settings() if landmarks is not None else None  # metrics hold ctx
@@ -675,10 +672,7 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
                         cache_use.setdefault("write_error", f"{type(exc).__name__}: {exc}")
             progress.update(task, advance=1, info=score.rows[0].clip_id if score.rows else "")
 
-        if in_process:
-            for job in jobs:
-                collect(score_clip(job))
-        elif cfg.executor == "ray":
+        if cfg.executor == "ray":
             from talkface.core import executors
 
             def failure(job: ClipJob, message: str) -> ClipScore:  # the task's worker died
@@ -689,7 +683,8 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         else:
             from talkface.core.executors import run_process_pool
 
-            run_process_pool(score_clip, jobs, collect, cfg.workers, _init_worker, (setup,))
+            run_process_pool(score_clip, jobs, collect, max(cfg.workers, 1), _init_worker, (setup,),
+                             in_parent=score_clip)
     cache = None
     if setup.cache is not None:
         cache = {"folder": str(setup.cache.folder.resolve()), **cache_use}
