@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from talkface.utils.fixtures import fixtures_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("pipeline", "ground-truth", "static-frame", "mean-face", "oracle-landmarks", "no-blinks")
 METRICS = ("psnr", "ssim", "lmd_mouth", "lmd_face", "blink_rate", "blink_duration")
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default=None, help="recipe steps, e.g. lm=1500,blink=400,tex=1000")
     ap.add_argument("--quick", action="store_true",
                     help=f"{QUICK_CLIPS} clips, steps {QUICK_STEPS}, no budget: proves the path in minutes")
-    ap.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "grid")
+    ap.add_argument("--fixtures", type=Path, default=fixtures_dir() / "grid")
     ap.add_argument("--data", type=Path, default=None, help="a prepared store with the seen protocol")
     ap.add_argument("--work", type=Path, default=Path("/tmp/talkface_bench_pipeline_quality"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")

@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 from bench_pipeline_quality import load, machine, mean_ci, paired, run, stage_records
 
+from talkface.utils.fixtures import fixtures_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = fixtures_dir()
 PROTOCOL = "unseen-identity"
 METHODS = (
     "pipeline",

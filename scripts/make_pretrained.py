@@ -24,8 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from talkface.utils.fixtures import fixtures_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = fixtures_dir()  # $TALKFACE_FIXTURES, else ../shared/fixtures
 LICENCE = ("trained on GRID audio-visual corpus clips (CC BY 4.0): M. Cooke, J. Barker, S. Cunningham, "
            "X. Shao, JASA 120(5), 2006. The 68-point landmark model used to prepare them is dlib's "
            "(iBUG 300-W, non-commercial use).")
