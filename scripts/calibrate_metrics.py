@@ -10,9 +10,13 @@ With ``--floors N`` it instead measures every metric's noise floor: N prepared G
 reference crops re-encoded by the writer ``talkface generate`` uses (``talkface.generation.generator.
 write_video``: H.264 yuv420p, crf 18, preset ultrafast, AAC) and scored against the originals with the
 evaluation runner (weight-free metrics, ``identity_dlib``, ``lpips:alex`` with the reference weights).
+It also re-detects landmarks on every frame of the first 3 clips at GRID's own 360x288 (the original
+against its re-encoded copy) to compare the LMD floor of the runner's detect-and-track with per-frame
+detection. ``--floors-out`` writes the result with the date, machine and load average: docs/evaluate.md
+renders its floor column from ``benchmarks/results/metric_floors.json`` (scripts/render_figures.py).
 
 Usage: python scripts/calibrate_metrics.py [--out docs/calibration.md] [--check]
-       python scripts/calibrate_metrics.py --floors 8 [--floors-out floors.json]
+       python scripts/calibrate_metrics.py --floors 6 [--floors-out benchmarks/results/metric_floors.json]
 """
 
 from __future__ import annotations
@@ -253,9 +257,13 @@ def floors(n_clips: int, work: Path) -> dict:
     rows = ResultsStore.open(work / "results").read("reencoded")
     from talkface.evaluate.metrics.cpbd import cpbd
 
+    not_ok = [c.clip_id for c in chosen if c.clip_id not in ids]  # prepared with status partial or failed
+
     # what the re-encoded value is compared with: the metric's own reference counterpart
     original_cpbd = {cid: float(np.mean([cpbd(f) for f in read_video(store.crop_path(cid))])) for cid in ids}
-    out = {"clips": ids, "codec": VIDEO_CODEC, "metrics": {}}
+    out = {"clips_requested": n_clips, "clips_chosen": [c.clip_id for c in chosen], "clips": ids,
+           "clips_not_ok": not_ok, "crop_size": int(store.read_info().crop_size),
+           "codec": VIDEO_CODEC, "metrics": {}}
     for (metric, variant), g in rows.groupby(["metric", "variant"]):
         vals = g["value"].astype(float).to_numpy()
         details = [json.loads(d) if isinstance(d, str) else (d or {}) for d in g["details"]]
@@ -273,7 +281,44 @@ def floors(n_clips: int, work: Path) -> dict:
                          mean_abs_difference=float(np.nanmean(np.abs(diff))),
                          max_abs_difference=float(np.nanmax(np.abs(diff))))
         out["metrics"][f"{metric}:{variant}"] = entry
+    out["lmd_redetection"] = lmd_redetection([c.source_video for c in chosen[:3]], work / "redetect")
     print(json.dumps(out, indent=1, default=str))
+    return out
+
+
+def lmd_redetection(videos: list[Path], work: Path) -> dict:
+    """LMD of a re-encoded clip against its original at the source resolution, landmarks found the
+    runner's way (dlib detect-and-track) and by detection on every frame, on both sides."""
+    from talkface.core.face68 import lmd_frames
+    from talkface.core.landmarks import get_landmark_backend
+    from talkface.core.media import read_audio, read_video
+    from talkface.generation.generator import write_video as generate_writer
+
+    backend = get_landmark_backend("dlib")
+    work.mkdir(parents=True, exist_ok=True)
+    per_clip = []
+    for video in videos:
+        original = read_video(video)
+        copy = work / f"{Path(video).stem}.mp4"
+        generate_writer(copy, original, read_audio(video), 25.0)
+        reencoded = read_video(copy)
+        entry = {"clip": Path(video).name, "size": f"{original.shape[2]}x{original.shape[1]}",
+                 "frames": len(original)}
+        for how in ("tracked", "redetected"):
+            if how == "tracked":
+                a, b = backend.track(iter(reencoded)).points, backend.track(iter(original)).points
+            else:
+                nan = np.full((68, 2), np.nan)
+                a, b = (np.stack([p if (p := backend.detect(f)) is not None else nan for f in v])
+                        for v in (reencoded, original))
+            for points in ("mouth", "face"):
+                entry[f"lmd_{points}_{how}"] = float(np.nanmean(lmd_frames(a, b, points, "mean")))
+        per_clip.append(entry)
+    out = {"clips": per_clip, "what": "lmd centroid-mean (px at the source size) of the re-encoded copy "
+           "against the original; landmarks by dlib detect-and-track or detected on every frame, both sides"}
+    for key in per_clip[0]:
+        if key.startswith("lmd_"):
+            out[f"mean_{key}"] = float(np.mean([c[key] for c in per_clip]))
     return out
 
 
@@ -285,13 +330,43 @@ def main() -> None:
     parser.add_argument("--floors-out", type=Path, default=None, help="write the floors as JSON here")
     args = parser.parse_args()
     if args.floors:
+        import datetime as dt
         import json
         import tempfile
+        import time
 
+        load_start = [round(v, 2) for v in os.getloadavg()]
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        t0, c0 = time.perf_counter(), time.process_time()
         with tempfile.TemporaryDirectory() as tmp:
             result = floors(args.floors, Path(tmp))
         if args.floors_out:
-            args.floors_out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+            import platform
+
+            import torch
+
+            from talkface import __version__
+            from talkface.utils.atomic import write_json
+
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from run_all import cpu_model, memory_gib
+
+            record = {
+                "benchmark": "metric_floors",
+                "command": f"python scripts/calibrate_metrics.py --floors {args.floors}",
+                "talkface_version": __version__,
+                "date": started,
+                "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
+                            "python": platform.python_version(), "torch": torch.__version__},
+                "nice": os.nice(0),
+                "load_average_before": load_start,
+                **result,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "cpu_s": round(time.process_time() - c0, 1),
+                "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            }
+            args.floors_out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(args.floors_out, json.loads(json.dumps(record, default=str)))
         return
     text = render(build_rows())
     if args.check:

@@ -20,10 +20,12 @@ and the docs in the same step. Two kinds of marker, both HTML comments (invisibl
       <!-- fig pipeline_quality.json:methods.pipeline.psnr.mean .2f -->27.70<!-- /fig -->
 
   ``FILE:PATH [FORMAT]``: FILE under benchmarks/results/; PATH dotted keys, where ``key[k=v,...]``
-  picks the first element of a list whose fields match and a number indexes a list; FORMAT a Python
+  picks the first element of a list whose fields match, a number indexes a list and ``length`` is a
+  list's length; FORMAT a Python
   format spec, or ``ci`` + spec for a paired difference (``+0.090 [+0.019, +0.163]`` from ``diff``,
   ``diff_lo``, ``diff_hi``). Instead of ``FILE:PATH`` a name of ``DERIVED``: a figure computed from
-  several numbers (a ratio, a verdict).
+  several numbers (a ratio, a verdict); or ``provenance:FILE``: the file's date, machine and load
+  average as it records them (``provenance``).
 
 A target's verdict ("met", "not met") is always computed from the file's number against the target
 (``verdict``), never typed. The script reads only files; it imports nothing from talkface.
@@ -89,7 +91,8 @@ _SEGMENT = re.compile(r"([^.\[\]]+)(?:\[([^\]]*)\])?")
 
 
 def lookup(data: object, path: str) -> object:
-    """``a.b[k=v,k2=v2].c`` or ``a.0.b``: keys, list indices and list selection by field values."""
+    """``a.b[k=v,k2=v2].c`` or ``a.0.b``: keys, list indices and list selection by field values;
+    ``length`` after a list is its length."""
     value = data
     for part in re.split(r"\.(?![^\[]*\])", path):  # dots inside [...] belong to a selector
         m = _SEGMENT.fullmatch(part)
@@ -97,7 +100,7 @@ def lookup(data: object, path: str) -> object:
             raise KeyError(f"bad path segment {part!r} in {path!r}")
         key, selector = m.group(1), m.group(2)
         if isinstance(value, list):
-            value = value[int(key)]
+            value = len(value) if key == "length" else value[int(key)]
         elif isinstance(value, dict):
             if key not in value:
                 raise KeyError(f"{path!r}: no key {key!r} (keys: {', '.join(map(str, value))})")
@@ -719,6 +722,85 @@ def render_evaluate_cache(res: Results) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Docs: measurements of the metrics, baselines, corpora
+
+
+def render_identity_separation(res: Results) -> str:
+    """docs/evaluate_learned.md: identity_dlib's two measures on same and other speakers."""
+    d = res.json("identity_separation.json")
+    rows = [[r["label"], f"{r['euclidean']:.3f}", f"{r['cosine']:.3f}"] for r in d["rows"]]
+    same, other = d["largest_same_speaker_euclidean"], d["smallest_other_speaker_euclidean"]
+    verdict_text = ("separates" if d["separated_at_threshold"] else "does **not** separate")
+    return (table(["compared with the identity image", "`euclidean`", "`cosine`"], rows)
+            + f"\n\nThe {d['threshold']:g} threshold {verdict_text} same from other speakers here (same "
+            f"speaker at most {same:.3f}, another speaker at least {other:.3f}). Identity image: "
+            f"{d['identity_image']}; every {d['frame_step']}th frame scored; landmarks: {d['landmarks']}. "
+            f"Measured by `benchmarks/bench_identity_separation.py`; source: "
+            + provenance("identity_separation.json", d) + ".")
+
+
+def render_learned_metrics_speed(res: Results) -> str:
+    """docs/evaluate_learned.md: CPU cost of LPIPS, the dlib descriptor and SyncNet."""
+    d = res.json("learned_metrics.json")
+    items = d["items"]
+
+    def cell(key: str, extra: str = "") -> list[str]:
+        it = items[key]
+        return [it["what"], f"{it['cpu_ms']:.0f} ms CPU ({it['wall_ms']:.0f} ms wall){extra}"]
+
+    sync = items["syncnet_window"]
+    rows = [cell("lpips_alex_128"), cell("lpips_vgg_128"), cell("dlib_descriptor"),
+            cell("lpips_alex_tid2013"),
+            cell("syncnet_window", f"; {sync['grid_clip_windows']} windows per 75-frame GRID clip: about "
+                 f"{sync['grid_clip_cpu_s']:.1f} CPU s")]
+    return (table(["work", "time"], rows) + f"\n\nOne torch and one OpenCV thread; {d['timing']}. "
+            "Measured by `benchmarks/bench_learned_metrics.py`; source: "
+            + provenance("learned_metrics.json", d) + ".")
+
+
+def render_baselines(res: Results) -> str:
+    """docs/baselines.md: ground-truth and static-frame on GRID s1 fixture clips."""
+    d = res.json("baselines.json")
+    rows = []
+    for name, m in d["methods"].items():
+        sk = m["skimage_psnr"]
+        ev = m["evaluate"]
+        psnr = ev["psnr:colour-range255-cap100"]
+        ssim = ev["ssim:gaussian11-colour-range255"]
+        rows.append([name, f"{sk['mean']:.2f} dB [{sk['min']:.2f}, {sk['max']:.2f}]",
+                     f"{psnr['mean']:.2f} [{psnr['ci95'][0]:.2f}, {psnr['ci95'][1]:.2f}]",
+                     f"{ssim['mean']:.4f} [{ssim['ci95'][0]:.4f}, {ssim['ci95'][1]:.4f}]"])
+    n = {m["clips"] for m in d["methods"].values()}
+    n_text = "/".join(str(x) for x in sorted(n))
+    cost = ", ".join(f"`{name}` {m['command_cpu_s_per_clip']:.2f} CPU s" for name, m in d["methods"].items())
+    parts = ", ".join(f"{k} {v}" for k, v in d["parts"].items() if v)
+    return (table(["method", f"PSNR vs reference crops, scikit-image, mean over {n_text} clips [min, max]",
+                   "`talkface evaluate` `psnr:colour-range255-cap100` [95%]",
+                   "`ssim:gaussian11-colour-range255` [95%]"], rows)
+            + f"\n\nProtocol `{d['protocol']}` ({parts}), crops {d['crop_size']} px. Each command's CPU time "
+            f"per clip (decode, frames, encode at {d['crop_size']} px; process start included): {cost}. "
+            "Measured by `benchmarks/bench_baselines.py`; source: " + provenance("baselines.json", d) + ".")
+
+
+def render_corpora_discovery(res: Results) -> str:
+    """docs/corpora.md: GRID discovery of the fixtures and of a synthetic full-size tree."""
+    d = res.json("corpora.json")
+    f, s = d["fixtures"], d["synthetic_full_size"]
+    share = s["seen_split"]["shares"]
+    return (f"Discovery of a synthetic full-size GRID tree ({s['speakers']} speakers x "
+            f"{s['clips_per_speaker']:,} videos with alignment files, {s['layout']}; "
+            f"{s['video_files']} video files; built in a temporary folder) took {s['wall_s']:.1f} s wall, "
+            f"{s['cpu_s']:.1f} CPU s "
+            f"({s['cpu_ms_per_clip']:.3f} CPU ms a clip, reading and checking every .align file); the "
+            f"{f['clips']} fixture clips discover in {1e3 * f['wall_s']:.0f} ms. The seen split puts "
+            f"{100 * share['train']:.1f} / {100 * share['val']:.1f} / {100 * share['test']:.1f}% of the "
+            f"synthetic tree's {s['clips']:,} ids in train / val / test. "
+            f"{d['timing'][:1].upper()}{d['timing'][1:]}. Measured by `benchmarks/bench_corpora.py`; source: "
+            + provenance("corpora.json", d) + ". Discovery has no "
+            "speed target and no comparable tool runs offline here, so there is no ratio.")
+
+
+# --------------------------------------------------------------------------------------------------
 # Figures derived from several numbers (inline ``<!-- fig NAME -->``)
 
 
@@ -792,6 +874,42 @@ def _second_worker(res: Results) -> str:
     return "slower" if res.json("metrics.json")["evaluate"]["speedup_2_vs_1_workers"] < 1 else "not slower"
 
 
+def _calibration_rate(res: Results, amplitude: float | None) -> str:
+    """Blinks per minute in generated frames at one amplitude of the blink calibration (the chosen one
+    when None); the grid's keys are amplitudes written with a dot, so no inline path reaches them."""
+    cal = res.json("pipeline_quality.json")["generation"]["provenance"]["blink_amplitude"]["calibration"]
+    key = f"{cal['amplitude'] if amplitude is None else amplitude:g}"
+    return f"{cal['generated_blinks_per_min'][key]:.1f}"
+
+
+_FLOOR_BLINK = {"rate": "blink_rate:ear-adaptive0.75-min2",
+                "duration": "blink_duration:ear-adaptive0.75-min2",
+                "duration-closed": "blink_duration:ear-adaptive0.75-min2-closed0.6"}
+
+
+def _floor_blink(res: Results, which: str, spec: str) -> str:
+    """A blink metric's floor (mean |re-encoded - original|); its key holds a dot, so no inline path."""
+    return format(res.json("metric_floors.json")["metrics"][_FLOOR_BLINK[which]]["mean_abs_difference"], spec)
+
+
+def _floors_failed(res: Results) -> str:
+    d = res.json("metric_floors.json")
+    not_ok, chosen = d["clips_not_ok"], d["clips_chosen"]
+    if not not_ok:
+        return f"all {len(chosen)} chosen clips prepared with status ok"
+    ids = ", ".join(f"`{c}`" for c in not_ok)
+    return (f"{len(not_ok)} of the {len(chosen)} chosen clips ({ids}) {'is' if len(not_ok) == 1 else 'are'} "
+            "not scored (prepared with a status other than ok)")
+
+
+def _redetect_verdict(res: Results) -> str:
+    r = res.json("metric_floors.json")["lmd_redetection"]
+    lower = [r[f"mean_lmd_{p}_redetected"] < r[f"mean_lmd_{p}_tracked"] - 0.01 for p in ("mouth", "face")]
+    if all(lower):
+        return "lowers it"
+    return "lowers it on one point set only" if any(lower) else "does not lower it"
+
+
 DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Results], str]]] = {
     "blink.default-duration-ratio": (("blink_annotation.json",), _blink_duration_ratio),
     "metrics.second-worker": (("metrics.json",), _second_worker),
@@ -810,6 +928,14 @@ DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Results], str]]] = {
     "deepspeech.madds-per-step-M": (("deepspeech.json",), _ds_madds),
     "quick.generate-s": (("pipeline_quality.quick.json",), _quick_generate_s),
     "quick.minutes": (("pipeline_quality.quick.json",), _quick_minutes),
+    "pipeline.calibration-rate-at-1": (("pipeline_quality.json",), lambda r: _calibration_rate(r, 1.0)),
+    "pipeline.calibration-rate-chosen": (("pipeline_quality.json",), lambda r: _calibration_rate(r, None)),
+    "floors.blink-rate": (("metric_floors.json",), lambda r: _floor_blink(r, "rate", ".1f")),
+    "floors.blink-duration": (("metric_floors.json",), lambda r: _floor_blink(r, "duration", ".2f")),
+    "floors.blink-duration-closed": (("metric_floors.json",),
+                                     lambda r: _floor_blink(r, "duration-closed", ".2f")),
+    "floors.failed": (("metric_floors.json",), _floors_failed),
+    "floors.redetect-verdict": (("metric_floors.json",), _redetect_verdict),
 }
 
 
@@ -818,6 +944,9 @@ def inline_figure(spec: str, res: Results) -> str:
     spec = spec.strip()
     if spec in DERIVED:
         return DERIVED[spec][1](res)
+    if spec.startswith("provenance:"):  # the file's date, machine and load, as provenance() gives them
+        name = spec.split(":", 1)[1].strip()
+        return provenance(name, res.json(name))
     depth, cut = 0, len(spec)
     for i, ch in enumerate(spec):  # the format starts at the first space outside [...]
         depth += {"[": 1, "]": -1}.get(ch, 0)
@@ -869,6 +998,12 @@ REGIONS: dict[str, Region] = {
         Region("evaluate-cache", ("docs/scale.md",), ("evaluate.json",), render_evaluate_cache),
         Region("unseen-identities", ("README.md", "docs/models.md"), ("unseen_identities.json",),
                render_unseen_identities),
+        Region("identity-separation", ("docs/evaluate_learned.md",), ("identity_separation.json",),
+               render_identity_separation),
+        Region("learned-metrics-speed", ("docs/evaluate_learned.md",), ("learned_metrics.json",),
+               render_learned_metrics_speed),
+        Region("baselines-grid", ("docs/baselines.md",), ("baselines.json",), render_baselines),
+        Region("corpora-discovery", ("docs/corpora.md",), ("corpora.json",), render_corpora_discovery),
     ]
 }
 

@@ -75,6 +75,41 @@ def test_inline_figures_read_paths_selectors_and_formats() -> None:
     assert rf.inline_figure("r.json:targets[a=x] ci+.2f", res) == "+0.09 [+0.02, +0.16]"
     with pytest.raises(KeyError):
         rf.inline_figure("r.json:a.missing", res)
+    assert rf.inline_figure("r.json:a.list.length", res) == "2"
+    assert rf.inline_figure("r.json:targets.length", res) == "2"
+
+
+def test_inline_provenance_and_figures_whose_keys_hold_dots() -> None:
+    floors = {"date": "2026-12-07T08:47:35+00:00", "machine": {"cpu": "AMD EPYC", "cores": 2},
+              "load_average_before": [1.0, 2.0, 3.0], "load_average_after": [1.5, 2.5, 3.5],
+              "clips_chosen": ["a", "b", "c"], "clips_not_ok": ["b"],
+              "metrics": {"blink_rate:ear-adaptive0.75-min2": {"mean_abs_difference": 4.0}},
+              "lmd_redetection": {"mean_lmd_mouth_tracked": 0.44, "mean_lmd_mouth_redetected": 0.45,
+                                  "mean_lmd_face_tracked": 0.52, "mean_lmd_face_redetected": 0.55}}
+    res = rf.Results(data={"metric_floors.json": floors})
+    assert rf.inline_figure("provenance:metric_floors.json", res) == (
+        "`metric_floors.json`: 2026-12-07 08:47 UTC; AMD EPYC, 2 cores; load average 1.00/2.00/3.00 at the "
+        "start, 1.50/2.50/3.50 at the end (1/5/15 min)")
+    assert rf.inline_figure("floors.blink-rate", res) == "4.0"  # "0.75" in the key: no dotted path
+    assert rf.inline_figure("floors.failed", res) == (
+        "1 of the 3 chosen clips (`b`) is not scored (prepared with a status other than ok)")
+    # the verdict on re-detection follows the numbers
+    assert rf.inline_figure("floors.redetect-verdict", res) == "does not lower it"
+    floors["lmd_redetection"].update(mean_lmd_mouth_redetected=0.30, mean_lmd_face_redetected=0.40)
+    assert rf.inline_figure("floors.redetect-verdict", res) == "lowers it"
+
+
+def test_identity_separation_verdict_follows_the_file() -> None:
+    rows = [{"label": "same", "euclidean": 0.15, "cosine": 0.99},
+            {"label": "other", "euclidean": 0.9, "cosine": 0.8}]
+    d = {"rows": rows, "threshold": 0.6, "largest_same_speaker_euclidean": 0.15,
+         "smallest_other_speaker_euclidean": 0.9, "separated_at_threshold": True, "identity_image": "x",
+         "frame_step": 15, "landmarks": "dlib"}
+    text = rf.render_identity_separation(rf.Results(data={"identity_separation.json": d}))
+    assert "| same | 0.150 | 0.990 |" in text and "threshold separates" in text
+    d["separated_at_threshold"] = False
+    text = rf.render_identity_separation(rf.Results(data={"identity_separation.json": d}))
+    assert "does **not** separate" in text
 
 
 def test_a_target_verdict_follows_the_number() -> None:

@@ -90,10 +90,9 @@ ORIENTATION_WIDE_SIDE = 144
 ORIENTATION_WIDE_BELOW = 0.0
 #: ``track`` measures the orientation on every detection and on every ``orientation_interval``-th
 #: tracked frame after it; a tracked frame measured upside down ends the track (the frame is detected
-#: again, and the detection is refused when it too is upside down). A measurement costs about 0.6-1 ms
-#: of CPU; at one frame in five, tracking a GRID clip costs about 0.1-0.2 ms a frame more (8-16%), and
-#: the old check it replaces (the detector over the whole region turned over, 3-4 ms a detection) is
-#: gone: a whole ``prepare`` of GRID clips runs as fast as before, within the noise.
+#: again, and the detection is refused when it too is upside down). What a measurement costs, and what
+#: it adds to tracking at one frame in five, is measured by benchmarks/bench_orientation.py
+#: (docs/landmarks.md renders it).
 ORIENTATION_INTERVAL = 5
 DETECTORS = ("hog", "cnn")
 DETECTOR_ALIASES = {"mmod": "cnn"}

@@ -67,9 +67,10 @@ class DeepSpeechAcoustic(nn.Module):
     """(batch, steps, 494) whitened inputs + lengths -> (batch, steps, 29) logits (no softmax).
 
     ``lstm_impl``: "loop" runs the recurrence step by step with each direction's input projections
-    precomputed as one GEMM (for one clip on CPU, 2-3x faster than nn.LSTM: the recurrent mat-vec,
-    bound by memory bandwidth, is then all that is left per step); "torch" calls nn.LSTM (cuDNN on GPU;
-    on CPU faster than the loop for several clips, where MKL's small-batch GEMMs are slow on this CPU);
+    precomputed as one GEMM (for one clip on CPU faster than nn.LSTM, docs/deepspeech.md: the recurrent
+    mat-vec, bound by memory bandwidth, is then all that is left per step); "torch" calls nn.LSTM (cuDNN
+    on GPU; on CPU faster than the loop for several clips, where MKL's small-batch GEMMs are slow on this
+    CPU);
     "auto" picks "loop" for one clip on CPU, else "torch". Both use the same parameters.
     """
 
