@@ -1,32 +1,33 @@
 """dlib landmarks: HOG (or CNN) face detector + the 68-point shape predictor, with tracking.
 
-Detecting on every frame costs ~10-33 ms per frame (HOG); dlib's 68-point predictor alone costs ~3-4 ms
-a call on the project's AMD machines (0.8 ms on an Intel one). ``track`` therefore detects on a subset
+Detecting costs many times what predicting the 68 points on a known box costs (docs/landmarks.md
+renders the measured figures). ``track`` therefore detects on a subset
 of frames and, in between, runs the predictor on a box derived from the previous frame's landmarks.
 The mapping from landmark extent to the detector's box convention is learned on the clip's own
 detected frames, so tracked landmarks agree with per-frame detection. The box is kept from one frame to
 the next while the derived box stays within ``box_hysteresis`` (3%) of its size in position and size:
 on a still face it then stays the detector's own box instead of following every small shift of the
-landmarks' mean (the mouth opening moves it), which is as accurate (0.54 px from per-frame detection on
-GRID, 0.53 px without it) and lets the predictions be batched (below). Tracking is abandoned (the frame
+landmarks' mean (the mouth opening moves it), which is as accurate as following it (measured on GRID:
+docs/landmarks.md) and lets the predictions be batched (below). Tracking is abandoned (the frame
 is re-detected) when the landmarks jump, the box leaves the image, the face patch stops resembling the
 one seen at the last detection (a cut, a black frame), or every ``detect_interval`` frames.
 Re-detection first searches a region around the last face (a few ms) and only then the whole frame.
 
 The predictor is dlib's model evaluated by :mod:`talkface.core.landmarks.dlib_shape`, bit for bit
-as dlib computes it, for many boxes at once (the cost of a prediction falls from 3-4 ms to ~1 ms).
+as dlib computes it, for many boxes at once (a batched prediction costs a fraction of a dlib call).
 Since a tracked frame's box depends on the previous frame's points, ``track`` runs its frame-by-frame
 logic over a chunk of frames as a fixed-point iteration: a prediction not yet computed is guessed (the
 frame's last prediction, else the previous frame's points) and queued; the queue is computed in one
 batch; the pass is repeated from the first frame that guessed, until a pass guesses nothing. That last
 pass used only computed predictions, so the result is exactly the frame-by-frame tracker's. On GRID a
-3 s clip takes two passes and ~1.02 predictions per frame. Detections (and the points of a detection,
+3 s clip takes about two passes and little more than one prediction per frame (docs/landmarks.md
+renders the measured count). Detections (and the points of a detection,
 on which the next boxes depend), orientation checks and face patches are computed when first needed
 and kept for the later passes.
 
 Detectors (``detector``): ``hog`` (dlib's HOG + linear SVM, the default), ``cnn`` (alias ``mmod``:
 dlib's max-margin CNN, ``mmod_human_face_detector.dat``; finds faces in low light and near-profile
-that HOG misses, at ~20x its CPU cost), or a comma-separated chain such as ``hog,cnn``: each full
+that HOG misses, at many times its CPU cost), or a comma-separated chain such as ``hog,cnn``: each full
 detection tries the detectors in order and the next one runs only when the previous found nothing, so
 the stronger detector costs time only on the frames the first one misses.
 
@@ -116,8 +117,9 @@ def _hog_detector() -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _hog_for_thread(thread: int) -> Any:
-    # dlib builds its detector from a compressed text copy (~0.4 s of CPU); the same detector saved
-    # in dlib's own format loads in ~2 ms. Kept beside the predictor's cache, per dlib version.
+    # dlib builds its detector from a compressed text copy (a fraction of a second of CPU); the same
+    # detector saved in dlib's own format loads in milliseconds (docs/landmarks.md renders both). Kept
+    # beside the predictor's cache, per dlib version.
     saved = shape_cache_dir() / f"frontal_face_detector-dlib{dlib.__version__}.svm"
     if saved.exists():
         try:

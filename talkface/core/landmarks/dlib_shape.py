@@ -237,7 +237,8 @@ _SMALL_ARRAYS = ("initial_shape", "split_idx", "split_thresh", "anchor", "deltas
 
 def load_model(path: str | os.PathLike, sha256: str) -> ShapeModel:
     """The model at ``path`` (SHA-256 ``sha256``), from the NumPy cache when present, else parsed
-    from the file (~3 s) and cached. An unwritable cache folder only costs the parse each time.
+    from the file (seconds: docs/landmarks.md renders the measured parse) and cached. An unwritable
+    cache folder only costs the parse each time.
 
     The cache is two files: the small arrays (``.npz``) and the leaf table with its spare rows
     (``.npy``), which is mapped copy-on-write: loading takes milliseconds, and processes on one machine
