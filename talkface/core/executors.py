@@ -23,6 +23,7 @@ in the pool.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -102,7 +103,7 @@ def run_process_pool(
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    queue = list(items)
+    queue = deque(items)
     spawned = workers - 1 if in_parent is not None else workers
     if spawned < 1:
         for item in queue:
@@ -115,9 +116,9 @@ def run_process_pool(
             pending: set = set()
             while queue or pending:
                 while queue and len(pending) < 2 * spawned:
-                    pending.add(pool.submit(fn, queue.pop(0)))
+                    pending.add(pool.submit(fn, queue.popleft()))
                 if in_parent is not None and queue:
-                    record(in_parent(queue.pop(0)))
+                    record(in_parent(queue.popleft()))
                     done, pending = wait(pending, timeout=0)
                 else:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -163,12 +164,12 @@ def run_ray_tasks(
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
         shared_refs = [ray.put(value) for value in shared]
-        queue = list(items)
+        queue = deque(items)
         pending: dict[Any, Any] = {}
         try:
             while queue or pending:
                 while queue and len(pending) < 2 * cpus:
-                    item = queue.pop(0)
+                    item = queue.popleft()
                     pending[task.remote(item, *shared_refs)] = item
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
