@@ -228,3 +228,123 @@ def test_canny_edges_equal_scikit_image(grid_gray) -> None:
     for g in [*grid_gray, img, cv2.GaussianBlur(grid_gray[0], (0, 0), 2.0)]:
         f = g.astype(np.float64)
         np.testing.assert_array_equal(canny_edges(f), canny(f))
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast paths against plain formulations of the same rules.
+
+
+def _walk(row: np.ndarray, c: int, rising: bool) -> int:
+    """Marziliano width at column c of one row, one pixel at a time (the rule of cpbd's docstring)."""
+
+    def moves(a: float, b: float) -> bool:  # intensity keeps moving away from a to b
+        return b > a if rising else b < a
+
+    left, p = 0, c - 1
+    while left < 100 and p - 1 >= 0 and moves(row[p - 1], row[p]):
+        left, p = left + 1, p - 1
+    right, p = 0, c + 1
+    while right < 100 and p + 1 < row.size and moves(row[p], row[p + 1]):
+        right, p = right + 1, p + 1
+    return left + right + 2
+
+
+def test_side_widths_equal_a_pixel_by_pixel_walk() -> None:
+    """Runs shorter and longer than one 8-byte read, past the 100-step cap, and up to the row ends."""
+    from talkface.evaluate.metrics.cpbd import _side_widths
+
+    rng = np.random.default_rng(11)
+    h, w = 12, 300
+    rows = []
+    for _ in range(h):
+        steps = rng.choice([-1, 0, 1], size=w, p=[0.15, 0.1, 0.75]) * rng.integers(1, 3, w)
+        rows.append(np.cumsum(steps))
+    img = np.array(rows, dtype=np.float64)
+    img = np.clip(img - img.min(axis=1, keepdims=True), 0, 255)
+    img[3] = np.arange(w)[::-1].clip(0, 255)  # one long falling run
+    img[5] = np.minimum(np.arange(w), 255)  # a rising run longer than the cap
+    r = rng.integers(1, h, 400)
+    c = rng.integers(1, w - 1, 400)
+    rising = rng.random(400) < 0.5
+    expected = [_walk(img[i], j, bool(up)) for i, j, up in zip(r, c, rising, strict=True)]
+    for arr in (img, img.astype(np.uint8)):
+        np.testing.assert_array_equal(_side_widths(arr, r * w + c, rising), expected)
+    assert max(expected) == 202 and min(expected) == 2
+
+
+def test_integer_angle_rule_equals_matlab_angle_quantisation() -> None:
+    """For uint8 input the `matlab` width edges are classified with integer comparisons; over every
+    possible (2 gx, 2 gy) pair they agree with MATLAB's rounded atan2 angle."""
+    from talkface.evaluate.metrics.cpbd import _TAN_22_5
+
+    g = np.arange(-510, 511)
+    gx2, gy2 = (a.ravel() for a in np.meshgrid(g, g))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        angle = np.where(gx2 != 0, np.arctan2(gy2 / 2, gx2 / 2) * (180 / np.pi), 0.0)
+    quant = 45 * matlab_round(angle / 45)
+    band = _TAN_22_5 * np.abs(gx2)
+    np.testing.assert_array_equal(quant == 0, (gx2 == 0) | ((gx2 > 0) & (np.abs(gy2) < band)))
+    np.testing.assert_array_equal(np.abs(quant) == 180, (gx2 < 0) & (np.abs(gy2) <= band))
+
+
+def test_integer_width_path_equals_the_float_path(grid_gray) -> None:
+    from talkface.evaluate.metrics.cpbd import _measure, _measure_matlab_u8
+    from talkface.evaluate.metrics.matlab_edge import sobel_edge_indices
+
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, (96, 130)).astype(np.uint8)
+    for u in [*grid_gray, noise, cv2.GaussianBlur(noise, (0, 0), 1.0)]:
+        f = u.astype(np.float64)
+        flat, w = f.ravel(), f.shape[1]
+
+        def central(i, flat=flat, w=w):
+            return (flat[i + 1] - flat[i - 1]) / 2, (flat[i + w] - flat[i - w]) / 2
+
+        expected = _measure(f, sobel_edge_indices(f, 2.0), central, matlab_round)
+        got = _measure_matlab_u8(u)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_edge_blocks_equal_block_counts_of_the_canny_map(grid_gray, monkeypatch) -> None:
+    """`canny_edge_blocks` (sampled strong maxima, early exits, the hysteresis only where it decides)
+    gives the verdicts of counting `canny_edges` per block, on images that take every path."""
+    from talkface.evaluate.metrics import matlab_edge
+
+    calls = []
+    full = matlab_edge._edges
+    monkeypatch.setattr(matlab_edge, "_edges", lambda *a: calls.append(1) or full(*a))
+    rng = np.random.default_rng(2)
+    step = np.zeros((90, 140))
+    step[:, 70:] = 100
+    images = [
+        *(g.astype(np.float64) for g in grid_gray),
+        rng.integers(0, 256, (100, 150)).astype(np.float64),
+        cv2.GaussianBlur(rng.integers(0, 256, (120, 90)).astype(np.uint8), (0, 0), 3.0),
+        step + rng.normal(0, 4, step.shape),
+        np.full((70, 70), 9.0),
+    ]
+    n = 0
+    for img in images:
+        for legacy in (False, True):
+            edges = matlab_canny(img, legacy=legacy)
+            for block, share in ((8, 0.2), (16, 0.05), (32, 0.01), (64, 0.002)):
+                h, w = edges.shape
+                nby, nbx = h // block, w // block
+                counts = edges[: nby * block, : nbx * block].reshape(nby, block, nbx, block).sum(axis=(1, 3))
+                expected = counts > share * block * block
+                got = matlab_edge.canny_edge_blocks(img, block, share, legacy=legacy)
+                np.testing.assert_array_equal(got, expected)
+                needed = rng.random(expected.shape) < 0.5
+                got = matlab_edge.canny_edge_blocks(img, block, share, needed, legacy=legacy)
+                np.testing.assert_array_equal(got[needed], expected[needed])
+                n += 2
+    assert 0 < len(calls) < n  # both the settled-early and the full-map paths were taken
+
+
+def test_pblur_table_equals_the_formula() -> None:
+    from talkface.evaluate.metrics.cpbd import BETA, _pblur_table
+
+    wid = np.arange(203.0)
+    for row, w_jnb in enumerate((5.0, 3.0)):
+        np.testing.assert_array_equal(_pblur_table()[row], 1.0 - np.exp(-(np.abs(wid / w_jnb) ** BETA)))

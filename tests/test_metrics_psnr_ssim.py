@@ -82,6 +82,25 @@ def test_psnr_matches_skimage(source: str, gray: bool, request) -> None:
     assert psnr(gen, ref, gray=gray) == pytest.approx(np.mean(expected), abs=1e-4)
 
 
+def test_psnr_of_uint8_frames_is_bit_for_bit_skimage(real_pair) -> None:
+    """The integer squared-error path sums exactly, so the values are scikit-image's to the last bit."""
+    for gen, ref in (real_pair, _random_pair(8)):
+        expected = [peak_signal_noise_ratio(r, g, data_range=255) for g, r in zip(gen, ref, strict=True)]
+        np.testing.assert_array_equal(psnr_frames(gen, ref), expected)
+        # float input (the float64 path) gives the same numbers
+        np.testing.assert_allclose(psnr_frames(gen.astype(np.float64), ref), expected, rtol=1e-12)
+
+
+def test_ssim_of_a_single_gray_image_and_of_float_input(real_pair) -> None:
+    gen, ref = real_pair
+    g, r = _sk_gray(gen[0]), _sk_gray(ref[0])
+    expected = structural_similarity(r, g, data_range=255, **SK_WINDOW["gaussian11"])
+    assert ssim_frames(g, r, gray=True)[0] == pytest.approx(expected, abs=1e-4)
+    as_float = ssim_frames(g.astype(np.float64), r.astype(np.float64), gray=True)[0]
+    assert as_float == pytest.approx(expected, abs=1e-4)
+    assert ssim_frames(gen[0], ref[0]).shape == (1,)
+
+
 def test_psnr_hand_computed_and_identical() -> None:
     ref = np.zeros((1, 8, 8, 3), np.uint8)
     gen = ref.copy()

@@ -21,17 +21,18 @@ def to_gray_u8(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def as_frames(x: np.ndarray, gray: bool) -> np.ndarray:
-    """Normalise to (T, C, H, W) float64: a single image gains T=1, gray images gain C=1."""
+def as_frames_hwc(x: np.ndarray, gray: bool) -> np.ndarray:
+    """Normalise to (T, H, W, C) in the input's dtype (no copy where none is needed): a single image
+    gains T=1; ``gray`` converts colour with :data:`GRAY_RULE` and gives C=1."""
     x = np.asarray(x)
     if gray:
         if x.shape[-1] == 3 and x.ndim >= 3:
             x = to_gray_u8(x)
         if x.ndim == 2:
             x = x[None]
-        return x[:, None].astype(np.float64)
+        return x[..., None]
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"colour input must be (H, W, 3) or (T, H, W, 3), got {x.shape}")
-    return np.moveaxis(x, -1, 1).astype(np.float64)
+    return x

@@ -42,6 +42,9 @@ differ; ``tests/test_metrics_cpbd.py``):
     edge map of that release is available to compare with; on ``img1`` it reproduces the MATLAB CPBD
     value published for the LIVE images (0.1352566) exactly, which the current Canny does not
     (0.1349: one 64x64 block decides differently).
+
+:func:`canny_edge_blocks` answers what CPBD asks of the Canny map (which blocks hold more than a share
+of edge pixels) with the same per-pixel verdicts and less work: see its docstring.
 """
 
 from __future__ import annotations
@@ -95,35 +98,46 @@ def _convolve_1d(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- Sobel
 
 
-def sobel_edge_indices(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical") -> np.ndarray:
-    """Flat (row-major) indices of MATLAB ``edge(I, 'sobel', thresh, 'vertical')`` edge pixels."""
+def sobel_edge_indices(
+    gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical", interior: bool = False
+) -> np.ndarray:
+    """Flat (row-major) indices of MATLAB ``edge(I, 'sobel', thresh, 'vertical')`` edge pixels (with
+    ``interior``, only those off the image border).
+
+    Whole-image comparisons of ``|bx|`` with its neighbours (``b = bx^2`` is monotone in ``|bx|``, so
+    the comparisons, ties included, are those of ``b``); for uint8 input ``8 bx`` and ``8 by`` are
+    exact int16 sums (OpenCV ``Sobel``), so nothing is rounded.
+    """
     if direction != "vertical":
         raise ValueError("only direction='vertical' (what CPBD uses) is implemented")
+    if thresh < 0:
+        raise ValueError("thresh must be >= 0")
     img = np.asarray(gray)
+    h, w = img.shape
     if img.dtype == np.uint8:
-        # 8 bx and 8 by are exact integers: compare squares of the integer sums (same order, same ties)
         bx = cv2.Sobel(img, cv2.CV_16S, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
         by = cv2.Sobel(img, cv2.CV_16S, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
-        limit = (8.0 * thresh) ** 2
+        limit = min(int(np.floor(8.0 * thresh)), 2**15 - 1)  # |8 bx| > 8 thresh, in integers
     else:
         img = np.ascontiguousarray(img, dtype=np.float64)
         bx = _correlate(img, _SOBEL_X)
         by = _correlate(img, _SOBEL_Y)
-        limit = thresh * thresh
-    b = np.square(bx, dtype=np.int32) if bx.dtype == np.int16 else bx * bx
-    h, w = b.shape
-    idx = np.flatnonzero(b > limit)  # only strong pixels can be edges: compare those with neighbours
-    if idx.size == 0:
-        return idx
-    r, c = np.divmod(idx, w)
-    pad = np.pad(b, 1).ravel()  # neighbours outside the image count as 0
-    pw = w + 2
-    p = (r + 1) * pw + (c + 1)
-    v = pad[p]
-    along_col = (pad[p - pw] <= v) & (v > pad[p + pw])
-    along_row = (pad[p - 1] <= v) & (v > pad[p + 1])
-    along_row &= np.abs(bx.ravel()[idx]) >= np.abs(by.ravel()[idx])
-    return idx[along_col | along_row]
+        limit = thresh
+    a = np.zeros((h + 2, w + 2), dtype=bx.dtype)  # |bx| with a ring of zeros (outside counts as 0)
+    c = a[1:-1, 1:-1]
+    np.abs(bx, out=c)
+    edge = c > limit
+    along_col = a[:-2, 1:-1] <= c
+    along_col &= c > a[2:, 1:-1]
+    along_row = a[1:-1, :-2] <= c
+    along_row &= c > a[1:-1, 2:]
+    along_row &= c >= np.abs(by)
+    along_col |= along_row
+    edge &= along_col
+    if interior:
+        edge[[0, -1], :] = False
+        edge[:, [0, -1]] = False
+    return np.flatnonzero(edge)
 
 
 def sobel_edges(gray: np.ndarray, thresh: float = 2.0, direction: str = "vertical") -> np.ndarray:
@@ -163,76 +177,207 @@ def _legacy_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return gauss, dgau2d, np.ascontiguousarray(dgau2d.T)
 
 
+def _magnitude(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``sqrt(dx^2 + dy^2)``, each operation rounded once as numpy would (OpenCV's element-wise
+    multiply, add and sqrt, which are faster here; not ``cv2.magnitude``, which fuses a multiply-add)."""
+    mag = cv2.multiply(dx, dx)
+    cv2.add(mag, cv2.multiply(dy, dy), dst=mag)
+    return cv2.sqrt(mag, dst=mag)
+
+
 def canny_gradients(img: np.ndarray, sigma: float = CANNY_SIGMA, legacy: bool = False):
     """``(dx, dy, magnitude)`` of MATLAB's Canny before normalisation (float64)."""
-    img = np.ascontiguousarray(img, dtype=np.float64)
+    img = np.ascontiguousarray(img, dtype=np.float64)  # (OpenCV filters float64 faster than uint8)
     if legacy:
         gauss, kx, ky = _legacy_kernels(sigma)
         smooth = _convolve_1d(_convolve_1d(img, gauss, axis=1), gauss, axis=0)
         c = kx.shape[0] // 2
         dx = _correlate(smooth, np.ascontiguousarray(kx[::-1, ::-1]), (c, c))
         dy = _correlate(smooth, np.ascontiguousarray(ky[::-1, ::-1]), (c, c))
-        return dx, dy, np.sqrt(dx * dx + dy * dy)
+        return dx, dy, _magnitude(dx, dy)
     gauss, deriv = _current_kernels(sigma)
     dx = _convolve_1d(_convolve_1d(img, gauss, axis=0), deriv, axis=1)
     dy = _convolve_1d(_convolve_1d(img, gauss, axis=1), deriv, axis=0)
-    return dx, dy, np.sqrt(dx * dx + dy * dy)
+    return dx, dy, _magnitude(dx, dy)
 
 
 def canny_thresholds(mag: np.ndarray) -> tuple[float, float]:
     """MATLAB's automatic (low, high) for a magnitude normalised to [0, 1]."""
-    bins = (mag * 63 + 0.5).astype(np.intp)  # imhist(mag, 64): bin centres k/63 (floor: mag >= 0)
-    counts = np.bincount(bins.ravel(), minlength=64)
+    scaled = mag * 63
+    scaled += 0.5
+    # imhist(mag, 64): bin centres k/63, bin = floor(63 mag + 0.5) in 0..63
+    if mag.size < 2**24:  # OpenCV's float32 counts are exact
+        counts = cv2.calcHist([scaled.astype(np.uint8)], [0], None, [64], [0, 64]).ravel().astype(np.int64)
+    else:
+        counts = np.bincount(scaled.astype(np.intp).ravel(), minlength=64)
     high = (int(np.argmax(np.cumsum(counts) > CANNY_NOT_EDGES * mag.size)) + 1) / 64
     return CANNY_RATIO * high, high
 
 
-def _suppress(dx: np.ndarray, dy: np.ndarray, mag: np.ndarray, low: float) -> np.ndarray:
-    """Non-maximum suppression of the candidates above ``low`` (interior pixels only); bool map.
+# Offsets of the straight and diagonal neighbour on one side, by sector 2 * along_row + same (the
+# other side is the negation): column sectors compare (r-1, c) with (r-1, c+1) or (r-1, c-1), row
+# sectors (r, c+1) with (r-1, c+1) or (r+1, c+1).
+def _sector_offsets(w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([-w, -w, 1, 1]), np.array([1 - w, -w - 1, 1 - w, w + 1])
+
+
+def _local_maxima(dx: np.ndarray, dy: np.ndarray, mag: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The flat indices among ``idx`` (interior pixels with a non-zero gradient) that survive
+    non-maximum suppression.
 
     MATLAB's four direction sectors, in closed form: a gradient more horizontal than vertical (or
     diagonal with dx, dy of the same sign) is compared along the row, otherwise along the column; the
     interpolation weight is d = min(|dx|, |dy|) / max(|dx|, |dy|) (= |dy/dx| or |dx/dy| as MATLAB
     writes it) and the diagonal partner lies on the side the gradient points to: on each side the
     magnitude is m[straight] (1 - d) + m[diagonal] d, and the pixel is kept when its magnitude is >=
-    both sides.
+    both sides. Each pixel's verdict depends on its neighbourhood only, so any subset can be tested,
+    and large sets are tested in chunks (temporaries that stay in cache: 3x faster on 512x768).
     """
-    h, w = mag.shape
-    keep = np.zeros(h * w, dtype=bool)
-    cand = mag > low  # low > 0, so every candidate has a non-zero gradient
-    cand[[0, -1], :] = False
-    cand[:, [0, -1]] = False
-    idx = np.flatnonzero(cand)
+    if idx.size > _CHUNK:
+        parts = [_local_maxima(dx, dy, mag, idx[i : i + _CHUNK]) for i in range(0, idx.size, _CHUNK)]
+        return np.concatenate(parts)
     if idx.size == 0:
-        return keep.reshape(h, w)
+        return idx
     flat = mag.ravel()
     ix, iy, m = dx.ravel()[idx], dy.ravel()[idx], flat[idx]
     ax, ay = np.abs(ix), np.abs(iy)
     same = (ix * iy) > 0
-    along_row = (ax > ay) | ((ax == ay) & same)
-    d = np.minimum(ax, ay) / np.maximum(ax, ay)
-    straight = np.where(along_row, 1, -w)  # (0, +1) or (-1, 0); the other side is its negative
-    diagonal = np.where(along_row, np.where(same, w + 1, 1 - w), np.where(same, -w - 1, 1 - w))
+    along_row = ax > ay
+    along_row |= (ax == ay) & same
+    d = np.minimum(ax, ay)
+    d /= np.maximum(ax, ay)
+    sector = along_row.view(np.uint8) * 2
+    sector += same.view(np.uint8)
+    straight_tab, diagonal_tab = _sector_offsets(mag.shape[1])
+    straight, diagonal = straight_tab[sector], diagonal_tab[sector]
     e = 1 - d
-    one = flat[idx + straight] * e + flat[idx + diagonal] * d
-    two = flat[idx - straight] * e + flat[idx - diagonal] * d
-    keep[idx[(m >= one) & (m >= two)]] = True
-    return keep.reshape(h, w)
+    keep = m >= flat[idx + straight] * e + flat[idx + diagonal] * d
+    keep &= m >= flat[idx - straight] * e + flat[idx - diagonal] * d
+    return idx[keep]
 
 
-def canny_edges(gray: np.ndarray, sigma: float = CANNY_SIGMA, legacy: bool = False) -> np.ndarray:
-    """MATLAB ``edge(I, 'canny')`` with its automatic thresholds (bool map); see the module doc."""
+_CHUNK = 8192
+
+
+def _interior_above(mag: np.ndarray, level: float) -> np.ndarray:
+    """Flat indices of the interior pixels with ``mag > level`` (border pixels are never edges)."""
+    cand = mag > level
+    cand[[0, -1], :] = False
+    cand[:, [0, -1]] = False
+    return np.flatnonzero(cand)
+
+
+def _suppress(dx: np.ndarray, dy: np.ndarray, mag: np.ndarray, low: float) -> np.ndarray:
+    """Non-maximum suppression of the candidates above ``low`` (> 0, interior pixels only); bool map."""
+    keep = np.zeros(mag.size, dtype=bool)
+    keep[_local_maxima(dx, dy, mag, _interior_above(mag, low))] = True
+    return keep.reshape(mag.shape)
+
+
+def _normalised_canny(gray: np.ndarray, sigma: float, legacy: bool):
     dx, dy, mag = canny_gradients(gray, sigma, legacy)
     peak = mag.max()
     if peak > 0:
-        mag = mag / peak
+        mag /= peak
     low, high = canny_thresholds(mag)
-    weak = _suppress(dx, dy, mag, low)
-    strong = weak & (mag > high)
-    if not strong.any():
-        return np.zeros(mag.shape, dtype=bool)
+    return dx, dy, mag, low, high
+
+
+def _hysteresis(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """Weak pixels (bool map) 8-connected to a strong one (bool map, a subset of ``weak``)."""
     n, labels = cv2.connectedComponents(weak.view(np.uint8), connectivity=8)
     good = np.zeros(n, dtype=bool)
     good[labels[strong]] = True
     good[0] = False
     return good[labels]
+
+
+def _edges(dx: np.ndarray, dy: np.ndarray, mag: np.ndarray, low: float, high: float) -> np.ndarray:
+    weak = _suppress(dx, dy, mag, low)
+    strong = weak & (mag > high)
+    if not strong.any():
+        return np.zeros(mag.shape, dtype=bool)
+    return _hysteresis(weak, strong)
+
+
+def canny_edges(gray: np.ndarray, sigma: float = CANNY_SIGMA, legacy: bool = False) -> np.ndarray:
+    """MATLAB ``edge(I, 'canny')`` with its automatic thresholds (bool map); see the module doc."""
+    return _edges(*_normalised_canny(gray, sigma, legacy))
+
+
+@functools.lru_cache(maxsize=8)
+def block_map(h: int, w: int, block: int) -> np.ndarray:
+    """Flat map of each pixel's block number + 1 (row-major); 0 in the ignored right/bottom remainder."""
+    nby, nbx = h // block, w // block
+    out = np.zeros((h, w), dtype=np.intp)
+    number = np.arange(1, nby * nbx + 1).reshape(nby, nbx)
+    out[: nby * block, : nbx * block] = np.repeat(np.repeat(number, block, axis=0), block, axis=1)
+    out.flags.writeable = False
+    return out.ravel()
+
+
+def _block_sums(mask: np.ndarray, block: int) -> np.ndarray:
+    h, w = mask.shape
+    nby, nbx = h // block, w // block
+    return mask[: nby * block, : nbx * block].reshape(nby, block, nbx, block).sum(axis=(1, 3))
+
+
+#: The strong candidates are first tested one in ``_SAMPLE`` (raster order); a block whose sample
+#: already holds enough maxima is settled without testing the rest.
+_SAMPLE = 8
+
+
+def canny_edge_blocks(
+    gray: np.ndarray,
+    block: int,
+    min_share: float,
+    needed: np.ndarray | None = None,
+    sigma: float = CANNY_SIGMA,
+    legacy: bool = False,
+) -> np.ndarray:
+    """Which ``block`` x ``block`` blocks (a remainder at the right/bottom ignored) hold more than
+    ``min_share`` of their pixels on :func:`canny_edges` edges: bool (rows // block, cols // block).
+
+    Equal to counting :func:`canny_edges` per block (the per-pixel verdicts are the same), with less
+    work: strong pixels (> high) that survive suppression are edges whatever the hysteresis does,
+    and every edge is a suppression candidate (> low). So the strong candidates are tested a sample
+    at a time, and a block is settled as soon as its strong maxima exceed the count (an edge block)
+    or when its candidates cannot (not one). Only when a block in ``needed`` (bool, same shape as the
+    result; all blocks when None) can only be settled by the hysteresis is the whole map computed.
+    Blocks outside ``needed`` may be left unsettled (reported False).
+    """
+    h, w = np.shape(gray)
+    nby, nbx = h // block, w // block
+    nb = nby * nbx
+    limit = min_share * block * block
+    if nb == 0:
+        return np.zeros((nby, nbx), dtype=bool)
+    needed = np.ones(nb, dtype=bool) if needed is None else np.asarray(needed, dtype=bool).ravel()
+    dx, dy, mag, low, high = _normalised_canny(gray, sigma, legacy)
+    blocks = block_map(h, w, block)
+
+    def hysteresis_needed(unsettled: np.ndarray) -> bool:
+        """Whether a block short of strong maxima holds enough candidates (> low) to be an edge block."""
+        if not unsettled.any():
+            return False
+        weak_cand = mag > low
+        weak_cand[[0, -1], :] = False
+        weak_cand[:, [0, -1]] = False
+        return bool((unsettled & (_block_sums(weak_cand, block).ravel() > limit)).any())
+
+    cand = _interior_above(mag, high)
+    cand_block = blocks[cand]
+    few = np.bincount(cand_block, minlength=nb + 1)[1:] <= limit  # too few strong candidates
+    if hysteresis_needed(needed & few):  # (a cheap early exit where the hysteresis must decide)
+        return _block_sums(_edges(dx, dy, mag, low, high), block) > limit
+    kept = _local_maxima(dx, dy, mag, cand[::_SAMPLE])
+    counts = np.bincount(blocks[kept], minlength=nb + 1)[1:]
+    open_ = needed & ~few & (counts <= limit)
+    if open_.any():  # test the rest of the strong candidates of the open blocks
+        rest = np.ones(cand.size, dtype=bool)
+        rest[::_SAMPLE] = False
+        rest &= np.concatenate([[False], open_])[cand_block]
+        counts += np.bincount(blocks[_local_maxima(dx, dy, mag, cand[rest])], minlength=nb + 1)[1:]
+        if hysteresis_needed(open_ & (counts <= limit)):
+            return _block_sums(_edges(dx, dy, mag, low, high), block) > limit
+    return (counts > limit).reshape(nby, nbx)

@@ -2,17 +2,21 @@
 
 Per frame: 10 log10(255^2 / MSE) with the MSE over all pixels (and channels for colour), exactly as
 scikit-image's ``peak_signal_noise_ratio(ref, gen, data_range=255)``; the clip score is the mean of the
-per-frame values. Identical frames have infinite PSNR; the metric class caps each frame at
-``cap_db`` (100 dB by default) so that means and intervals stay finite, and says so in its variant.
+per-frame values. For uint8 frames the squared error is summed exactly (squares of the OpenCV absolute
+difference, summed in float64, where every partial sum is an integer below 2^53), so the MSE, and the
+PSNR, are bit for bit scikit-image's. Identical frames have infinite PSNR; the metric class caps each
+frame at ``cap_db`` (100 dB by default) so that means and intervals stay finite, and says so in its
+variant.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 
-from talkface.evaluate.metrics._image import GRAY_RULE, as_frames
+from talkface.evaluate.metrics._image import GRAY_RULE, as_frames_hwc
 from talkface.evaluate.metrics.base import ClipSample, Metric, MetricResult, register_metric
 
 DATA_RANGE = 255.0
@@ -23,16 +27,30 @@ def psnr_frames(
     generated: np.ndarray, reference: np.ndarray, gray: bool = False, cap_db: float | None = None
 ) -> np.ndarray:
     """Per-frame PSNR (dB) of uint8 frames (T, H, W, 3) or one image; ``gray`` uses BT.601 luma."""
-    gen = as_frames(generated, gray)
-    ref = as_frames(reference, gray)
+    gen = as_frames_hwc(generated, gray)
+    ref = as_frames_hwc(reference, gray)
     if gen.shape != ref.shape:
         raise ValueError(f"shape mismatch: generated {gen.shape} vs reference {ref.shape}")
-    mse = ((gen - ref) ** 2).mean(axis=(1, 2, 3))
+    mse = _squared_error_sums(gen, ref) / int(np.prod(gen.shape[1:]))
     with np.errstate(divide="ignore"):
         out = 10.0 * np.log10(DATA_RANGE**2 / mse)
     if cap_db is not None:
         out = np.minimum(out, cap_db)
     return out
+
+
+def _squared_error_sums(gen: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per frame, the sum over pixels and channels of (gen - ref)^2, in float64 ((T, H, W, C) input)."""
+    t = gen.shape[0]
+    if gen.dtype == np.uint8 and ref.dtype == np.uint8:
+        diff = cv2.absdiff(gen.reshape(t, -1), ref.reshape(t, -1))
+        out = np.empty(t)
+        for i in range(t):  # one frame at a time: the float64 row stays in cache for the dot product
+            row = diff[i].astype(np.float64)
+            out[i] = np.dot(row, row)
+        return out
+    d = gen.astype(np.float64) - ref
+    return (d * d).reshape(t, -1).sum(axis=1)
 
 
 def psnr(
