@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint install clean browser package-check
+.PHONY: demo test bench bench-all lint install clean browser package-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check talkface tests benchmarks scripts
 	$(BIN)/python -m pytest
 
+# The speed group: every figure of the README's speed table in one run (an idle machine; each figure
+# records its load). bench-all adds the slow quality and experiment benchmarks.
 bench: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --group speed
+
+bench-all: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/run_all.py --group all
 
 # The package as a user installs it: a wheel (not editable) in a clean venv, run from outside the source
 # tree, must find its package data and split lists and run the quick demo end to end.

@@ -6,7 +6,8 @@
 recurrence step by step; what "auto" picks for one clip on CPU) against "torch" (``nn.LSTM``), on the
 same full-size random weights (``bench_deepspeech.full_size_weights``: n_hidden 2048, seed 0) and the
 same ``--seconds`` of whitened inputs (50 steps a second), batch 1, ``--threads`` torch threads; each
-the fastest of ``--repeats`` forwards after one warm-up, wall and CPU time. The two outputs are
+the median of ``--repeats`` forwards after one warm-up (the paths interleaved; min and max kept,
+benchmarks/timing.py), wall and CPU time. The two outputs are
 compared (largest relative difference).
 
 Memory: in a fresh process per length (``--memory-seconds``), the peak resident size during one
@@ -61,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="audio length timed on both paths")
     parser.add_argument("--memory-seconds", type=float, nargs="+", default=[10.0, 20.0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards (>= 3): the median")
     args = parser.parse_args(argv)
 
     import numpy as np
     import torch
     from bench_deepspeech import SEED, full_size_weights
     from run_all import cpu_model, memory_gib
+    from timing import RULE, interleaved
 
     from talkface import __version__
     from talkface.core.features.deepspeech.model import DeepSpeechAcoustic
@@ -81,22 +83,28 @@ def main(argv: list[str] | None = None) -> int:
     steps = int(args.seconds * STEPS_PER_SECOND)
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, steps, 494), dtype=np.float32))
     paths, outputs = {}, {}
-    for impl in ("loop", "torch"):
+
+    def forward(impl: str):
         model.lstm_impl = impl
         with torch.inference_mode():
-            model(x[:, :50])  # warm-up
-            walls, cpus = [], []
-            for _ in range(args.repeats):
-                c0, w0 = time.process_time(), time.perf_counter()
-                outputs[impl] = model(x)
-                walls.append(time.perf_counter() - w0)
-                cpus.append(time.process_time() - c0)
-        paths[impl] = {"wall_s": round(min(walls), 3), "cpu_s": round(min(cpus), 3),
-                       "wall_s_all": [round(w, 3) for w in walls], "cpu_s_all": [round(c, 3) for c in cpus],
-                       "x_real_time_wall": round(args.seconds / min(walls), 3)}
+            return model(x)
+
+    for impl in ("loop", "torch"):  # warm-up
+        model.lstm_impl = impl
+        with torch.inference_mode():
+            model(x[:, :50])
+    timings = interleaved({impl: (lambda impl=impl: forward(impl)) for impl in ("loop", "torch")},
+                          args.repeats, digits=3, keep_value=True)
+    for impl, t in timings.items():
+        outputs[impl] = t.pop("value")
+        paths[impl] = {"wall_s": t["median_s"], "cpu_s": t["cpu_median_s"],
+                       "wall_s_min": t["min_s"], "wall_s_max": t["max_s"],
+                       "wall_s_all": t["runs_s"], "cpu_s_all": t["cpu_runs_s"],
+                       "x_real_time_wall": round(args.seconds / t["median_s"], 3),
+                       **{k: t[k] for k in ("load_before", "load_after", "others_cpu_share", "under_load")}}
         print(impl, paths[impl], flush=True)
     diff = (outputs["loop"] - outputs["torch"]).abs().max() / outputs["torch"].abs().max()
-    del model, outputs
+    model = outputs = timings = None  # free the weights before the memory children run
 
     memory = []
     for seconds in args.memory_seconds:
@@ -123,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         "weights": f"random at the released sizes (n_hidden 2048, seed {SEED})",
         "audio_seconds": args.seconds,
         "batch": 1,
-        "timing": f"fastest of {args.repeats} forwards after one warm-up (inputs to logits)",
+        "timing": f"median of {args.repeats} forwards after one warm-up (inputs to logits; min and max kept; "
+                  "the two paths interleaved)",
+        "under_load": any(p["under_load"] for p in paths.values()),
+        "under_load_rule": RULE,
         "paths": paths,
         "loop_speedup_wall": round(paths["torch"]["wall_s"] / paths["loop"]["wall_s"], 3),
         "loop_speedup_cpu": round(paths["torch"]["cpu_s"] / paths["loop"]["cpu_s"], 3),

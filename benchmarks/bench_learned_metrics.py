@@ -3,8 +3,9 @@
     python benchmarks/bench_learned_metrics.py --out benchmarks/results/
 
 One torch thread (and one OpenCV thread), each item timed after one warm-up call; the figure kept is
-the fastest of ``--repeats`` calls, in CPU time (the process's user + system time: on a shared machine
-the least disturbed number) and in wall time beside it:
+the median of ``--repeats`` calls (at least 3; min and max kept, benchmarks/timing.py), in CPU time (the
+process's user + system time: on a shared machine the least disturbed number) and in wall time beside
+it, with the load average before and after each and whether it was measured under load:
 
 - LPIPS ``alex`` and ``vgg`` on one 128x128 pair (two GRID s1 crops' worth of pixels: frames of the
   first s1 clip resized), with the real weights of ``../shared/fixtures/reference/lpips``;
@@ -34,16 +35,18 @@ sys.path.insert(0, str(HERE))
 
 
 def timed(fn: Callable[[], object], repeats: int) -> dict:
-    """One warm-up call, then ``repeats`` timed calls: the fastest in CPU and in wall time, in ms."""
-    fn()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        cpu.append(1e3 * (time.process_time() - c0))
-        wall.append(1e3 * (time.perf_counter() - t0))
-    return {"cpu_ms": round(min(cpu), 2), "wall_ms": round(min(wall), 2), "repeats": repeats,
-            "cpu_ms_all": [round(v, 2) for v in cpu], "wall_ms_all": [round(v, 2) for v in wall]}
+    """One warm-up call, then ``repeats`` timed calls (benchmarks/timing.py): the median in CPU and in
+    wall time, in ms, min and max kept, the load average before and after and the under-load verdict."""
+    from timing import measure
+
+    t = measure(fn, repeats, warmup=1, digits=6)
+    ms = {f"{clock}_ms{suffix}": round(1e3 * t[f"{prefix}{stat}_s"], 2)
+          for clock, prefix in (("cpu", "cpu_"), ("wall", ""))
+          for suffix, stat in (("", "median"), ("_min", "min"), ("_max", "max"))}
+    return {**ms, "repeats": repeats,
+            "cpu_ms_all": [round(1e3 * v, 2) for v in t["cpu_runs_s"]],
+            "wall_ms_all": [round(1e3 * v, 2) for v in t["runs_s"]],
+            **{k: t[k] for k in ("load_before", "load_after", "others_cpu_share", "under_load")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from run_all import cpu_model, memory_gib
+    from timing import RULE
 
     from talkface import __version__
     from talkface.core.landmarks import get_landmark_backend
@@ -141,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "nice": os.nice(0),
         "load_average_before": load_start,
-        "timing": f"fastest of {args.repeats} calls after one warm-up; CPU time (user + system) and wall",
+        "timing": f"median of {args.repeats} calls after one warm-up (min and max kept); CPU time (user + "
+                  "system) and wall",
+        "under_load": any(it.get("under_load") for it in items.values()),
+        "under_load_rule": RULE,
         "items": items,
         "wall_s": round(time.perf_counter() - t0, 1),
         "cpu_s": round(time.process_time() - c0, 1),

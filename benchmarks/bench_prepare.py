@@ -1,7 +1,9 @@
 """Prepare throughput (CPU time), beside the naive per-frame dlib loop in the same run.
 
 Measures, in one run (each side in its own fresh process, so start-up is counted the same way; each
-side twice, alternating, averaged: ``--repeats``):
+side ``--repeats`` times, at least 3, the sides alternating in rounds; each figure the median over the
+runs, min and max kept, with the load average before and after and whether it was measured under load:
+benchmarks/timing.py):
 - talkface prepare (decode, landmarks with detect+track, smoothing, alignment, logmel features,
   128 px crops encoded as H.264 with AAC audio, the npz and the manifest) on N GRID s1 clips, 1 worker:
   CPU seconds per clip in steady state (clips after the first) and over the whole run (from process
@@ -19,7 +21,7 @@ side twice, alternating, averaged: ``--repeats``):
 - peak RSS on a 3 s clip and on the same clip looped to 30 s and 60 s: memory is bounded in length.
 
 Run it under ``nice -n 19`` on a shared machine. Usage:
-    nice -n 19 python benchmarks/bench_prepare.py --out benchmarks/results [--clips 24] [--repeats 2]
+    nice -n 19 python benchmarks/bench_prepare.py --out benchmarks/results [--clips 24] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -132,14 +134,21 @@ def _per_clip(marks: list[float]) -> list[float]:
     return [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)]
 
 
-def _mean_of(runs: list[dict], n_frames: int) -> dict:
-    """The CPU and wall figures averaged over runs, the real-time factors from those averages."""
+def _median_of(runs: list[dict], n_frames: int | None = None) -> dict:
+    """The CPU and wall figures: the median over runs (``spread``: [min, max] of each), the real-time
+    factors from those medians."""
     out = dict(runs[0])
+    spread = {}
     for key, value in runs[0].items():
         if isinstance(value, float):
-            out[key] = round(statistics.mean(r[key] for r in runs), 3)
-    out["steady_x_real_time_per_core"] = round(n_frames / FPS / out["steady_cpu_s_per_clip"], 2)
-    out["whole_run_x_real_time_per_core"] = round(out["frames"] / FPS / out["process_cpu_s"], 2)
+            values = [r[key] for r in runs]
+            out[key] = round(statistics.median(values), 3)
+            spread[key] = [round(min(values), 3), round(max(values), 3)]
+    if n_frames is not None:
+        out["steady_x_real_time_per_core"] = round(n_frames / FPS / out["steady_cpu_s_per_clip"], 2)
+        out["whole_run_x_real_time_per_core"] = round(out["frames"] / FPS / out["process_cpu_s"], 2)
+    out["statistic"] = f"median of {len(runs)} runs"
+    out["spread"] = spread
     return out
 
 
@@ -164,13 +173,12 @@ def talkface_side(root: Path, ids: list[str], out: str, n_frames: int) -> dict:
     }
 
 
-def two_workers(root: Path, ids: list[str], out: str, one_worker_wall: float) -> dict:
+def two_workers(root: Path, ids: list[str], out: str) -> dict:
     r = _run(TALKFACE, {"root": str(root), "ids": ids, "out": out, "workers": 2})
     return {
         "wall_s": round(r["seconds"], 2),
         "clips_per_s": round(r["clips"] / r["seconds"], 3),
         "cpu_s_per_clip_all_processes": round(r["cpu_run"] / r["clips"], 3),
-        "throughput_per_worker_vs_1_worker": round((one_worker_wall / r["seconds"]) / 2, 2),
         "peak_rss_worker_mib": round(r["maxrss_children_mib"], 1),
         "statuses": r["statuses"],
     }
@@ -259,8 +267,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--clips", type=int, default=24)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each side (>= 3), alternating: the median")
+    parser.add_argument("--memory-loops", type=int, nargs="+", default=[1, 10, 20],
+                        help="the first clip looped this many times for the peak-memory runs")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from timing import RULE, window
     root = fixtures_dir() / "grid"
     from talkface.core import media
     from talkface.prepare.corpora import get_recipe
@@ -282,23 +295,28 @@ def main() -> None:
     }
     n_frames = 75
     with tempfile.TemporaryDirectory() as tmp:
-        # Each side --repeats times, alternating, each run a fresh process: the figures below are the
-        # means over the runs (each run's are kept), so a burst of load on the shared machine during
-        # one side's run weighs less.
-        ours_runs, naive_runs = [], []
+        # Each side --repeats times, in rounds (1 worker, the naive loop, 2 workers), each run a fresh
+        # process: the figures below are the medians over the runs (each run's are kept), so a burst of
+        # load on the shared machine during one run weighs little.
+        ours_runs, naive_runs, two_runs = [], [], []
+        win = window()
         for i in range(args.repeats):
             ours_runs.append(talkface_side(root, ids, f"{tmp}/w1_{i}", n_frames))
             naive_runs.append(naive_side(videos, f"{tmp}/naive.npz", n_frames))
-        ours, naive = _mean_of(ours_runs, n_frames), _mean_of(naive_runs, n_frames)
-        result["talkface_1_worker"] = {**ours, "runs": ours_runs}
-        result["naive_per_frame_loop"] = {**naive, "runs": naive_runs}
+            two_runs.append(two_workers(root, ids, f"{tmp}/w2_{i}"))
+        load = win.close()
+        ours, naive = _median_of(ours_runs, n_frames), _median_of(naive_runs, n_frames)
+        result["talkface_1_worker"] = {**ours, "runs": ours_runs, **load}
+        result["naive_per_frame_loop"] = {**naive, "runs": naive_runs, **load}
         result["ratio_vs_naive"] = {
             "steady_state_cpu": round(naive["steady_cpu_s_per_clip"] / ours["steady_cpu_s_per_clip"], 2),
             "whole_run_cpu": round(naive["process_cpu_s"] / ours["process_cpu_s"], 2),
             "note": "whole run: each side's process from start, model loading included (talkface also "
                     "writes crops, features and the dataset; the naive loop only computes landmarks)",
         }
-        result["talkface_2_workers"] = two_workers(root, ids, f"{tmp}/w2", ours["wall_s"])
+        two = _median_of(two_runs)
+        two["throughput_per_worker_vs_1_worker"] = round((ours["wall_s"] / two["wall_s"]) / 2, 2)
+        result["talkface_2_workers"] = {**two, "runs": two_runs, **load}
         result["tracker_vs_per_frame_px"] = tracker_agreement(videos[: max(4, len(videos) // 2)],
                                                               f"{tmp}/naive.npz")
         result["crop_encoding"] = crop_encoding(Path(tmp) / "w1_0", root, ids[:6])
@@ -308,7 +326,7 @@ def main() -> None:
         frames_3s = media.read_video(clips[0].source_video)
         audio_3s = media.read_audio(clips[0].source_video)
         mem = {}
-        for loops in (1, 10, 20):
+        for loops in args.memory_loops:
             video = Path(tmp) / f"looped_{loops}.mp4"
             looped = (f for _ in range(loops) for f in frames_3s)
             media.write_video(video, looped, FPS, np.tile(audio_3s, loops))
@@ -317,6 +335,8 @@ def main() -> None:
         result["peak_rss_mib_by_clip_length"] = mem
     result["load_average_before"] = [round(x, 2) for x in load_before]
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["under_load"] = load["under_load"]
+    result["under_load_rule"] = RULE
     result["elapsed_s"] = round((dt.datetime.now().astimezone() - started).total_seconds(), 1)
     targets = {"x_real_time_per_core": 6.0, "ratio_vs_naive": 2.0}
     result["targets"] = {

@@ -9,7 +9,9 @@ otherwise train for paired image-to-image synthesis).
    generator on a 3 s utterance whose features are already computed (the "after features" pipeline),
    without and with H.264 encoding; vs pix2pix U-Net-128 inference on the same frames.
 
-Weights are freshly initialised (speed does not depend on training). CPU threads: ``--threads``.
+Weights are freshly initialised (speed does not depend on training). CPU threads: ``--threads``. Each
+figure is the median of its timed calls (``--train-steps``, ``--repeats``; at least 3) after a warm-up,
+fastest and slowest kept, with the load average before and after (benchmarks/timing.py).
 
     python benchmarks/bench_texture_generate.py --out benchmarks/results/
 """
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,22 +123,23 @@ def pix2pix_train_rate(batch: dict[str, torch.Tensor], steps: int, device: torch
 
 
 def _rate(fn, steps: int, per_step: int, device: torch.device) -> float:
-    """Items/s of the fastest of ``steps`` timed calls after a warm-up.
+    """Items/s of the median of ``steps`` timed calls (at least 3) after a warm-up (benchmarks/timing.py);
+    the fastest and slowest call, every call, the load before and after and the under-load verdict go
+    into RATE_SPREAD."""
+    from timing import measure
 
-    The fastest call, not the mean: on a shared machine the other processes only ever slow a call
-    down, so the minimum time is the best estimate of the code's own speed (the median goes into
-    RATE_SPREAD for the record).
-    """
     fn()  # warm-up (allocations, kernel selection)
-    times = []
-    for _ in range(steps):
+
+    def call() -> None:
         _sync(device)
-        t0 = time.perf_counter()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    RATE_SPREAD.append({"best_s": min(times), "median_s": float(np.median(times)), "calls": steps})
-    return per_step / min(times)
+
+    t = measure(call, steps, digits=5)
+    RATE_SPREAD.append({"best_s": t["min_s"], "median_s": t["median_s"], "worst_s": t["max_s"],
+                        "runs_s": t["runs_s"], "calls": steps,
+                        **{k: t[k] for k in ("load_before", "load_after", "others_cpu_share", "under_load")}})
+    return per_step / t["median_s"]
 
 
 def _sync(device: torch.device) -> None:
@@ -240,6 +243,9 @@ def generation_rates(audio: np.ndarray, device: torch.device, batch_size: int, r
             "timing_with_h264": spread_encoding,
             "fps_after_features_median": n / spread_pipeline["median_s"],
             "fps_after_features_with_h264_median": n / spread_encoding["median_s"],
+            "fps_after_features_best": n / spread_pipeline["best_s"],
+            "fps_after_features_worst": n / spread_pipeline["worst_s"],
+            "fps_after_features_with_h264_best": n / spread_encoding["best_s"],
             "pix2pix_unet128_fps": fps_p2p, "ratio_fps_vs_pix2pix": fps_pipeline / fps_p2p}
 
 
@@ -277,9 +283,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch.")
     ap.add_argument("--train-batch", type=int, default=8)
-    ap.add_argument("--train-steps", type=int, default=3)
+    ap.add_argument("--train-steps", type=int, default=3, help="Timed training steps (>= 3): the median.")
     ap.add_argument("--repeats", type=int, default=4, help="Timed generation passes over the utterance.")
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import datetime as dt
+
+    from run_all import machine
+    from timing import RULE, loadavg
+
+    load_before = loadavg()
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     torch.set_num_threads(args.threads)
     results = {"cpu": run(torch.device("cpu"), args.train_batch, args.train_steps, 16, args.repeats)}
     if torch.cuda.is_available():
@@ -287,10 +301,12 @@ def main() -> None:
         results["cuda"]["gpu"] = torch.cuda.get_device_name(0)
     record = {
         "benchmark": "texture_generate", "image_size": SIZE, "cpu_threads": args.threads,
-        "load_average_at_end": os.getloadavg(), "results": results,
+        "date": date, "machine": machine(), "nice": os.nice(0),
+        "load_average_at_start": load_before, "load_average_at_end": loadavg(), "results": results,
+        "under_load": any(t.get("under_load") for t in RATE_SPREAD), "under_load_rule": RULE,
         "baseline": "pix2pix (Isola et al. 2017) U-Net-128 ngf 64 + 70x70 PatchGAN ndf 64, plain torch",
         "weights": "freshly initialised, seed 0 (speed does not depend on training)",
-        "timing_rule": "fastest of the timed calls after one warm-up (median kept beside it)",
+        "timing_rule": "median of the timed calls after one warm-up (fastest and slowest kept beside it)",
         **provenance(torch=torch.__version__),
     }
     atomic.write_json(args.out / "texture_generate.json", record)

@@ -4,13 +4,14 @@
 
 - Landmark image (``talkface.models.render.render_batch``, the default 3-colour sketch at 128 px): CPU
   ms per frame over the 75 frames of the first GRID s1 fixture clip (its dlib landmarks, fitted into
-  the crop), fastest of ``--repeats``.
+  the crop), the median of ``--repeats`` (min and max kept; benchmarks/timing.py).
 - Instance norm: the texture generator (``TextureConfig()`` defaults) as it is, with
   ``nn.GroupNorm(C, C)``, against the same generator with each of those replaced by
   ``nn.InstanceNorm2d(C, affine=True)`` (the same normalisation; the weights copied, outputs compared):
   a training step's forward + backward at batch ``--batch``, a generation forward at batch 1, and the
   norm layers alone (forward + backward on the activation shapes they see in that training step), each
-  the fastest of ``--repeats`` after a warm-up, CPU and wall time, ``--threads`` torch threads.
+  the median of ``--repeats`` after a warm-up (the two interleaved), CPU and wall time, ``--threads``
+  torch threads.
 - Parameter counts of the generator and the discriminator at the defaults.
 
 Writes DIR/texture_parts.json with the date, machine and load average.
@@ -32,21 +33,32 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 
-def fastest(fn: Callable[[], object], repeats: int) -> dict:
-    fn()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - t0)
-    return {"cpu_ms": round(1e3 * min(cpu), 3), "wall_ms": round(1e3 * min(wall), 3)}
+def _ms(t: dict) -> dict:
+    """A benchmarks/timing.py dict in ms: the median (``cpu_ms``, ``wall_ms``), min, max and the load."""
+    out = {f"{clock}_ms{suffix}": round(1e3 * t[f"{prefix}{stat}_s"], 3)
+           for clock, prefix in (("cpu", "cpu_"), ("wall", ""))
+           for suffix, stat in (("", "median"), ("_min", "min"), ("_max", "max"))}
+    return {**out, **{k: t[k] for k in ("load_before", "load_after", "others_cpu_share", "under_load")}}
+
+
+def median_of(fn: Callable[[], object], repeats: int) -> dict:
+    """One warm-up call, then the median of ``repeats`` calls (min and max kept), CPU and wall ms."""
+    from timing import measure
+
+    return _ms(measure(fn, repeats, warmup=1, digits=6))
+
+
+def median_of_pair(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
+    """The same for competitors, interleaved call by call so both see the same load."""
+    from timing import interleaved
+
+    return {k: _ms(t) for k, t in interleaved(fns, repeats, warmup=1, digits=6).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls (>= 3): the median")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -54,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from run_all import cpu_model, memory_gib
+    from timing import RULE
     from torch import nn
 
     from talkface import __version__
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = np.nanmin(points, axis=(0, 1)), np.nanmax(points, axis=(0, 1))
     fitted = (points - lo) / (hi - lo).max() * (0.8 * size) + 0.1 * size  # the face inside the crop
     settings = RenderSettings(size=size)
-    render = fastest(lambda: render_batch(fitted, settings), args.repeats)
+    render = median_of(lambda: render_batch(fitted, settings), args.repeats)
     render["frames"] = len(fitted)
     render["cpu_ms_per_frame"] = round(render["cpu_ms"] / len(fitted), 4)
 
@@ -104,17 +117,26 @@ def main(argv: list[str] | None = None) -> int:
 
     outputs = {}
     timings: dict[str, dict] = {}
-    for label, model in (("groupnorm", generator), ("instancenorm2d", with_instance)):
+    models = {"groupnorm": generator, "instancenorm2d": with_instance}
+
+    def step(model: nn.Module) -> None:
         model.train()
+        model.zero_grad(set_to_none=True)
+        frame(model, args.batch).float().mean().backward()
 
-        def step(model: nn.Module = model) -> None:
-            model.zero_grad(set_to_none=True)
-            frame(model, args.batch).float().mean().backward()
-
-        timings[f"{label}_train_step"] = fastest(step, args.repeats)
+    def generate_1(model: nn.Module) -> None:
         model.eval()
         with torch.inference_mode():
-            timings[f"{label}_generate_1"] = fastest(lambda model=model: frame(model, 1), args.repeats)
+            frame(model, 1)
+
+    for kind, fn in (("train_step", step), ("generate_1", generate_1)):
+        pair = median_of_pair({label: (lambda m=m, fn=fn: fn(m)) for label, m in models.items()},
+                              args.repeats)
+        for label, t in pair.items():
+            timings[f"{label}_{kind}"] = t
+    for label, model in models.items():
+        model.eval()
+        with torch.inference_mode():
             outputs[label] = frame(model, 2).float()
         print(label, timings[f"{label}_train_step"], timings[f"{label}_generate_1"], flush=True)
     diff = float((outputs["groupnorm"] - outputs["instancenorm2d"]).abs().max())
@@ -138,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                 norm(a).sum().backward()
         return run
 
-    for label in ("groupnorm", "instancenorm2d"):
-        timings[f"{label}_layers_alone"] = fastest(layers(label), args.repeats)
+    for label, t in median_of_pair({k: layers(k) for k in ("groupnorm", "instancenorm2d")},
+                                   args.repeats).items():
+        timings[f"{label}_layers_alone"] = t
     print(timings["groupnorm_layers_alone"], timings["instancenorm2d_layers_alone"], flush=True)
 
     def ratio(kind: str, clock: str) -> float:
@@ -154,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "nice": os.nice(0),
         "load_average_before": load_start,
-        "timing": f"fastest of {args.repeats} calls after one warm-up, CPU and wall",
+        "timing": f"median of {args.repeats} calls after one warm-up (min and max kept; the two norms "
+                  "interleaved call by call), CPU and wall",
+        "under_load": render["under_load"] or any(t["under_load"] for t in timings.values()),
+        "under_load_rule": RULE,
         "image_size": size,
         "render": render,
         "norm": {"batch": args.batch, "layers_replaced": replaced, "max_abs_output_difference": diff,

@@ -6,12 +6,20 @@ Optionally (``--data`` a prepared GRID store), a short learnability run: validat
 and lmd_mouth:centroid-mean of the trained model next to the mean-face baseline (mouth held still).
 
     python benchmarks/bench_train_landmarks.py --out benchmarks/results/ [--data /tmp/grid-prepared]
+
+Each side runs ``--repeat`` times (at least 3), the two alternating so both see the same load; each
+figure is the median rate, min and max and every run kept, with the load average before and after and
+whether it was measured under load (benchmarks/timing.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -94,25 +102,50 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--data", type=Path, default=None, help="prepared GRID store for the learnability run")
     ap.add_argument("--learn-steps", type=int, default=600)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (the median)")
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run_all import machine
+    from timing import RULE, loadavg, window
+
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     results: dict = {"benchmark": "train_landmarks", "unit": "samples/s (32-frame windows, 16x40 logmel)",
                      "batch_size": args.batch_size, "steps": args.steps,
-                     **provenance(torch=torch.__version__, threads=torch.get_num_threads())}
+                     **provenance(torch=torch.__version__, threads=torch.get_num_threads()),
+                     "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     "machine": machine(), "nice": os.nice(0), "load_average_before": loadavg(),
+                     "repeats": args.repeat,
+                     "timing": f"median of {args.repeat} runs of each loop, alternating (min and max kept); "
+                               "each run's rate after one warm-up step",
+                     "under_load_rule": RULE}
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         root = _synthetic_store(tmp / "store")
         devices = [("cpu", "cpu")] + ([("cuda", "cuda")] if torch.cuda.is_available() else [])
         for name, dev in devices:
-            fab = fabric_loop(root, args.steps, args.batch_size, name, tmp)
-            plain = plain_loop(root, args.steps, args.batch_size, dev)
+            w, fabs, plains = window(), [], []
+            for i in range(args.repeat):
+                order = ("fabric", "plain") if i % 2 == 0 else ("plain", "fabric")
+                for side in order:
+                    if side == "fabric":
+                        fabs.append(fabric_loop(root, args.steps, args.batch_size, name, tmp / f"run{i}"))
+                    else:
+                        plains.append(plain_loop(root, args.steps, args.batch_size, dev))
+            fab, plain = statistics.median(fabs), statistics.median(plains)
             results[name] = {"talkface_fabric_samples_per_s": fab, "plain_torch_samples_per_s": plain,
-                             "ratio_talkface_over_plain": fab / plain}
+                             "ratio_talkface_over_plain": fab / plain,
+                             "talkface_fabric_samples_per_s_min": min(fabs),
+                             "talkface_fabric_samples_per_s_max": max(fabs),
+                             "plain_torch_samples_per_s_min": min(plains),
+                             "plain_torch_samples_per_s_max": max(plains),
+                             "talkface_fabric_runs": fabs, "plain_torch_runs": plains, **w.close()}
             print(f"{name}: talkface {fab:.1f} samples/s, plain torch {plain:.1f} samples/s, "
-                  f"ratio {fab / plain:.2f}")
+                  f"ratio {fab / plain:.2f} (medians of {args.repeat})")
         if args.data is not None:
             results["learnability"] = learnability(args.data, args.learn_steps, tmp)
             print("learnability:", results["learnability"])
+    results["load_average_after"] = loadavg()
+    results["under_load"] = any(results[name]["under_load"] for name, _ in devices)
     atomic.write_json(args.out / "train_landmarks.json", results)
     print(json.dumps(results, indent=1))
 

@@ -58,6 +58,8 @@ TARGETS = {
     "cpbd_speedup": 30.0,
     "ssim_psnr_speedup": 3.0,
     "generation_fps": 25.0,
+    "evaluate_workers_speedup": 1.7,  # issue 22: evaluate with 2 workers against 1, 26 GRID s1 clips
+    "evaluate_fps_2_workers": 150.0,  # issue 22: frames/s of that evaluate with 2 workers
 }
 
 
@@ -209,7 +211,23 @@ def provenance(name: str, d: Mapping) -> str:
             break
     nice = f"; nice {d['nice']}" if "nice" in d else ""
     return (f"`{name}`: {date or 'date not recorded in the file'}; {machine or 'machine not recorded'}; "
-            f"load average {load or 'not recorded in the file'}{nice}")
+            f"load average {load or 'not recorded in the file'}{nice}{under_load_note(d)}")
+
+
+def under_load(d: object) -> bool:
+    """Whether a file (or one figure's dict in it) says it was measured under load: an ``under_load``
+    key set true by benchmarks/timing.py's rule (other processes took more than a quarter of the CPU)."""
+    return isinstance(d, Mapping) and d.get("under_load") is True
+
+
+def under_load_note(d: Mapping, prefix: str = "; ") -> str:
+    """``; **measured under load**`` where the file says so (nothing for files without the key)."""
+    if not under_load(d):
+        return ""
+    share = d.get("others_cpu_share")
+    known = isinstance(share, (int, float))
+    detail = f": other processes took {100 * share:.0f}% of the CPU" if known else ""
+    return f"{prefix}**measured under load**{detail}"
 
 
 def sources_note(res: Results, names: Sequence[str]) -> str:
@@ -233,9 +251,10 @@ def prepare_rows(p: Mapping) -> list[list[str]]:
     x_target, naive_target = TARGETS["prepare_x_real_time_per_core"], TARGETS["prepare_vs_naive"]
     steady_x, whole_x = t["steady_x_real_time_per_core"], t["whole_run_x_real_time_per_core"]
     runs = len(t.get("runs", [])) or 1
+    stat = "median" if str(t.get("statistic", "")).startswith("median") else "mean"
     first = [
         f"prepare GRID (decode, landmarks, smoothing, alignment, logmel, crops + audio, npz), {t['clips']} "
-        f"s1 clips, 1 worker; each side's figure the mean of {runs} runs",
+        f"s1 clips, 1 worker; each side's figure the {stat} of {runs} runs{under_load_note(p)}",
         f"{t['steady_cpu_s_per_clip']:.2f} CPU s per {clip} in steady state (**{steady_x:.1f}x real time per "
         f"core**); {t['whole_run_cpu_s_per_clip']:.2f} CPU s a clip over the whole run from process start "
         f"({whole_x:.1f}x: {t['one_time_cpu_s']:.1f} CPU s of it once per process, imports and model "
@@ -251,8 +270,9 @@ def prepare_rows(p: Mapping) -> list[list[str]]:
         f"**{verdict(r['whole_run_cpu'], naive_target)}**; tracker {dev['mean']:.2f} px from the naive "
         f"loop's points (mean; p95 {dev['p95']:.2f} px; {dev['clips']} clips)",
     ]
+    two_runs = len(two.get("runs", []))
     second = [
-        "prepare, 2 workers, same run",
+        "prepare, 2 workers, same run" + (f" (median of {two_runs} runs)" if two_runs else ""),
         f"{two['clips_per_s']:.2f} clips/s ({two['wall_s']:.2f} s wall against {t['wall_s']:.2f} s with 1 "
         f"worker; {two['cpu_s_per_clip_all_processes']:.2f} CPU s a clip over all processes)",
         "",
@@ -308,7 +328,8 @@ def landmarks_row(lm: Mapping) -> list[str]:
     worst = max(g["mean_dev_px"], v["mean_dev_px"])
     return [
         f"landmarks: tracker vs per-frame detection, {g['clips']} GRID s1 clips at {gsize} ({g['frames']} "
-        "frames), one thread, decoding excluded",
+        "frames), one thread, decoding excluded"
+        + (f"; median of {g['repeats']} passes" if "repeats" in g else "") + under_load_note(lm),
         f"{g['tracked_ms_per_frame_cpu']:.2f} CPU ms/frame (detector on "
         f"{100 * g['detector_runs_fraction']:.1f}% "
         "of frames, the 68-point model batched in NumPy)",
@@ -329,7 +350,7 @@ def deepspeech_row(ds: Mapping) -> list[str]:
     clip_s = ds["audio_seconds"] / ds["batched_clips"]
     return [
         f"DeepSpeech v0.1.0 features, {ds['audio_seconds']:g} s audio, {ds['variant'].split(', ', 1)[-1]}, "
-        f"{ds['threads']} threads",
+        f"{ds['threads']} threads{under_load_note(ds)}",
         f"{rtf['talkface_batched']:.1f}x real time batched ({ds['batched_clips']} x {clip_s:g} s clips), "
         f"{rtf['talkface_unbatched']:.1f}x unbatched",
         f"NumPy float32 forward (TensorFlow 1.x does not install): {rtf['numpy_reference']:.1f}x",
@@ -366,7 +387,11 @@ def ssim_psnr_row(m: Mapping) -> list[str]:
     ]
 
 
-def evaluate_row(m: Mapping) -> list[str]:
+def evaluate_row(m: Mapping, ev: Mapping | None = None) -> list[str]:
+    """`talkface evaluate`, 1 worker against 2: issue 22's figure from evaluate.json (``workers``) when the
+    file has it, with its two targets; otherwise the older figure of metrics.json."""
+    if ev is not None and "workers" in ev:
+        return evaluate_workers_row(ev)
     e = m["evaluate"]
     return [
         f"`talkface evaluate` ({', '.join(e['metrics'])}; dlib landmarks on both sides), {e['clips']} clips, "
@@ -379,19 +404,52 @@ def evaluate_row(m: Mapping) -> list[str]:
     ]
 
 
+def evaluate_workers_row(ev: Mapping) -> list[str]:
+    """Issue 22: evaluate on the GRID s1 clips with 1 and 2 workers, medians of fresh processes."""
+    w = ev["workers"]
+    one, two = w["workers1"], w["workers2"]
+    speedup, fps = w["speedup_2_vs_1_workers"], two["frames_per_s_median"]
+    t_speed = w.get("target_speedup", TARGETS["evaluate_workers_speedup"])
+    t_fps = w.get("target_frames_per_s_2_workers", TARGETS["evaluate_fps_2_workers"])
+    return [
+        f"`talkface evaluate` ({', '.join(w['metrics'])}; dlib landmarks on both sides, no cache), "
+        f"{w['clips']} prepared GRID s1 clips, {w['frames']} frames; each figure the median of "
+        f"{w['repeats']} fresh processes, start-up included{under_load_note(w)}",
+        f"{one['frames_per_s_median']:.1f} frames/s with 1 worker ({one['frames_per_s_min']:.1f}-"
+        f"{one['frames_per_s_max']:.1f}), **{fps:.1f} with 2** ({two['frames_per_s_min']:.1f}-"
+        f"{two['frames_per_s_max']:.1f})",
+        "",
+        f"{speedup:.2f}x (2 workers against 1; {w['speedup_min']:.2f}-{w['speedup_max']:.2f})",
+        f"{target_cell(t_speed, speedup)}; {t_fps:g} frames/s with 2 workers: **{verdict(fps, t_fps)}** "
+        f"({fps:.1f})",
+    ]
+
+
+def _wall(d: Mapping) -> float:
+    """A case's wall seconds: the median (new files) or the fastest run (older files)."""
+    return d["wall_s_median"] if "wall_s_median" in d else d["wall_s_best"]
+
+
+def _cpu(d: Mapping) -> float:
+    return d["cpu_s_median"] if "cpu_s_median" in d else d["cpu_s_of_best"]
+
+
 def evaluate_cache_row(ev: Mapping) -> list[str]:
     c1, c2 = ev["second_method_cache_1_worker"], ev["second_method_cache_2_workers"]
     n1, n2 = ev["second_method_no_cache_1_worker"], ev["second_method_no_cache_2_workers"]
     ref, ratios = ev["reference_landmarks_step_alone"], ev["ratios"]
     equal = ev["cached_rows_equal_uncached"]
-    saved = 100 * (1 - c1["wall_s_best"] / n1["wall_s_best"])
+    saved = 100 * (1 - _wall(c1) / _wall(n1))
+    how = (f"median of {ev['repeats']} fresh processes" if "wall_s_median" in c1
+           else f"fastest of {ev['repeats']} fresh processes")
+    load = under_load_note({"under_load": ev.get("cache_under_load")})
     return [
         f"`evaluate`, a second method on the same references (cached reference landmarks), {ev['clips']} "
-        f"clips ({', '.join(ev['metrics'])}); fastest of {ev['repeats']} fresh processes",
-        f"{c1['wall_s_best']:.2f} s wall, {c1['cpu_s_of_best']:.2f} CPU s with 1 worker; "
-        f"{c2['wall_s_best']:.2f} s wall with 2 workers; reference landmarks read in "
+        f"clips ({', '.join(ev['metrics'])}); {how}{load}",
+        f"{_wall(c1):.2f} s wall, {_cpu(c1):.2f} CPU s with 1 worker; "
+        f"{_wall(c2):.2f} s wall with 2 workers; reference landmarks read in "
         f"{ref['cache_read_ms_per_clip_wall']:.0f} ms a clip",
-        f"the same run without the cache: {n1['wall_s_best']:.2f} s (1 worker), {n2['wall_s_best']:.2f} s "
+        f"the same run without the cache: {_wall(n1):.2f} s (1 worker), {_wall(n2):.2f} s "
         f"(2 workers); reference tracking alone {ref['track_ms_per_clip_cpu']:.0f} CPU ms a clip",
         f"{ratios['cache_speedup_1_worker_wall']:.2f}x (1 worker), "
         f"{ratios['cache_speedup_2_workers_wall']:.2f}x "
@@ -404,8 +462,10 @@ def evaluate_cache_row(ev: Mapping) -> list[str]:
 
 def train_landmarks_row(t: Mapping) -> list[str]:
     c = t["cpu"]
+    runs = len(c.get("talkface_fabric_runs", []))
     return [
-        f"landmark stage training, CPU, batch {t['batch_size']}, {t['threads']} threads",
+        f"landmark stage training, CPU, batch {t['batch_size']}, {t['threads']} threads"
+        + (f"; median of {runs} runs of each loop, alternating" if runs else "") + under_load_note(t),
         f"{c['talkface_fabric_samples_per_s']:.1f} samples/s",
         f"the same model in a bare PyTorch loop: {c['plain_torch_samples_per_s']:.1f}",
         f"{c['ratio_talkface_over_plain']:.2f}x",
@@ -418,14 +478,20 @@ def texture_rows(tg: Mapping) -> list[list[str]]:
     size = tg["image_size"]
     target = TARGETS["generation_fps"]
     median = r["fps_after_features_median"]
+    if "fps_after_features_best" in r:  # median-based files (benchmarks/timing.py)
+        h264 = r["fps_after_features_with_h264_median"]
+        generation = (f"{median:.0f} fps median ({r['fps_after_features_worst']:.0f}-"
+                      f"{r['fps_after_features_best']:.0f}; {h264:.0f} fps median with H.264 + AAC)")
+    else:
+        generation = (f"{r['fps_after_features']:.0f} fps best, {median:.0f} fps median "
+                      f"({r['fps_after_features_with_h264']:.0f} fps best with H.264 + AAC)")
     return [
-        [f"texture stage training, {size} px, CPU, batch {r['train_batch']}",
+        [f"texture stage training, {size} px, CPU, batch {r['train_batch']}{under_load_note(tg)}",
          f"{r['texture_train_samples_per_s']:.1f} samples/s",
          f"pix2pix U-Net-128 + PatchGAN: {r['pix2pix_train_samples_per_s']:.1f}",
          f"{r['ratio_train_vs_pix2pix']:.1f}x", ""],
         [f"generation after features, {size} px, CPU",
-         f"{r['fps_after_features']:.0f} fps best, {median:.0f} fps median "
-         f"({r['fps_after_features_with_h264']:.0f} fps best with H.264 + AAC)",
+         generation,
          f"pix2pix U-Net-128 generator alone: {r['pix2pix_unet128_fps']:.0f} fps",
          f"{r['ratio_fps_vs_pix2pix']:.1f}x",
          f"{target:g} fps: **{verdict(median, target)}** (median {median:.0f} fps)"],
@@ -438,11 +504,14 @@ SPEED_SOURCES = ("prepare.json", "landmarks.json", "deepspeech.json", "metrics.j
 
 def render_speed(res: Results) -> str:
     p, m = res.json("prepare.json"), res.json("metrics.json")
+    ev = res.json("evaluate.json")
     rows = [*prepare_rows(p), landmarks_row(res.json("landmarks.json")), prepare_memory_row(p),
             crop_encoding_row(p), deepspeech_row(res.json("deepspeech.json")), cpbd_row(m), ssim_psnr_row(m),
-            evaluate_row(m), evaluate_cache_row(res.json("evaluate.json")),
-            train_landmarks_row(res.json("train_landmarks.json")),
-            *texture_rows(res.json("texture_generate.json"))]
+            evaluate_row(m, ev)]
+    if "second_method_cache_1_worker" in ev:  # left out by bench_evaluate.py --skip-cache
+        rows.append(evaluate_cache_row(ev))
+    rows += [train_landmarks_row(res.json("train_landmarks.json")),
+             *texture_rows(res.json("texture_generate.json"))]
     body = table(["what", "talkface", "the usual tool, same run", "ratio", "target"], rows)
     return (body + "\n\nMachine, date and load of each file, as the file records them (`" + RESULTS_REL
             + "/`):\n\n" + sources_note(res, SPEED_SOURCES))
@@ -661,16 +730,21 @@ def render_texture_speed(res: Results) -> str:
          f"{r['texture_train_samples_per_s']:.1f}", f"{r['pix2pix_train_samples_per_s']:.1f}",
          f"{r['ratio_train_vs_pix2pix']:.1f}x"],
         ["generation after features (stages 1-3 + render + G), fps",
-         f"{r['fps_after_features']:.1f} (median {median:.1f})", f"{r['pix2pix_unet128_fps']:.1f} (G only)",
-         f"{r['ratio_fps_vs_pix2pix']:.1f}x"],
+         (f"{median:.1f} (median; {r['fps_after_features_worst']:.1f}-{r['fps_after_features_best']:.1f})"
+          if "fps_after_features_best" in r else f"{r['fps_after_features']:.1f} (median {median:.1f})"),
+         f"{r['pix2pix_unet128_fps']:.1f} (G only)", f"{r['ratio_fps_vs_pix2pix']:.1f}x"],
         ["the same with H.264 + AAC encoding, fps",
-         f"{r['fps_after_features_with_h264']:.1f} (median "
-         f"{r['fps_after_features_with_h264_median']:.1f})", "", ""],
+         (f"{r['fps_after_features_with_h264_median']:.1f} (median; best "
+          f"{r['fps_after_features_with_h264_best']:.1f})" if "fps_after_features_with_h264_best" in r
+          else f"{r['fps_after_features_with_h264']:.1f} (median "
+               f"{r['fps_after_features_with_h264_median']:.1f})"),
+         "", ""],
     ]
     head = f"at {size}x{size}, CPU {r['precision']}, {tg['cpu_threads']} threads"
     return (table([head, "talkface", "pix2pix", "ratio"], rows)
             + f"\n\nThe generation target (>= {target:g} fps on CPU, median after features): "
-            f"**{verdict(median, target)}** ({median:.1f} fps median, {r['fps_after_features']:.1f} best). "
+            f"**{verdict(median, target)}** ({median:.1f} fps median, "
+            f"{r.get('fps_after_features_best', r['fps_after_features']):.1f} best). "
             f"Timing: {tg['timing_rule']}; weights {tg['weights']}.\n\nSource: "
             + provenance("texture_generate.json", tg) + ".")
 
@@ -691,34 +765,41 @@ def render_train_landmarks(res: Results) -> str:
 
 def render_evaluate_cache(res: Results) -> str:
     ev = res.json("evaluate.json")
+    if "second_method_cache_1_worker" not in ev:  # bench_evaluate.py --skip-cache
+        return ("The reference-landmark cache was not measured in the latest `benchmarks/bench_evaluate.py` "
+                f"run (`{RESULTS_REL}/evaluate.json`, run with `--skip-cache`; "
+                f"{provenance('evaluate.json', ev)}).")
     c1, c2 = ev["second_method_cache_1_worker"], ev["second_method_cache_2_workers"]
     n1, n2 = ev["second_method_no_cache_1_worker"], ev["second_method_no_cache_2_workers"]
     ref, ratios = ev["reference_landmarks_step_alone"], ev["ratios"]
     per_clip = ev["frames"] // ev["clips"]
     slower = ratios["workers_2_vs_1_cache_wall"] < 1 and ratios["workers_2_vs_1_no_cache_wall"] < 1
+    median = "wall_s_median" in c1
     workers = (
         f"With 2 worker processes the same run was {'slower' if slower else 'not slower'} than with 1 (wall "
         f"{ratios['workers_2_vs_1_no_cache_wall']:.2f}x the 1-worker speed without the cache, "
         f"{ratios['workers_2_vs_1_cache_wall']:.2f}x with it; "
-        f"{c2['cpu_s_of_best']:.1f}-{n2['cpu_s_of_best']:.1f} "
+        f"{_cpu(c2):.1f}-{_cpu(n2):.1f} "
         "CPU s)")
     if slower:
         workers += (": each spawned worker imports the stack and loads the models before its first clip, "
                     f"which {ev['clips']} clips on two cores do not repay")
+    how = "the median" if median else "the fastest"
+    load = " These figures were measured under load." if ev.get("cache_under_load") else ""
     return (
         f"Measured by `benchmarks/bench_evaluate.py` (`{RESULTS_REL}/evaluate.json`; {ev['clips']} prepared "
-        f"GRID s1 clips, {ev['frames']} frames, {', '.join(ev['metrics'])}; each figure the fastest of "
+        f"GRID s1 clips, {ev['frames']} frames, {', '.join(ev['metrics'])}; each figure {how} of "
         f"{ev['repeats']} fresh "
         f"processes; {provenance('evaluate.json', ev)}): the step the cache replaces, tracking one clip's "
         f"{per_clip} reference frames, costs {ref['track_ms_per_clip_cpu']:.0f} ms of CPU "
         f"({ref['track_ms_per_clip_wall']:.0f} ms wall) against {ref['cache_read_ms_per_clip_wall']:.1f} ms "
-        f"to read its entry; a whole second-method evaluation takes {c1['cpu_s_of_best']:.2f} CPU s with the "
-        f"cache against {n1['cpu_s_of_best']:.2f} without ({ratios['cache_speedup_1_worker_cpu']:.2f}x; wall "
-        f"{c1['wall_s_best']:.2f} s against {n1['wall_s_best']:.2f} s, "
+        f"to read its entry; a whole second-method evaluation takes {_cpu(c1):.2f} CPU s with the "
+        f"cache against {_cpu(n1):.2f} without ({ratios['cache_speedup_1_worker_cpu']:.2f}x; wall "
+        f"{_wall(c1):.2f} s against {_wall(n1):.2f} s, "
         f"{ratios['cache_speedup_1_worker_wall']:.2f}x),"
         " the rest being decoding, the other metrics, landmarks on the generated frames and start-up. "
         f"{workers}. Cached rows equal uncached ones: {'yes' if ev['cached_rows_equal_uncached'] else 'no'}. "
-        "On a shared machine, read the CPU seconds.")
+        f"On a shared machine, read the CPU seconds.{load}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -151,3 +151,62 @@ def test_check_fails_naming_the_region_when_a_file_changes(tmp_path: Path, capsy
     assert rf.main([], root=tmp_path) == 0  # rewriting in place makes the check pass again
     assert rf.main(["--check"], root=tmp_path) == 0
     assert "3x: **met** (3.58x)" in (tmp_path / "README.md").read_text()
+
+
+def _evaluate_workers(fps1: float, fps2: float, under_load: bool = False) -> dict:
+    def case(fps: float) -> dict:
+        return {"frames_per_s_median": fps, "frames_per_s_min": fps - 1, "frames_per_s_max": fps + 1}
+
+    return {"workers": {"metrics": ["psnr", "ssim"], "clips": 26, "frames": 1950, "repeats": 3,
+                        "workers1": case(fps1), "workers2": case(fps2),
+                        "speedup_2_vs_1_workers": round(fps2 / fps1, 2), "speedup_min": 1.0,
+                        "speedup_max": 2.0, "target_speedup": 1.7, "target_frames_per_s_2_workers": 150.0,
+                        "under_load": under_load, "others_cpu_share": 0.4}}
+
+
+def test_evaluate_workers_targets_follow_the_file() -> None:
+    """Issue 22: 2 workers >= 1.7x one worker and >= 150 frames/s, each verdict from the file's numbers."""
+    assert rf.TARGETS["evaluate_workers_speedup"] == 1.7 and rf.TARGETS["evaluate_fps_2_workers"] == 150.0
+    row = rf.evaluate_row({}, _evaluate_workers(90.0, 160.0))
+    assert row[-1] == "1.7x: **met** (1.78x); 150 frames/s with 2 workers: **met** (160.0)"
+    assert "26 prepared GRID s1 clips" in row[0] and "median of 3 fresh processes" in row[0]
+    assert "under load" not in row[0]
+    row = rf.evaluate_row({}, _evaluate_workers(90.0, 140.0, under_load=True))
+    assert row[-1] == "1.7x: **not met** (1.56x); 150 frames/s with 2 workers: **not met** (140.0)"
+    assert row[0].endswith("**measured under load**: other processes took 40% of the CPU")
+    # an older evaluate.json (no "workers"): the row comes from metrics.json as before, without targets
+    old = {"evaluate": {"metrics": ["psnr"], "clips": 5, "speedup_2_vs_1_workers": 0.5,
+                        "workers1": {"frames": 375, "frames_per_s": 12.0}, "workers2": {"frames_per_s": 6.0}}}
+    assert rf.evaluate_row(old, {"clips": 5})[-1] == ""
+
+
+def test_a_figure_measured_under_load_says_so() -> None:
+    d = {"date": "2026-12-07T08:47:35+00:00", "machine": {"cpu": "AMD EPYC", "cores": 2},
+         "load_average_before": [1.0, 2.0, 3.0], "load_average_after": [1.5, 2.5, 3.5]}
+    text = rf.provenance("x.json", d)
+    assert "under load" not in text
+    d.update(under_load=True, others_cpu_share=0.5)
+    note = "; **measured under load**: other processes took 50% of the CPU"
+    assert rf.provenance("x.json", d) == text + note
+    d["under_load"] = False
+    assert rf.provenance("x.json", d) == text
+
+
+def test_timing_helper_gives_median_min_max_and_load() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import timing
+
+    calls = []
+    t = timing.measure(lambda: calls.append(1) or len(calls), repeat=3, warmup=1, keep_value=True)
+    assert len(calls) == 4 and t.pop("value") == 4
+    assert len(t["runs_s"]) == 3 and t["min_s"] <= t["median_s"] <= t["max_s"]
+    assert len(t["load_before"]) == 3 and len(t["load_after"]) == 3 and isinstance(t["under_load"], bool)
+    order = []
+    ts = timing.interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeat=3)
+    assert order == ["a", "b", "b", "a", "a", "b"] and set(ts) == {"a", "b"}
+    assert len(ts["a"]["runs_s"]) == 3 and len(ts["b"]["load_1min_before_runs"]) == 3
+    # the rule: other processes' CPU share when known, else the 1-minute load per core
+    assert timing.under_load([0.1, 0, 0], others_cpu_share=0.3) is True
+    assert timing.under_load([9.0, 0, 0], others_cpu_share=0.1) is False
+    assert timing.under_load([1.5, 0, 0], cores=2) is True
+    assert timing.under_load([0.9, 0, 0], cores=2) is False
