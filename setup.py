@@ -16,7 +16,8 @@ setup(
     package_dir=manifest_packages,
     package_data={
         "talkface": ["data/*", "data/demo/grid/*", "data/demo/grid/s1/*", "data/demo/grid/alignments/s1/*",
-                     "data/pretrained/*", "data/pretrained/*/checkpoints/*"],
+                     "data/pretrained/*", "data/pretrained/*/*.json",
+                     "data/pretrained/*/checkpoints/*"],
         **{name: ["*.csv", "*.md", "*.txt", "*.json", "*.tsv"] for name in manifest_packages},
     },
 )

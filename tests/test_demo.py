@@ -27,7 +27,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from talkface.demo.data import DEMO_SPLIT, demo_data_root, split_by_hash_rank, verify_demo_data
 from talkface.utils.fixtures import fixtures_dir
 
-METHODS = ("ours", "ground-truth", "static-frame", "mean-face", "oracle-landmarks", "no-blinks")
+METHODS = ("ours", "shipped", "ground-truth", "static-frame", "mean-face", "oracle-landmarks", "no-blinks")
 REPO = Path(__file__).resolve().parents[1]
 
 

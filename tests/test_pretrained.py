@@ -112,3 +112,24 @@ def test_the_blink_calibration_travels_with_the_exported_weights(runs, tmp_path)
     index = export_stages(copy, tmp_path / "other", {"command": "test"})
     assert index["blink_calibration"]["carried"] is False
     assert read_record(tmp_path / "other" / "blink") is None
+
+
+def test_the_shipped_model_is_in_the_package_with_its_provenance():
+    """The model the package ships: at most 25 MB, every file's SHA-256 as its index says (recomputed
+    here with hashlib), trained by the documented command with a seed, the GRID licence beside it."""
+    import hashlib
+
+    from talkface.generation.pretrained import pretrained_dir, pretrained_index
+
+    folder = pretrained_dir()
+    assert folder is not None, "talkface/data/pretrained is missing: run scripts/make_pretrained.py"
+    index = pretrained_index()
+    total = 0
+    for stage in ("landmarks", "blinks", "texture"):
+        component = index["components"][stage]
+        data = (folder / component["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == component["sha256"], stage
+        total += len(data)
+    assert total <= 25 * 2**20
+    assert index["command"].startswith("python scripts/make_pretrained.py") and index["seed"] is not None
+    assert "CC BY 4.0" in index["licence"] and "GRID" in index["trained_on"]

@@ -49,6 +49,7 @@ STATE_FORMAT = "talkface-demo"
 STATE_VERSION = 1
 SUMMARY_FILE = "SUMMARY.md"
 OURS = "ours"
+SHIPPED = "shipped"  # the model shipped with talkface (talkface/data/pretrained), when this install has it
 BASELINES = ("ground-truth", "static-frame", "mean-face", "oracle-landmarks", "no-blinks")
 TRAINED_BASELINES = ("mean-face", "oracle-landmarks", "no-blinks")
 STUDY_METHODS = (OURS, "static-frame")  # plus the real recordings
@@ -192,9 +193,22 @@ def _device_args(ctx: Context) -> list[str]:
     return ["--device", "cuda"] if ctx.config.gpu else []
 
 
-def _gen_common(ctx: Context) -> list[str]:
+def _gen_common(ctx: Context, checkpoints: Path | None = None) -> list[str]:
     return ["--data", str(ctx.data), "--protocol", ctx.protocol, "--part", "test",
-            "--checkpoints", str(ctx.runs), *_device_args(ctx)]
+            "--checkpoints", str(checkpoints or ctx.runs), *_device_args(ctx)]
+
+
+def shipped_model() -> Path | None:
+    """The folder of the model shipped with talkface, None when this install carries none."""
+    from talkface.generation.pretrained import pretrained_dir
+
+    return pretrained_dir()
+
+
+def demo_methods(shipped: bool) -> tuple[str, ...]:
+    """The methods the demo generates and scores: the briefly trained pipeline, the shipped model when
+    there is one, and the baselines."""
+    return (OURS, *((SHIPPED,) if shipped else ()), *BASELINES)
 
 
 # Output checks ---------------------------------------------------------------------------------------
@@ -319,6 +333,10 @@ def _generate_step(method: str) -> Step:
         def command(ctx: Context) -> list[list[str]]:
             return [["generate", *_gen_common(ctx), "--out", str(ctx.videos(OURS))]]
         title, deps = "generate ours (the trained pipeline)", ("train",)
+    elif method == SHIPPED:
+        def command(ctx: Context) -> list[list[str]]:
+            return [["generate", *_gen_common(ctx, shipped_model()), "--out", str(ctx.videos(SHIPPED))]]
+        title, deps = "generate shipped (the model shipped with talkface, no training)", ("prepare",)
     else:
         def command(ctx: Context) -> list[list[str]]:
             return [["baseline", method, *_gen_common(ctx), "--out", str(ctx.videos(method))]]
@@ -375,7 +393,10 @@ def _compare_commands(ctx: Context) -> list[list[str]]:
              "--out", str(ctx.compare_video)]]
 
 
-def build_steps(given_data: bool) -> list[Step]:
+def build_steps(given_data: bool, shipped: bool | None = None) -> list[Step]:
+    """The demo's steps; ``shipped`` (default: whether this install carries a shipped model) adds its
+    generation and scoring."""
+    methods = demo_methods(shipped_model() is not None if shipped is None else shipped)
     steps: list[Step] = []
     if not given_data:
         steps.append(Step(
@@ -389,14 +410,14 @@ def build_steps(given_data: bool) -> list[Step]:
         outputs=lambda ctx: [ctx.runs], deps=("prepare",), after=_train_note,
         describe=lambda ctx: str(ctx.runs),
     ))
-    for method in (OURS, *BASELINES):
+    for method in methods:
         steps.append(_generate_step(method))
-    for method in (OURS, *BASELINES):
+    for method in methods:
         steps.append(_evaluate_step(method))
     steps.append(Step(
         key="leaderboard", title="leaderboard: table (md, html, csv, tex) and plots", command=_board_commands,
         complete=_board_complete, outputs=lambda ctx: [ctx.board],
-        deps=tuple(f"evaluate:{m}" for m in (OURS, *BASELINES)), after=_board_note,
+        deps=tuple(f"evaluate:{m}" for m in methods), after=_board_note,
         describe=lambda ctx: str(ctx.board / "leaderboard.html"),
     ))
     steps.append(Step(
@@ -685,6 +706,19 @@ def training_description(ctx: Context) -> str:
     return text
 
 
+def shipped_description(given_data: bool) -> str:
+    from talkface.generation.pretrained import pretrained_index
+
+    index = pretrained_index() or {}
+    steps = ", ".join(f"{short} {index['components'][stage]['step']}" for stage, short in
+                      (("landmarks", "lm"), ("blinks", "blink"), ("texture", "tex"))
+                      if stage in index.get("components", {}))
+    return (f"the model shipped with talkface ({shipped_model()}), trained on "
+            f"{index.get('trained_on', 'the fixture speakers')} ({steps}; seed {index.get('seed')}; "
+            f"`{index.get('command', '?')}`)"
+            + ("" if given_data else ": it never trained on the built-in clips"))
+
+
 def make_summary(ctx: Context, steps: list[Step], marks: dict[str, str], elapsed: float) -> dict[str, Any]:
     table = (ctx.board / "leaderboard.md").read_text().strip()
     n_ran = sum(1 for m in marks.values() if m == "done")
@@ -706,6 +740,8 @@ def make_summary(ctx: Context, steps: list[Step], marks: dict[str, str], elapsed
         "",
         f"Split: {split_description(ctx)}.",
         f"Training: {training_description(ctx)}.",
+        *([f"Shipped: {shipped_description(ctx.config.data is not None)}."]
+          if any(s.key == f"videos:{SHIPPED}" for s in steps) else []),
         "",
         "The table (also leaderboard.csv, leaderboard.tex; plots: "
         + ", ".join(name for name, _ in PLOTS) + f" in {ctx.board}):",
