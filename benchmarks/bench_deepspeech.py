@@ -11,6 +11,10 @@ logits (MFCC, context windows, the network), on CPU with 2 threads:
   whole-sequence GEMMs, the recurrence step by step: what a straightforward port does), run clip by
   clip as VOCA runs TensorFlow. It is timed on a shorter excerpt (``--reference-seconds``) because its
   cost per audio second is constant; the ratio is talkface RTF / reference RTF.
+Every figure (the machine's GEMM rate and mat-vec bandwidth, the three runs) is taken ``--repeats``
+times, interleaved, with the load average before and after each; the JSON keeps every run, the
+medians (the headline figures), min and max, and the batched and unbatched real-time factors as a
+share of the roofline measured in the same run (``roofline_definition`` in the JSON says exactly how).
 Writes DIR/deepspeech.json.
 """
 
@@ -89,39 +93,71 @@ class NumpyDeepSpeech:
         return out
 
 
-def roofline(weights: DeepSpeechWeights) -> dict[str, float]:
-    """This machine's limits, measured now (the CPU is shared, so they move): the best RTF possible.
+ROOFLINE_DEFINITION = (
+    "classic roofline, measured now on this CPU with --threads threads: the time for one audio second "
+    "is at least the dense work (layers 1-3, 5, 6 and both LSTM input projections, batch x steps rows "
+    "each) at the GEMM rate, plus the recurrent products of both directions, each step taking the "
+    "longer of their FLOPs at the GEMM rate and streaming both recurrent matrices (2 x n_cell x 4 "
+    "n_cell float32) at the mat-vec bandwidth; a batch of B clips shares one stream per step, so "
+    "unbatched (B=1) the stream is the bound, at B=20 the FLOPs are. GEMM rate: a 2048^3 float32 "
+    "matmul (5 products); bandwidth: the (1, n_cell) x (n_cell, 4 n_cell) mat-vec (20 products). "
+    "Element-wise work, the MFCC front end and weight reorders count as zero. rtf_bound_* are the "
+    "medians over the repeats, as are the real-time factors they are compared with."
+)
 
-    Per 50 Hz step the network does ``macs`` multiply-adds; unbatched, the recurrence also streams both
-    LSTM recurrent matrices (2 x n_cell x 4 n_cell float32) from memory every step, which is the bound.
-    """
+
+def model_costs(weights: DeepSpeechWeights) -> dict[str, float]:
+    """FLOPs and bytes per audio second (50 steps) of the parts the roofline separates."""
     d, n = weights.dense, weights.n_cell
     n3 = d["h3"].shape[1]
-    dense_macs = sum(d[k].size for k in ("h1", "h2", "h3", "h5", "h6"))
-    recurrent_bytes = 2 * n * 4 * n * 4
-    macs = dense_macs + 2 * (n3 + n) * 4 * n
+    dense_macs = sum(d[k].size for k in ("h1", "h2", "h3", "h5", "h6")) + 2 * n3 * 4 * n
+    recurrent_macs = 2 * n * 4 * n
+    return {
+        "dense_flop": 50 * 2 * dense_macs,
+        "recurrent_flop": 50 * 2 * recurrent_macs,
+        "recurrent_bytes_per_stream": 50 * recurrent_macs * 4,  # both matrices, once per step
+    }
+
+
+def measure_machine(n_cell: int) -> tuple[float, float]:
+    """(GEMM GFLOP/s, mat-vec GB/s) now."""
     a = torch.randn(2048, 2048)
     a @ a
     start = time.perf_counter()
-    for _ in range(3):
+    for _ in range(5):
         a @ a
-    gflops = 3 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
-    w_h, v = torch.randn(n, 4 * n), torch.randn(1, n)
+    gflops = 5 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+    w_h, v = torch.randn(n_cell, 4 * n_cell), torch.randn(1, n_cell)
     v @ w_h
     start = time.perf_counter()
     for _ in range(20):
         v @ w_h
     gbps = 20 * w_h.numel() * 4 / (time.perf_counter() - start) / 1e9
-    flop_per_audio_s = 50 * 2 * macs
+    return gflops, gbps
+
+
+def rtf_bound(costs: dict[str, float], gflops: float, gbps: float, batch: int) -> float:
+    compute = costs["recurrent_flop"] / (gflops * 1e9)
+    stream = costs["recurrent_bytes_per_stream"] / batch / (gbps * 1e9)
+    return 1.0 / (costs["dense_flop"] / (gflops * 1e9) + max(compute, stream))
+
+
+def roofline(weights: DeepSpeechWeights, gflops: float, gbps: float, batch: int) -> dict[str, float]:
+    """This machine's limits from one measurement (the CPU is shared, so they move): the best RTF."""
+    costs = model_costs(weights)
+    flop_per_audio_s = costs["dense_flop"] + costs["recurrent_flop"]
     return {
         "gemm_gflops": gflops,
         "matvec_gb_per_s": gbps,
         "gflop_per_audio_second": flop_per_audio_s / 1e9,
-        "recurrent_gb_per_audio_second_unbatched": 50 * recurrent_bytes / 1e9,
-        "rtf_bound_batched": gflops * 1e9 / flop_per_audio_s,
-        "rtf_bound_unbatched": 1.0
-        / (50 * recurrent_bytes / (gbps * 1e9) + flop_per_audio_s / (gflops * 1e9)),
+        "recurrent_gb_per_audio_second_unbatched": costs["recurrent_bytes_per_stream"] / 1e9,
+        "rtf_bound_batched": rtf_bound(costs, gflops, gbps, batch),
+        "rtf_bound_unbatched": rtf_bound(costs, gflops, gbps, 1),
     }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
 
 
 def run_talkface(model: DeepSpeechAcoustic, clips: list[np.ndarray], batch_size: int) -> float:
@@ -146,16 +182,17 @@ def main() -> None:
     parser.add_argument("--clip-seconds", type=float, default=3.0, help="clip length in the batched run")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians reported")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    load_before = os.getloadavg()
     weights = full_size_weights()
     model = DeepSpeechAcoustic(weights).eval()
     reference = NumpyDeepSpeech(weights)
     audio = speechlike(args.seconds, seed=1)
     n_clips = max(1, round(args.seconds / args.clip_seconds))
     clips = np.array_split(audio, n_clips)
+    ref_audio = audio[: int(args.reference_seconds * 16000)]
 
     # Agreement check on a short excerpt, so the reference is known to compute the same thing.
     probe = audio_to_inputs(audio[: 16000])
@@ -163,42 +200,83 @@ def main() -> None:
         ours = model(torch.from_numpy(probe)[None])[0].numpy()
     theirs = reference(probe)
     agreement = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+    run_talkface(model, clips[:2], args.batch_size)  # warm-up: oneDNN primitives, allocator
 
-    limits = roofline(weights)
-    t_unbatched = run_talkface(model, [audio], 1)
-    t_batched = run_talkface(model, clips, args.batch_size)
-    ref_audio = audio[: int(args.reference_seconds * 16000)]
-    start = time.perf_counter()
-    reference(audio_to_inputs(ref_audio))
-    t_reference = time.perf_counter() - start
+    def timed(fn) -> dict[str, float]:
+        before = os.getloadavg()[0]
+        start = time.perf_counter()
+        value = fn()
+        wall = time.perf_counter() - start
+        return {"value": wall if value is None else value, "load_before": before,
+                "load_after": os.getloadavg()[0]}
 
-    rtf = {
-        "talkface_unbatched": args.seconds / t_unbatched,
-        "talkface_batched": args.seconds / t_batched,
-        "numpy_reference": args.reference_seconds / t_reference,
+    def reference_run() -> None:
+        reference(audio_to_inputs(ref_audio))
+
+    runs: dict[str, list[dict[str, float]]] = {
+        k: [] for k in ("gemm_gflops", "matvec_gb_per_s", "talkface_batched", "talkface_unbatched",
+                        "numpy_reference")}
+    load_before = os.getloadavg()
+    for _ in range(args.repeats):  # interleaved, so each figure sees the same spread of load
+        machine = timed(lambda: measure_machine(weights.n_cell))
+        gflops, gbps = machine.pop("value")
+        runs["gemm_gflops"].append({"value": gflops, **machine})
+        runs["matvec_gb_per_s"].append({"value": gbps, **machine})
+        runs["talkface_batched"].append(timed(lambda: run_talkface(model, clips, args.batch_size)))
+        runs["talkface_unbatched"].append(timed(lambda: run_talkface(model, [audio], 1)))
+        runs["numpy_reference"].append(timed(reference_run))
+    load_after = os.getloadavg()
+
+    audio_s = {"talkface_batched": args.seconds, "talkface_unbatched": args.seconds,
+               "numpy_reference": args.reference_seconds}
+    seconds = {k: spread([r["value"] for r in runs[k]]) for k in audio_s}
+    rtf_spread = {k: spread([audio_s[k] / r["value"] for r in runs[k]]) for k in audio_s}
+    rtf = {k: v["median"] for k, v in rtf_spread.items()}
+    gflops_s = spread([r["value"] for r in runs["gemm_gflops"]])
+    gbps_s = spread([r["value"] for r in runs["matvec_gb_per_s"]])
+    clip_batch = min(args.batch_size, n_clips)
+    limits = roofline(weights, gflops_s["median"], gbps_s["median"], clip_batch)
+    per_repeat_bounds = [roofline(weights, g["value"], b["value"], clip_batch)
+                         for g, b in zip(runs["gemm_gflops"], runs["matvec_gb_per_s"], strict=True)]
+    share = {run: rtf[f"talkface_{run}"] / limits[f"rtf_bound_{run}"] for run in ("batched", "unbatched")}
+    share_per_repeat = {
+        run: [args.seconds / r["value"] / bound[f"rtf_bound_{run}"]
+              for r, bound in zip(runs[f"talkface_{run}"], per_repeat_bounds, strict=True)]
+        for run in ("batched", "unbatched")
     }
     result = {
         "benchmark": "deepspeech",
         "what": "real-time factor (audio s per wall s), 16 kHz audio -> 50 Hz logits, random weights",
         "variant": "DeepSpeech v0.1.0 acoustic model, n_hidden 2048, float32",
+        "weights": f"random (seed {SEED}) at the released shapes: no output_graph.pb is used, speed only",
         "device": "cpu",
         "threads": args.threads,
+        "nice": os.nice(0),
+        "lstm_impl": {"batched": "torch (oneDNN LSTM primitive)", "unbatched": "loop"},
         "audio_seconds": args.seconds,
         "batched_clips": n_clips,
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "reference": "plain NumPy float32 forward (stand-in: TensorFlow 1.x is not installable here)",
         "reference_audio_seconds": args.reference_seconds,
-        "seconds": {"talkface_unbatched": t_unbatched, "talkface_batched": t_batched,
-                    "numpy_reference": t_reference},
+        "seconds": {k: v["median"] for k, v in seconds.items()},
+        "seconds_spread": seconds,
         "rtf": rtf,
+        "rtf_spread": rtf_spread,
         "ratio_vs_reference": {
             "unbatched": rtf["talkface_unbatched"] / rtf["numpy_reference"],
             "batched": rtf["talkface_batched"] / rtf["numpy_reference"],
         },
         "target_rtf": 20.0,
         "roofline": limits,
+        "roofline_spread": {"gemm_gflops": gflops_s, "matvec_gb_per_s": gbps_s},
+        "roofline_definition": ROOFLINE_DEFINITION,
+        "share_of_roofline": share,
+        "share_of_roofline_per_repeat": share_per_repeat,
+        "target_share_of_roofline_batched": 0.85,
+        "runs": runs,
         "max_rel_diff_vs_reference": agreement,
-        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+        "load_average_before_after": [load_before[0], load_after[0]],
         "seed": SEED,
         "talkface_version": __version__,
         "torch": torch.__version__,

@@ -301,7 +301,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repeats of every timing (at least 3)")
     parser.add_argument("--eval-clips", type=int, default=16)
     parser.add_argument("--only-cpbd", action="store_true", help="run the CPBD comparison only (no JSON)")
-    parser.add_argument("--skip-evaluate", action="store_true", help="no part 3 (a check of parts 1-2)")
+    parser.add_argument("--with-evaluate", action="store_true",
+                        help="also part 3 (bench_evaluate.py measures issue 22's evaluate figure; make bench "
+                             "runs that one)")
     args = parser.parse_args()
     if args.repeats < 3:
         parser.error("--repeats must be at least 3")
@@ -330,7 +332,7 @@ def main() -> None:
         "ssim_psnr": bench_ssim_psnr(clips[0], args.repeats),
     }
     print(result["cpbd"], result["ssim_psnr"], flush=True)
-    if not args.skip_evaluate:
+    if args.with_evaluate:
         with tempfile.TemporaryDirectory() as tmp:
             result["evaluate"] = bench_evaluate(
                 clips[:: max(1, len(clips) // args.eval_clips)][: args.eval_clips], Path(tmp)

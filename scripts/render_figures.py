@@ -647,7 +647,7 @@ def render_unseen_identities(res: Results) -> str:
 
 def render_metrics_speed(res: Results) -> str:
     m = res.json("metrics.json")
-    c, s, e = m["cpbd"], m["ssim_psnr"], m["evaluate"]
+    c, s = m["cpbd"], m["ssim_psnr"]
     pkg = c["cpbd_package"]
     target = TARGETS["cpbd_speedup"]
 
@@ -672,14 +672,22 @@ def render_metrics_speed(res: Results) -> str:
          "ms",
          f"{s['speedup']:.2f}x (target {TARGETS['ssim_psnr_speedup']:g}x: "
          f"**{verdict(s['speedup'], TARGETS['ssim_psnr_speedup'])}**)"],
-        [f"`talkface evaluate` ({', '.join(e['metrics'])}; dlib landmarks on both sides), "
-         f"{e['clips']} prepared clips, {e['workers1']['frames']} frames",
-         f"1 worker: **{e['workers1']['frames_per_s']:.1f} frames/s**; 2 workers: "
-         f"{e['workers2']['frames_per_s']:.1f} frames/s", "",
-         f"{e['speedup_2_vs_1_workers']:.2f}x: 2 workers against 1"],
     ]
-    return (table(["what", "talkface", "the usual tool", "ratio (target)"], rows) + "\n\nSource: "
-            + provenance("metrics.json", m) + ".")
+    sources = provenance("metrics.json", m)
+    if "evaluate" in m:  # an older file measured evaluate here too
+        e = m["evaluate"]
+        rows.append([f"`talkface evaluate` ({', '.join(e['metrics'])}; dlib landmarks on both sides), "
+                     f"{e['clips']} prepared clips, {e['workers1']['frames']} frames",
+                     f"1 worker: **{e['workers1']['frames_per_s']:.1f} frames/s**; 2 workers: "
+                     f"{e['workers2']['frames_per_s']:.1f} frames/s", "",
+                     f"{e['speedup_2_vs_1_workers']:.2f}x: 2 workers against 1"])
+    else:  # issue 22's figure, from bench_evaluate.py
+        ev = res.json("evaluate.json")
+        what, ours, usual, ratio, target = evaluate_workers_row(ev)
+        rows.append([what, ours, usual, f"{ratio}; {target}"])
+        sources += "; " + provenance("evaluate.json", ev)
+    return (table(["what", "talkface", "the usual tool", "ratio (target)"], rows) + "\n\nSources: "
+            + sources + ".")
 
 
 def render_deepspeech_speed(res: Results) -> str:
@@ -761,6 +769,136 @@ def render_train_landmarks(res: Results) -> str:
     gpu = "measured" if "cuda" in t else "not measured (no GPU figure in the file)"
     rows.append(["GPU", gpu])
     return table(["what", "number"], rows) + "\n\nSource: " + provenance("train_landmarks.json", t) + "."
+
+
+_SCALE_RUNS = {"process_1": "`-j 1` (1 process)", "process_2": "`-j 2` (2 worker processes)",
+               "ray_2_nodes": "`--executor ray`, 2 nodes x 1 CPU"}
+
+
+def render_prepare_scale(res: Results) -> str:
+    """docs/scale.md: prepare on N clips with 1 and 2 worker processes and on a two-node Ray cluster."""
+    p = res.json("prepare_scale.json")
+    runs, targets = p["runs"], p["targets"]
+    x_target, mem_target = targets["x_real_time_per_core_2_workers"], targets["peak_rss_per_worker_mib"]
+    rows = []
+    for key, r in runs.items():
+        m, later = r["memory"], r["tenths"][1:] or r["tenths"]
+        rates = [t["clips_per_s"] for t in later]
+        ratio = r.get("last_vs_second_tenth", {}).get("clips_per_s_ratio")
+        rows.append([
+            _SCALE_RUNS.get(key, key),
+            f"{r['wall_s']:.0f} s, {r['clips_per_s']:.2f} clips/s",
+            f"{r['x_real_time_per_core']:.1f}x ({r['steady_x_real_time_per_core']:.1f}x)",
+            f"{r['cpu_s_per_clip']:.2f}",
+            f"{min(rates):.2f}-{max(rates):.2f}"
+            + (f" (last/second {ratio:.2f})" if ratio is not None else ""),
+            f"{m['peak_rss_per_worker_mib']:.0f} MiB ({later[0]['worker_peak_rss_mib']:.0f} -> "
+            f"{later[-1]['worker_peak_rss_mib']:.0f})",
+            f"{m['peak_rss_total_mib']:.0f} / {m['peak_pss_total_mib']:.0f} MiB",
+        ])
+    body = table(["run", "wall, clips/s", "x real time per core (after the first tenth)", "CPU s a clip",
+                  "clips/s in tenths 2-10", "peak RSS per worker (largest worker, tenth 2 -> 10)",
+                  "peak RSS / PSS, all processes"], rows,
+                 ["---", "---:", "---:", "---:", "---", "---", "---:"])
+    two = runs["process_2"]
+    peak = max(r["memory"]["peak_rss_per_worker_mib"] for r in runs.values())
+    clip_s = two["video_s"] / two["clips"]
+    out = [body, "",
+           f"Targets (issue 22; {p['machine']['cores']} cores, {two['clips']} clips): {x_target:g}x real "
+           f"time per core with 2 workers, over the whole command: "
+           f"**{verdict(two['x_real_time_per_core'], x_target)}** ({two['x_real_time_per_core']:.1f}x), "
+           "after "
+           f"the first tenth: **{verdict(two['steady_x_real_time_per_core'], x_target)}** "
+           f"({two['steady_x_real_time_per_core']:.1f}x); peak RSS per worker < {mem_target / 1024:g} GiB in "
+           f"every run: **{verdict(peak, mem_target, higher_is_better=False)}** (at most {peak:.0f} MiB)."]
+    if "ray_2_nodes" in runs:
+        same, nodes = p["ray_same_as_process_2"], runs["ray_2_nodes"]["nodes"]
+        equal = (same["same_clip_ids"] and same["same_statuses"] and same["same_frame_counts"]
+                 and same["landmarks_equal"] == same["clips_with_arrays"])
+        files = same["byte_identical_files"]
+        share = ", ".join(f"{name} {v['clips']} ({v['share']:.0%})"
+                          for name, v in nodes["by_node"].items())
+        unseen = nodes["clips_not_seen"] + nodes["clips_on_two_nodes"]
+        out += ["", f"Ray against `-j 2`: {'the same' if equal else '**not the same**'} clip ids, statuses, "
+                f"frame counts and landmark arrays ({same['landmarks_equal']} of {same['clips_with_arrays']} "
+                f"clips' landmarks equal); byte-identical: {files['rows']} rows, {files['clips']} npz files, "
+                f"{files['crops']} crops of {files['of']}. Clips per node: {share}"
+                + (f"; {unseen} not attributed" if unseen else "") + ". Starting the cluster took "
+                f"{p['ray_cluster_start_s']:.0f} s (not in the run's time)."]
+    loads = "; ".join(f"{_SCALE_RUNS.get(k, k)} {_loads(r['load_average_before'][0])} -> "
+                      f"{_loads(r['load_average_after'][0])}" for k, r in runs.items())
+    out += ["", f"Measured by `benchmarks/bench_prepare_scale.py` ({p['corpus']['clips']} GRID clips of "
+            f"{clip_s:g} s: the {p['corpus']['fixture_clips']} s1 fixture videos linked under distinct "
+            "names; "
+            f"each run the CLI in a fresh process; RSS sampled every {two['memory']['interval_s']:g} s). "
+            f"{provenance('prepare_scale.json', p)}; 1-minute load before -> after each run: {loads}."]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# What make demo prints (bench_demo.py) and the model shipped with talkface
+
+
+PRETRAINED_INDEX = "talkface/data/pretrained/model_index.json"
+_SHIPPED_METRICS = (("lmd_mouth", "LMD mouth (px) ↓", ".2f"), ("psnr", "PSNR (dB) ↑", ".2f"),
+                    ("ssim", "SSIM ↑", ".3f"), ("blink_rate", "blinks /min (real: {real})", ".1f"),
+                    ("identity_dlib", "identity distance ↓", ".3f"))
+
+
+def _demo_row(demo: Mapping, method: str, metric: str) -> Mapping | None:
+    return next((r for r in demo["rows"] if r["method"] == method and r["metric"] == metric), None)
+
+
+def _mean_ci(row: Mapping | None, fmt: str) -> str:
+    if row is None or row.get("mean") is None:
+        return "–"
+    half = (row["ci_high"] - row["ci_low"]) / 2 if row.get("ci_high") is not None else None
+    return f"{row['mean']:{fmt}}" + (f" ± {half:{fmt}}" if half is not None else "")
+
+
+def render_demo(res: Results) -> str:
+    """README: the table one full `talkface demo` run printed, with how the run was made."""
+    d = res.json("demo.json")
+    minutes = d["elapsed_s"] / 60
+    return (leaderboard_table(res.text("demo.leaderboard.md")) + "\n\n"
+            f"(`{d['command']}`, {minutes:.0f} min; the table's footnotes are in `{RESULTS_REL}/"
+            f"demo.leaderboard.md`.) Split: {d['split']}. Training: {d['training']}."
+            + (f" Shipped: {d['shipped']}." if d.get("shipped") else "")
+            + f" {provenance('demo.json', d)}.")
+
+
+def render_shipped_model(res: Results) -> str:
+    """README and docs/models.md: what the shipped model is and how it scores in the demo run."""
+    index = res.json(PRETRAINED_INDEX)
+    rows = []
+    for stage, c in index["components"].items():
+        rows.append([stage, f"`{c['file']}`", str(c["step"]), f"{c['bytes'] / 2**20:.1f} MB",
+                     f"`{c['sha256'][:16]}…`"])
+    total = sum(c["bytes"] for c in index["components"].values()) / 2**20
+    cal = index.get("blink_calibration") or {}
+    out = [table(["stage", "file", "step", "size", "SHA-256"], rows, ["---", "---", "---:", "---:", "---"]),
+           "",
+           f"{total:.1f} MB in all (half precision). Made by `{index['command']}` (seed {index['seed']}, "
+           f"budget {index.get('budget') or index.get('steps')}), trained on {index['trained_on']}; talkface "
+           f"{index['talkface_version']}"
+           + (f"; blink amplitude x{cal['amplitude']:g} from the calibration carried with it"
+              if cal.get("carried") and cal.get("applicable") else "") + f". Licence: {index['licence']}"]
+    try:
+        demo = res.json("demo.json")
+    except FileNotFoundError:
+        return "\n".join(out)
+    real = _demo_row(demo, "real data (reference clips)", "blink_rate") or \
+        next((r for r in demo["rows"] if r["kind"] == "real" and r["metric"] == "blink_rate"), None)
+    real_rate = f"{real['mean']:.1f}" if real and real.get("mean") is not None else "?"
+    header = ["method"] + [label.format(real=real_rate) for _, label, _ in _SHIPPED_METRICS]
+    body = [[m] + [_mean_ci(_demo_row(demo, m, metric), fmt) for metric, _, fmt in _SHIPPED_METRICS]
+            for m in ("shipped", "ours", "static-frame") if any(r["method"] == m for r in demo["rows"])]
+    n = next((r["n_clips"] for r in demo["rows"] if r["method"] == "shipped"), None)
+    out += ["", f"In `make demo` (the {n:.0f} held-out built-in clips, which it never trained on; mean ± "
+            "half the 95% bootstrap interval; `ours` is the demo's few-minute training):", "",
+            table(header, body, ["---"] + ["---:"] * len(_SHIPPED_METRICS)), "",
+            provenance("demo.json", demo) + "."]
+    return "\n".join(out)
 
 
 def render_evaluate_cache(res: Results) -> str:
@@ -952,7 +1090,11 @@ def _blink_duration_ratio(res: Results) -> str:
 
 
 def _second_worker(res: Results) -> str:
-    return "slower" if res.json("metrics.json")["evaluate"]["speedup_2_vs_1_workers"] < 1 else "not slower"
+    """How much a second worker adds to evaluate's throughput, in words, from the file that measures it."""
+    ev = res.json("evaluate.json")
+    speedup = (ev["workers"]["speedup_2_vs_1_workers"] if "workers" in ev
+               else res.json("metrics.json")["evaluate"]["speedup_2_vs_1_workers"])
+    return f"{speedup:.2f}x the throughput of one" if speedup >= 1 else f"slower ({speedup:.2f}x)"
 
 
 def _calibration_rate(res: Results, amplitude: float | None) -> str:
@@ -993,7 +1135,7 @@ def _redetect_verdict(res: Results) -> str:
 
 DERIVED: dict[str, tuple[tuple[str, ...], Callable[[Results], str]]] = {
     "blink.default-duration-ratio": (("blink_annotation.json",), _blink_duration_ratio),
-    "metrics.second-worker": (("metrics.json",), _second_worker),
+    "metrics.second-worker": (("evaluate.json", "metrics.json"), _second_worker),
     "calibration.cpbd-matlab-img1": (("docs/calibration.md",), _cpbd_img1),
     "calibration.lpips-alex-max-diff": (("docs/calibration.md",),
                                         lambda r: _max_abs_diff(r, "lpips", "alex")),
@@ -1071,12 +1213,17 @@ REGIONS: dict[str, Region] = {
                render_pipeline_targets),
         Region("pipeline-run", ("docs/models.md",), ("pipeline_quality.json",), render_pipeline_run),
         Region("train-landmarks", ("docs/models.md",), ("train_landmarks.json",), render_train_landmarks),
-        Region("metrics-speed", ("docs/evaluate.md",), ("metrics.json",), render_metrics_speed),
+        Region("metrics-speed", ("docs/evaluate.md",), ("metrics.json", "evaluate.json"),
+               render_metrics_speed),
         Region("deepspeech-speed", ("docs/deepspeech.md",), ("deepspeech.json",), render_deepspeech_speed),
         Region("landmarks-speed", ("docs/landmarks.md",), ("landmarks.json",), render_landmarks_speed),
         Region("texture-generate-speed", ("docs/texture_generate.md",), ("texture_generate.json",),
                render_texture_speed),
         Region("evaluate-cache", ("docs/scale.md",), ("evaluate.json",), render_evaluate_cache),
+        Region("prepare-scale", ("docs/scale.md",), ("prepare_scale.json",), render_prepare_scale),
+        Region("demo", ("README.md",), ("demo.json", "demo.leaderboard.md"), render_demo),
+        Region("shipped-model", ("README.md", "docs/models.md"), (PRETRAINED_INDEX, "demo.json"),
+               render_shipped_model),
         Region("unseen-identities", ("README.md", "docs/models.md"), ("unseen_identities.json",),
                render_unseen_identities),
         Region("identity-separation", ("docs/evaluate_learned.md",), ("identity_separation.json",),

@@ -278,25 +278,45 @@ def test_batched_equals_unbatched(backend):
 
 
 def test_lstm_loop_equals_nn_lstm(backend, weights):
-    """The CPU step loop and nn.LSTM (the GPU path, packed) agree, padding included; both match NumPy."""
-    clips = [audio_to_inputs(speechlike(s, seed=9)) for s in (0.7, 0.35, 0.5)]
+    """The CPU step loop and nn.LSTM (packed) agree, padding included, lengths unsorted; both match NumPy."""
+    clips = [audio_to_inputs(speechlike(s, seed=9)) for s in (0.35, 0.7, 0.5)]
     lengths = torch.tensor([len(c) for c in clips])
     batch = torch.zeros(3, int(lengths.max()), 494)
     for r, c in enumerate(clips):
         batch[r, : len(c)] = torch.from_numpy(c)
     model = backend.model
+    threads = torch.get_num_threads()
     try:
         with torch.inference_mode():
             model.lstm_impl = "loop"
             loop = model(batch, lengths).numpy()
             model.lstm_impl = "torch"
-            packed = model(batch, lengths).numpy()
+            fused = model(batch, lengths).numpy()
     finally:
         model.lstm_impl = "auto"
+    assert torch.get_num_threads() == threads  # the loop's one-thread blocks restore the count
     for r, c in enumerate(clips):
         ref = numpy_forward(c, weights)
         assert rel_err(loop[r, : len(c)], ref) < 1e-5
-        assert rel_err(packed[r, : len(c)], ref) < 1e-5
+        assert rel_err(fused[r, : len(c)], ref) < 1e-5
+    # Padded steps: both give the logits of a zero LSTM output, as pad_packed_sequence leaves it.
+    np.testing.assert_allclose(loop, fused, rtol=1e-5, atol=1e-5 * np.abs(fused).max())
+
+
+def test_lstm_loop_equals_packed_nn_lstm(backend):
+    """The step loop (time-major, sorted, active rows only) equals packed nn.LSTM, padding zeroed."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    model = backend.model
+    lengths = torch.tensor([5, 11, 8, 11])
+    x = torch.randn(4, 11, model.lstm.input_size, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        want, _ = pad_packed_sequence(model.lstm(packed)[0], batch_first=True, total_length=11)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        loop = model._bilstm_loop(x[order].transpose(0, 1).contiguous(), lengths[order])
+        loop = loop.transpose(0, 1)[torch.argsort(order)]
+    np.testing.assert_allclose(loop.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_settings_record_model_sha256(backend, graph_path):

@@ -271,7 +271,7 @@ def test_rerun_skips_finished_steps_and_redoes_a_missing_output(demo_run):
     (out / "compare.mp4").unlink()
     proc = _talkface("demo", "--quick", "--out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "1 step ran" in proc.stdout and "16 were already done" in proc.stdout
+    assert "1 step ran" in proc.stdout and "18 were already done" in proc.stdout
     assert (out / "compare.mp4").is_file()
     assert (out / "leaderboard" / "leaderboard.html").stat().st_mtime == board_mtime
     state = json.loads((out / "demo.json").read_text())

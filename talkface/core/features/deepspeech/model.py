@@ -11,6 +11,9 @@ transposed, its column blocks reordered (i, f, j, o), and the forget bias folded
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -47,31 +50,51 @@ def tf_lstm_to_torch(kernel: np.ndarray, bias: np.ndarray, forget_bias: float) -
     }
 
 
-def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh as 2 sigmoid(2x) - 1: on this CPU build torch.tanh on small per-step tensors measured
-    ~1-6 ms per call inside the loop against ~0.05 ms for sigmoid; the identity is exact in real
-    arithmetic and costs ~1e-7 absolute error in float32."""
-    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the enclosed ops on the calling thread alone (then restore the thread count).
+
+    ATen splits an element-wise op over its OpenMP threads once it has more than 32768 elements; the
+    LSTM cell's per-step tensors (2 directions x batch x 4 n_cell) pass that mark but hold well under
+    a millisecond of work, and a parallel region waits for its slowest thread: on a shared CPU, where a
+    thread is often descheduled, each such op measured 3-50 ms against ~0.1 ms on one thread
+    (docs/deepspeech.md). ``torch.set_num_threads`` is process-wide and cheap (~0.2 us); the
+    recurrent GEMM between these blocks still runs on every thread.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
-def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence's first ``lengths[b]`` steps, leaving its padding in place (an involution)."""
-    steps = x.shape[1]
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Reverse each sequence's first ``lengths[b]`` steps along ``dim`` (1: batch-first (B, T, C); 0:
+    time-first (T, B, C)), leaving its padding in place (an involution)."""
+    steps = x.shape[dim]
     t = torch.arange(steps, device=x.device)[None, :]
     lens = lengths.to(x.device)[:, None]
-    index = torch.where(t < lens, lens - 1 - t, t)
-    return torch.gather(x, 1, index[:, :, None].expand(-1, -1, x.shape[2]))
+    index = torch.where(t < lens, lens - 1 - t, t)  # (B, T)
+    if dim == 0:
+        index = index.t()
+    return torch.gather(x, dim, index[:, :, None].expand(-1, -1, x.shape[2]))
 
 
 class DeepSpeechAcoustic(nn.Module):
     """(batch, steps, 494) whitened inputs + lengths -> (batch, steps, 29) logits (no softmax).
 
-    ``lstm_impl``: "loop" runs the recurrence step by step with each direction's input projections
-    precomputed as one GEMM (for one clip on CPU faster than nn.LSTM, docs/deepspeech.md: the recurrent
-    mat-vec, bound by memory bandwidth, is then all that is left per step); "torch" calls nn.LSTM (cuDNN
-    on GPU; on CPU faster than the loop for several clips, where MKL's small-batch GEMMs are slow on this
-    CPU);
-    "auto" picks "loop" for one clip on CPU, else "torch". Both use the same parameters.
+    ``lstm_impl``: "loop" runs the recurrence step by step (``_bilstm_loop``: input projections as one
+    GEMM per direction, then per step one batched GEMM for both directions' recurrent products and the
+    cell's element-wise math on one thread); "torch" calls nn.LSTM (cuDNN on GPU; on CPU oneDNN's
+    fused LSTM primitive when no clip is padded), packed when lengths differ; "auto" picks "loop" for
+    one clip on CPU, else "torch" (docs/deepspeech.md: for one clip the loop is faster; for a batch,
+    oneDNN's primitive on an idle CPU, the two within noise on a loaded one).
+    Both use the same parameters and agree to ~1e-6 relative; at padded steps both give the logits of a
+    zero LSTM output (callers cut each clip to its length).
     """
 
     lstm_impl: str = "auto"
@@ -94,57 +117,105 @@ class DeepSpeechAcoustic(nn.Module):
         self.layer5 = _dense(d["h5"], d["b5"])
         self.layer6 = _dense(d["h6"], d["b6"])
         self.n_cell = n_cell
+        self._loop_cache: tuple[tuple, torch.Tensor] | None = None
         assert self.layer1.in_features == N_FEATURES and self.layer6.out_features == N_CHARACTERS
 
-    @staticmethod
-    def _clipped_relu(x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x, min=0.0, max=RELU_CLIP)
+    def _dense_relu(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return layer(x).clamp_(min=0.0, max=RELU_CLIP)  # in place: no second activation-sized buffer
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         batch, steps, _ = inputs.shape
-        x = self._clipped_relu(self.layer1(inputs))
-        x = self._clipped_relu(self.layer2(x))
-        x = self._clipped_relu(self.layer3(x))
         impl = self.lstm_impl
         if impl == "auto":
-            impl = "loop" if x.device.type == "cpu" and batch == 1 else "torch"
+            impl = "loop" if inputs.device.type == "cpu" and batch == 1 else "torch"
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.int64)
         if impl == "loop":
-            out = self._bilstm_loop(x, lengths)
-        elif bool((lengths == steps).all()):
+            return self._forward_loop(inputs, lengths)
+        x = self._dense_relu(self.layer1, inputs)
+        x = self._dense_relu(self.layer2, x)
+        x = self._dense_relu(self.layer3, x)
+        if bool((lengths == steps).all()):
             out, _ = self.lstm(x)
         else:
             # Packing runs each clip's backward pass from its own last step, as TF's sequence_length does.
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.lstm(packed)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
-        x = self._clipped_relu(self.layer5(out))
+        x = self._dense_relu(self.layer5, out)
         return self.layer6(x)
 
+    def _forward_loop(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The whole network time-major (T, B, C), clips sorted longest first.
+
+        Time-major, each step's rows are one contiguous block, so the recurrence reads and writes
+        without copies; the dense layers act row by row and do not care. Sorted by length, the clips
+        still running at step t are the first ``active[t]`` rows, and finished ones drop out of the
+        GEMMs (no work on padding)."""
+        lengths = lengths.to(torch.int64).cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)
+        sorted_lengths = lengths[order]
+        x = inputs[order.to(inputs.device)].transpose(0, 1).contiguous()  # (T, B, 494), 2 MB per min
+        x = self._dense_relu(self.layer1, x)
+        x = self._dense_relu(self.layer2, x)
+        x = self._dense_relu(self.layer3, x)
+        x = self._bilstm_loop(x, sorted_lengths)
+        x = self._dense_relu(self.layer5, x)
+        x = self.layer6(x)  # (T, B, 29)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order))
+        return x.transpose(0, 1)[inverse.to(x.device)].contiguous()
+
+    def _recurrent_weights(self) -> torch.Tensor:
+        """Both directions' recurrent matrices as one (2, n_cell, 4 n_cell) tensor for ``baddbmm``,
+        the g gate's columns doubled (see ``_bilstm_loop``). Built on first use and kept (64 MB per
+        direction at the released size); rebuilt when the parameters change or move."""
+        lstm = self.lstm
+        params = (lstm.weight_hh_l0, lstm.weight_hh_l0_reverse)
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if self._loop_cache is None or self._loop_cache[0] != key:
+            n = self.n_cell
+            with torch.no_grad():
+                stacked = torch.stack([p.detach().t() for p in params]).contiguous()
+                stacked[:, :, 2 * n : 3 * n] *= 2.0
+            self._loop_cache = (key, stacked)
+        return self._loop_cache[1]
+
     def _bilstm_loop(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Both directions of the LSTM; padding sits after each clip's steps in either direction's order,
-        so it never reaches a real step and needs no mask."""
+        """(T, B, input) time-major, B sorted by ``lengths`` (CPU int64) longest first -> (T, B, 2 n_cell),
+        0 at padded steps.
+
+        The backward direction runs on each clip reversed within its length, so in both directions a
+        clip's padding comes after its real steps and never reaches them. tanh(g) is computed as
+        2 sigmoid(2 g) - 1 (exact in real arithmetic, ~1e-7 absolute in float32) with the factor 2 folded
+        into g's pre-activations (doubling is exact in floating point), so one sigmoid covers all four
+        gates of both directions."""
         lstm, n = self.lstm, self.n_cell
-        batch, steps, width = x.shape
-        flat = x.reshape(-1, width)
-        outs = []
-        for suffix in ("l0", "l0_reverse"):
-            w_ih, w_hh = getattr(lstm, f"weight_ih_{suffix}"), getattr(lstm, f"weight_hh_{suffix}")
+        steps, batch, width = x.shape
+        w_hh = self._recurrent_weights()
+        pre = x.new_empty(steps, 2, batch, 4 * n)
+        for d, suffix in enumerate(("l0", "l0_reverse")):
+            source = x if d == 0 else reverse_within_lengths(x, lengths, dim=0)
             bias = getattr(lstm, f"bias_ih_{suffix}") + getattr(lstm, f"bias_hh_{suffix}")
-            # Input projections of every step in one GEMM; transposed views, no weight copies.
-            pre_dir = torch.addmm(bias, flat, w_ih.t()).view(batch, steps, 4 * n)
-            if suffix == "l0_reverse":
-                pre_dir = reverse_within_lengths(pre_dir, lengths)
-            w_hh_t = w_hh.t()
-            h = x.new_zeros(batch, n)
-            c = x.new_zeros(batch, n)
-            out = x.new_empty(batch, steps, n)
-            for t in range(steps):
-                z = torch.addmm(pre_dir[:, t], h, w_hh_t)
-                i, f, g, o = z.chunk(4, dim=1)  # PyTorch order: TF's i, f, j, o after the mapping
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * _tanh(g)
-                h = torch.sigmoid(o) * _tanh(c)
-                out[:, t] = h
-            outs.append(out)
-        return torch.cat([outs[0], reverse_within_lengths(outs[1], lengths)], dim=2)
+            w_ih = getattr(lstm, f"weight_ih_{suffix}")
+            # Every step's input projection in one GEMM; a transposed view, no weight copy.
+            proj = torch.addmm(bias, source.reshape(-1, width), w_ih.t()).view(steps, batch, 4 * n)
+            proj[:, :, 2 * n : 3 * n] *= 2.0
+            pre[:, d] = proj
+            del proj, source
+        active = [int((lengths > t).sum()) for t in range(steps)]
+        out = x.new_zeros(steps, 2, batch, n)
+        c = x.new_zeros(2, batch, n)
+        h = x.new_zeros(2, batch, n)
+        for t in range(steps):
+            rows = active[t]
+            z = torch.baddbmm(pre[t, :, :rows], h[:, :rows], w_hh)  # (2, rows, 4n), all threads
+            with _one_thread():
+                z.sigmoid_()
+                i, f, g2, o = z.chunk(4, dim=2)  # PyTorch order: TF's i, f, j, o after the mapping
+                c_t = c[:, :rows]
+                c_t.mul_(f).addcmul_(i, g2, value=2.0).sub_(i)  # f c + i tanh(g)
+                torch.mul(o, torch.tanh(c_t), out=out[t, :, :rows])
+            h = out[t]
+        backward = reverse_within_lengths(out[:, 1], lengths, dim=0)
+        return torch.cat([out[:, 0], backward], dim=2)
