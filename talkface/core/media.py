@@ -328,9 +328,11 @@ def _resample(frames: Iterable[_T], src_fps: float, dst_fps: float) -> Iterator[
         return
 
 
-def read_video(path: str | os.PathLike, fps: float | None = None, upright: bool = True) -> np.ndarray:
-    """All frames as one (T, H, W, 3) array: for short clips and tests only."""
-    return np.stack(list(iter_frames(path, fps, upright=upright)))
+def read_video(path: str | os.PathLike, fps: float | None = None, upright: bool = True,
+               threads: int | None = None) -> np.ndarray:
+    """All frames as one (T, H, W, 3) array: for short clips and tests only (``threads``: as
+    :func:`iter_frames`)."""
+    return np.stack(list(iter_frames(path, fps, upright=upright, threads=threads)))
 
 
 #: A jump in the audio frames' timestamps longer than half the previous frame's duration (and than

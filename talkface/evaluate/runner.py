@@ -264,8 +264,9 @@ class Pairing:
         }
 
 
-def read_generated(path: Path, fps: float | None = None) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB from a video file or a folder of frames."""
+def read_generated(path: Path, fps: float | None = None, threads: int | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB from a video file or a folder of frames (``threads``: video decoder
+    threads, default FFmpeg's)."""
     from talkface.core.media import MediaError, read_video
 
     if path.is_dir():
@@ -281,7 +282,7 @@ def read_generated(path: Path, fps: float | None = None) -> np.ndarray:
         if len({f.shape for f in frames}) != 1:
             raise MediaError(f"{path}: frames differ in size")
         return np.stack(frames)
-    frames = read_video(path, fps=fps)
+    frames = read_video(path, fps=fps, threads=threads)
     if len(frames) == 0:
         raise MediaError(f"{path}: no frames decoded")
     return frames
@@ -310,6 +311,9 @@ class WorkerSetup:
     landmark_options: dict[str, Any] = field(default_factory=dict)
     run_context: dict[str, Any] = field(default_factory=dict)
     cache: ReferenceLandmarkCache | None = None  # read here; the run's own process writes it
+    #: video decoder threads: 1 when several processes score at once (FFmpeg's slice threads on every
+    #: core in each of them oversubscribe the cores), None (FFmpeg's default) for a lone process
+    decode_threads: int | None = None
 
 
 def _init_worker(setup: WorkerSetup, metrics: Sequence[Metric] | None = None) -> None:
@@ -325,6 +329,7 @@ def _init_worker(setup: WorkerSetup, metrics: Sequence[Metric] | None = None) ->
     _WORKER["metrics"] = metrics
     _WORKER["landmarks"] = None
     _WORKER["cache"] = setup.cache
+    _WORKER["decode_threads"] = setup.decode_threads
     if _needs_landmarks(metrics):
         from talkface.core.landmarks import get_landmark_backend
 
@@ -392,9 +397,10 @@ def score_clip(job: ClipJob) -> ClipScore:
         return ClipScore(clip_rows(job.method, job.clip_id, metrics, flags, error=error, **details))
 
     try:
-        ref = read_video(job.reference)
+        threads = _WORKER.get("decode_threads")
+        ref = read_video(job.reference, threads=threads)
         fps = probe_video(job.reference).fps
-        gen = read_generated(job.generated, fps=fps if job.generated.is_file() else None)
+        gen = read_generated(job.generated, fps=fps if job.generated.is_file() else None, threads=threads)
     except Exception as exc:  # noqa: BLE001 - a bad clip is a recorded failure
         return failed(f"video: {type(exc).__name__}: {exc}")
     if len(gen) != len(ref):
@@ -640,7 +646,9 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
     jobs = [ClipJob(cfg.method, c, gen[c], ref.clips[c], cfg.trim,
                     identity_job(ref, c, identity_from) if _needs_identity(plan.metrics) else None)
             for c in pairing.matched]
-    setup = WorkerSetup(tuple(plan.specs), cfg.landmark_backend, dict(cfg.landmark_options), ctx)
+    parallel = cfg.executor == "ray" or cfg.workers > 1
+    setup = WorkerSetup(tuple(plan.specs), cfg.landmark_backend, dict(cfg.landmark_options), ctx,
+                        decode_threads=1 if parallel else None)
     in_process = cfg.executor == "process"
     if in_process:  # this process scores too, with the metrics already built (the pool spawns one fewer)
         _init_worker(setup, metrics=plan.metrics)
@@ -681,10 +689,15 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
             executors.run_ray_tasks(score_in_worker, jobs, (setup,), collect, failure,
                                     address=cfg.ray_address, num_cpus=cfg.workers)
         else:
+            from threadpoolctl import threadpool_limits
+
             from talkface.core.executors import run_process_pool
 
-            run_process_pool(score_clip, jobs, collect, max(cfg.workers, 1), _init_worker, (setup,),
-                             in_parent=score_clip)
+            # this process scores clips too: one BLAS thread, as its workers start with (an idle
+            # OpenBLAS thread spins on the core another worker needs; measured: a quarter of the CPU)
+            with threadpool_limits(limits=1):
+                run_process_pool(score_clip, jobs, collect, max(cfg.workers, 1), _init_worker, (setup,),
+                                 in_parent=score_clip)
     cache = None
     if setup.cache is not None:
         cache = {"folder": str(setup.cache.folder.resolve()), **cache_use}
