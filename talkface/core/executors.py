@@ -77,6 +77,34 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _ready() -> None:
+    """A task that only makes the pool spawn a worker (see :func:`start_process_pool`)."""
+
+
+def start_process_pool(workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> Any:
+    """Spawn ``workers`` processes now, each set up by ``initializer(*initargs)`` and started with one
+    BLAS/OpenMP thread, so that their start-up (a Python process, imports) overlaps the caller's own
+    work before it has items; hand the pool to :func:`run_process_pool` (``pool=``), or stop it with
+    :func:`stop_process_pool`."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with environment(SINGLE_THREAD_ENV):
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                   initializer=initializer, initargs=initargs)
+        for _ in range(workers):  # the executor spawns a process per submitted task, up to max_workers
+            pool.submit(_ready)
+    return pool
+
+
+def stop_process_pool(pool: Any) -> None:
+    """Terminate a pool's workers at once (SIGTERM) and drop its queued items."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_process_pool(
     fn: Callable[[Any], Any],
     items: Sequence[Any],
@@ -85,6 +113,7 @@ def run_process_pool(
     initializer: Callable[..., None],
     initargs: tuple[Any, ...],
     in_parent: Callable[[Any], Any] | None = None,
+    pool: Any = None,
 ) -> None:
     """Run ``fn(item)`` in ``workers`` spawned processes, each set up once by ``initializer(*initargs)``;
     ``record`` gets each result in completion order, in this process.
@@ -99,38 +128,37 @@ def run_process_pool(
     (Ctrl-C included) the workers are terminated at once (SIGTERM: a worker that installed a handler
     unwinds its atomic writers, leaving no partial file), queued items are dropped, and the exception
     propagates. ``spawn``, not ``fork``: forking after torch, dlib or rich started threads can deadlock.
+    ``pool``: one :func:`start_process_pool` started earlier (of ``workers``, less one with
+    ``in_parent``), used instead of a new one and shut down at the end.
     """
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     queue = deque(items)
     spawned = workers - 1 if in_parent is not None else workers
     if spawned < 1:
+        if pool is not None:
+            stop_process_pool(pool)
         for item in queue:
             record((in_parent or fn)(item))
         return
-    with environment(SINGLE_THREAD_ENV):
-        pool = ProcessPoolExecutor(max_workers=spawned, mp_context=mp.get_context("spawn"),
-                                   initializer=initializer, initargs=initargs)
-        try:
-            pending: set = set()
-            while queue or pending:
-                while queue and len(pending) < 2 * spawned:
-                    pending.add(pool.submit(fn, queue.popleft()))
-                if in_parent is not None and queue:
-                    record(in_parent(queue.popleft()))
-                    done, pending = wait(pending, timeout=0)
-                else:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record(future.result())
-        except BaseException:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                if process.is_alive():
-                    process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+    if pool is None:
+        pool = start_process_pool(spawned, initializer, initargs)
+    try:
+        pending: set = set()
+        while queue or pending:
+            while queue and len(pending) < 2 * spawned:
+                pending.add(pool.submit(fn, queue.popleft()))
+            if in_parent is not None and queue:
+                record(in_parent(queue.popleft()))
+                done, pending = wait(pending, timeout=0)
+            else:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                record(future.result())
+    except BaseException:
+        stop_process_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_ray_tasks(

@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -610,17 +611,36 @@ def plan_metrics(names: Sequence[str] | None, options: Mapping[str, Any]) -> Met
     return MetricPlan(specs, built, not_run, unused)
 
 
+def _warm_worker() -> None:
+    """What a scoring process imports before it knows the run's metrics (they come with its first clip,
+    :func:`score_in_worker`): the metrics, the landmark backends, the video reader."""
+    import talkface.core.landmarks.dlib_backend  # noqa: F401
+    import talkface.core.media  # noqa: F401
+    import talkface.evaluate.metrics  # noqa: F401
+
+
 def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
     """Score every matched clip, replace the method's rows in ``out``, rebuild the summary.
 
     Returns the run record (also in ``out/runs/<method>.json``).
     """
-    from talkface.core.executors import EXECUTORS
+    from talkface.core.executors import EXECUTORS, start_process_pool, stop_process_pool
 
     if cfg.executor not in EXECUTORS:
         raise EvaluateError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
     if cfg.ray_address and cfg.executor != "ray":
         raise EvaluateError("a Ray address needs the ray executor (--executor ray)")
+    pool = None
+    if cfg.executor == "process" and cfg.workers > 1:  # spawned now: their start-up overlaps the set-up
+        pool = start_process_pool(cfg.workers - 1, _warm_worker, ())
+    try:
+        return _run_evaluate(cfg, echo, pool)
+    finally:
+        if pool is not None:
+            stop_process_pool(pool)  # (after a normal run it has already shut down)
+
+
+def _run_evaluate(cfg: EvaluateConfig, echo, pool: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     gen = find_generated(cfg.generated)
     ref = open_reference(cfg.data, cfg.protocol, cfg.part)
@@ -696,8 +716,8 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
             # this process scores clips too: one BLAS thread, as its workers start with (an idle
             # OpenBLAS thread spins on the core another worker needs; measured: a quarter of the CPU)
             with threadpool_limits(limits=1):
-                run_process_pool(score_clip, jobs, collect, max(cfg.workers, 1), _init_worker, (setup,),
-                                 in_parent=score_clip)
+                run_process_pool(partial(score_in_worker, setup=setup), jobs, collect, max(cfg.workers, 1),
+                                 _init_worker, (setup,), in_parent=score_clip, pool=pool)
     cache = None
     if setup.cache is not None:
         cache = {"folder": str(setup.cache.folder.resolve()), **cache_use}
