@@ -53,19 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    from run_all import cpu_model, memory_gib
     from skimage.metrics import peak_signal_noise_ratio
+    from timing import grid_fixtures, machine_facts
 
     from talkface import __version__
     from talkface.core.media import read_video
     from talkface.store.dataset import Dataset
     from talkface.store.results import ResultsStore
     from talkface.utils.atomic import write_json
-    from talkface.utils.fixtures import fixtures_dir
 
-    grid = fixtures_dir() / "grid"
-    if not (grid / "s1").is_dir():
-        print(f"skipped: GRID fixtures not found at {grid} (set TALKFACE_FIXTURES)")
+    grid = grid_fixtures()
+    if grid is None:
         return 0
     load_start = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
@@ -109,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "baselines",
         "talkface_version": __version__,
         "date": started,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0]},
+        "machine": machine_facts(),
         "nice": os.nice(0),
         "load_average_before": load_start,
         "commands": [f"talkface prepare grid <fixtures>/grid --speakers s1 --limit {N_CLIPS} --out data",

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import pandas as pd
-    from run_all import cpu_model, memory_gib
+    from timing import machine_facts
 
     from talkface.core.landmarks import get_landmark_backend
     from talkface.core.media import read_video
@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "benchmark": "blink_annotation",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0]},
+        "machine": machine_facts(),
         "load_average_before": load_start,
         "annotation": {"file": ANNOTATION.relative_to(ROOT).as_posix(),
                        "sha256": hashlib.sha256(ANNOTATION.read_bytes()).hexdigest(),

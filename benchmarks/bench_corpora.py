@@ -90,15 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from run_all import cpu_model, memory_gib
+    from timing import grid_fixtures, machine_facts
 
     from talkface import __version__
     from talkface.utils.atomic import write_json
-    from talkface.utils.fixtures import fixtures_dir
 
-    grid = fixtures_dir() / "grid"
-    if not (grid / "s1").is_dir():
-        print(f"skipped: GRID fixtures not found at {grid} (set TALKFACE_FIXTURES)")
+    grid = grid_fixtures()
+    if grid is None:
         return 0
     load_start = [round(v, 2) for v in os.getloadavg()]
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -120,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "corpora",
         "talkface_version": __version__,
         "date": started,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0]},
+        "machine": machine_facts(),
         "nice": os.nice(0),
         "load_average_before": load_start,
         "timing": f"fastest of {args.repeats} discoveries (5 on the fixtures) in one process, wall and CPU",

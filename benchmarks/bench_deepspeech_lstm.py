@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from bench_deepspeech import SEED, full_size_weights
-    from run_all import cpu_model, memory_gib
-    from timing import RULE, interleaved
+    from timing import RULE, interleaved, machine_facts
 
     from talkface import __version__
     from talkface.core.features.deepspeech.model import DeepSpeechAcoustic
@@ -123,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "deepspeech_lstm",
         "talkface_version": __version__,
         "date": started,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0], "torch": torch.__version__},
+        "machine": machine_facts(torch=torch.__version__),
         "threads": args.threads,
         "nice": os.nice(0),
         "load_average_before": load_start,

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    from run_all import cpu_model, memory_gib
+    from timing import grid_fixtures, machine_facts
 
     from talkface import __version__
     from talkface.core.landmarks import get_landmark_backend
@@ -43,11 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from talkface.evaluate.metrics import get_metric
     from talkface.evaluate.metrics.base import ClipSample
     from talkface.utils.atomic import write_json
-    from talkface.utils.fixtures import fixtures_dir
 
-    grid = fixtures_dir() / "grid"
-    if not (grid / "s1").is_dir():
-        print(f"skipped: GRID fixtures not found at {grid} (set TALKFACE_FIXTURES)")
+    grid = grid_fixtures()
+    if grid is None:
         return 0
     load_start = [round(v, 2) for v in os.getloadavg()]
     t0, c0 = time.perf_counter(), time.process_time()
@@ -90,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "identity_separation",
         "talkface_version": __version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0], "torch": torch.__version__},
+        "machine": machine_facts(torch=torch.__version__),
         "nice": os.nice(0),
         "load_average_before": load_start,
         "identity_image": f"s1/{identity_clip.name} frame 0",

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dlib
     import numpy as np
-    from run_all import cpu_model, memory_gib
+    from timing import machine_facts
 
     from talkface import __version__
     from talkface.core import media
@@ -224,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "landmark_facts",
         "talkface_version": __version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0]},
+        "machine": machine_facts(),
         "nice": os.nice(0),
         "load_average_before": load_start,
         "landmark_settings": {k: v for k, v in backend.settings().items() if not k.endswith("sha256")},

@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
     import torch
-    from run_all import cpu_model, memory_gib
-    from timing import RULE
+    from timing import RULE, machine_facts
 
     from talkface import __version__
     from talkface.core.landmarks import get_landmark_backend
@@ -140,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "learned_metrics",
         "talkface_version": __version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0], "torch": torch.__version__},
+        "machine": machine_facts(torch=torch.__version__),
         "threads": torch.get_num_threads(),
         "nice": os.nice(0),
         "load_average_before": load_start,

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
     import numpy as np
-    from run_all import cpu_model, memory_gib
+    from timing import machine_facts
 
     from talkface import __version__
     from talkface.core.landmarks import get_landmark_backend
@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "orientation",
         "talkface_version": __version__,
         "date": started,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0]},
+        "machine": machine_facts(),
         "nice": os.nice(0),
         "load_average_before": load_start,
         "rule": {"upright_min_margin": UPRIGHT_MIN_MARGIN, "turned_face_min": TURNED_FACE_MIN,

@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    from run_all import cpu_model, memory_gib
-    from timing import RULE
+    from timing import RULE, machine_facts
     from torch import nn
 
     from talkface import __version__
@@ -172,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "texture_parts",
         "talkface_version": __version__,
         "date": started,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
-                    "python": sys.version.split()[0], "torch": torch.__version__},
+        "machine": machine_facts(torch=torch.__version__),
         "threads": args.threads,
         "nice": os.nice(0),
         "load_average_before": load_start,

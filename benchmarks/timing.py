@@ -34,6 +34,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 #: others_cpu_share above which a figure is "measured under load" (a share of all cores)
 OTHERS_SHARE_LIMIT = 0.25
@@ -163,3 +164,25 @@ def window() -> _Window:
     """Open a measurement window by hand (for figures timed by a benchmark's own loop): ``w = window()``,
     ... , ``w.close()`` gives ``load_before``, ``load_after``, ``others_cpu_share``, ``under_load``."""
     return _Window()
+
+
+def machine_facts(**more: str) -> dict:
+    """The machine a results file was measured on (CPU model, cores, memory, Python; ``more`` adds, e.g.
+    ``torch=torch.__version__``)."""
+    import sys
+
+    from run_all import cpu_model, memory_gib
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
+            "python": sys.version.split()[0], **more}
+
+
+def grid_fixtures() -> Path | None:
+    """The GRID fixtures' folder, or None (said on stdout) when they are not here."""
+    from talkface.utils.fixtures import fixtures_dir
+
+    grid = fixtures_dir() / "grid"
+    if not (grid / "s1").is_dir():
+        print(f"skipped: GRID fixtures not found at {grid} (set TALKFACE_FIXTURES)")
+        return None
+    return grid
