@@ -49,6 +49,7 @@ package-check: $(VENV)/.installed-test
 	$(WHEEL_DIR)/venv/bin/pip install -q $(WHEEL_DIR)/talkface-*.whl
 	cd $(WHEEL_DIR) && venv/bin/talkface demo --quick --out demo-quick
 	test -f $(WHEEL_DIR)/demo-quick/SUMMARY.md
+	grep -q '^Shipped: ' $(WHEEL_DIR)/demo-quick/SUMMARY.md  # the wheel carries the shipped model
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check talkface tests benchmarks scripts
