@@ -318,14 +318,16 @@ def _train_commands(ctx: Context) -> list[list[str]]:
     return [args]
 
 
-def _train_note(ctx: Context) -> str:
+def steps_reached(runs: Path) -> str:
+    """``lm N, blink N, tex N``: the step each stage's run under ``runs`` reached."""
     from talkface.store.checkpoints import find_stage
 
-    reached = []
-    for stage, short in (("landmarks", "lm"), ("blinks", "blink"), ("texture", "tex")):
-        run = find_stage(ctx.runs, stage)
-        reached.append(f"{short} {run.step}")
-    return "steps reached: " + ", ".join(reached)
+    return ", ".join(f"{short} {find_stage(runs, stage).step}"
+                     for stage, short in (("landmarks", "lm"), ("blinks", "blink"), ("texture", "tex")))
+
+
+def _train_note(ctx: Context) -> str:
+    return "steps reached: " + steps_reached(ctx.runs)
 
 
 def _generate_step(method: str) -> Step:
@@ -710,11 +712,10 @@ def shipped_description(given_data: bool) -> str:
     from talkface.generation.pretrained import pretrained_index
 
     index = pretrained_index() or {}
-    steps = ", ".join(f"{short} {index['components'][stage]['step']}" for stage, short in
-                      (("landmarks", "lm"), ("blinks", "blink"), ("texture", "tex"))
-                      if stage in index.get("components", {}))
-    return (f"the model shipped with talkface ({shipped_model()}), trained on "
-            f"{index.get('trained_on', 'the fixture speakers')} ({steps}; seed {index.get('seed')}; "
+    folder = shipped_model()
+    return (f"the model shipped with talkface ({folder}), trained on "
+            f"{index.get('trained_on', 'the fixture speakers')} ({steps_reached(folder)}; "
+            f"seed {index.get('seed')}; "
             f"`{index.get('command', '?')}`)"
             + ("" if given_data else ": it never trained on the built-in clips"))
 

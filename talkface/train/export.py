@@ -53,8 +53,9 @@ def export_stages(runs: str | os.PathLike, out: str | os.PathLike, about: dict[s
 
     out = Path(out)
     components = {}
+    found = {}
     for stage, folder in FOLDERS.items():
-        run = ck.find_stage(runs, stage)
+        run = found[stage] = ck.find_stage(runs, stage)
         loaded = run.load(map_location="cpu")
         state = export_stage(loaded.state, stage)
         buffer = io.BytesIO()
@@ -72,8 +73,7 @@ def export_stages(runs: str | os.PathLike, out: str | os.PathLike, about: dict[s
         components[stage] = {"folder": folder, "file": f"{folder}/{ck.CHECKPOINTS_DIR}/{ck.LAST}",
                              "sha256": sha, "bytes": len(data), "step": loaded.step,
                              "source": {"path": str(loaded.path), "sha256": loaded.sha256}}
-    blink_run = ck.find_stage(runs, "blinks").out_dir
-    calibration = export_calibration(blink_run, out / FOLDERS["blinks"], components)
+    calibration = export_calibration(found["blinks"].out_dir, out / FOLDERS["blinks"], components)
     index = provenance(components=components, blink_calibration=calibration, **about)
     atomic.write_json(out / INDEX_FILE, index)
     return index
