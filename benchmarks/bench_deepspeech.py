@@ -5,7 +5,9 @@
 Measures audio-seconds processed per wall-second (RTF, higher is faster), from 16 kHz audio to 50 Hz
 logits (MFCC, context windows, the network), on CPU with 2 threads:
 - talkface unbatched: one 60 s clip;
-- talkface batched: the same 60 s as 20 clips of 3 s (GRID-length), ``batch_size`` clips per forward;
+- talkface batched: ``--batched-clips`` clips of 3 s (GRID-length; 64 by default), the backend's
+  default ``batch_size`` (64) clips per forward; and the same clips at the smaller batch sizes of
+  ``--sweep`` (8, 20, 32), each as a share of the roofline, which shows why the default is 64;
 - reference: TensorFlow 1.x (what VOCA / AD-NeRF users run) does not install on this Python, so the
   stand-in is the same forward in plain NumPy float32 (dense layers and LSTM input projections as
   whole-sequence GEMMs, the recurrence step by step: what a straightforward port does), run clip by
@@ -21,6 +23,7 @@ Writes DIR/deepspeech.json.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 from talkface import __version__
+from talkface.core.features.deepspeech.backend import DeepSpeechBackend
 from talkface.core.features.deepspeech.graphdef import DeepSpeechWeights, LstmWeights
 from talkface.core.features.deepspeech.inputs import audio_to_inputs
 from talkface.core.features.deepspeech.model import DeepSpeechAcoustic
@@ -38,6 +42,8 @@ from talkface.utils.atomic import write_json
 
 N_HIDDEN = 2048
 SEED = 0
+#: the batch ``DeepSpeechBackend`` runs by default: the figure users get from ``compute_batch``
+DEFAULT_BATCH = inspect.signature(DeepSpeechBackend.__init__).parameters["batch_size"].default
 
 
 def full_size_weights(seed: int = SEED) -> DeepSpeechWeights:
@@ -99,7 +105,7 @@ ROOFLINE_DEFINITION = (
     "each) at the GEMM rate, plus the recurrent products of both directions, each step taking the "
     "longer of their FLOPs at the GEMM rate and streaming both recurrent matrices (2 x n_cell x 4 "
     "n_cell float32) at the mat-vec bandwidth; a batch of B clips shares one stream per step, so "
-    "unbatched (B=1) the stream is the bound, at B=20 the FLOPs are. GEMM rate: a 2048^3 float32 "
+    "unbatched (B=1) the stream is the bound, from B=20 on the FLOPs are. GEMM rate: a 2048^3 float32 "
     "matmul (5 products); bandwidth: the (1, n_cell) x (n_cell, 4 n_cell) mat-vec (20 products). "
     "Element-wise work, the MFCC front end and weight reorders count as zero. rtf_bound_* are the "
     "medians over the repeats, as are the real-time factors they are compared with."
@@ -180,7 +186,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length timed for talkface")
     parser.add_argument("--reference-seconds", type=float, default=10.0, help="audio timed for NumPy")
     parser.add_argument("--clip-seconds", type=float, default=3.0, help="clip length in the batched run")
-    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--batched-clips", type=int, default=DEFAULT_BATCH, help="clips in the batched run")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                        help=f"clips per forward in the headline batched run (the backend's default, "
+                             f"{DEFAULT_BATCH})")
+    parser.add_argument("--sweep", default="8,20,32", help="other batch sizes timed on the same clips")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians reported")
     args = parser.parse_args()
@@ -190,8 +200,10 @@ def main() -> None:
     model = DeepSpeechAcoustic(weights).eval()
     reference = NumpyDeepSpeech(weights)
     audio = speechlike(args.seconds, seed=1)
-    n_clips = max(1, round(args.seconds / args.clip_seconds))
-    clips = np.array_split(audio, n_clips)
+    n_clips = args.batched_clips
+    batched_seconds = n_clips * args.clip_seconds
+    clips = np.array_split(speechlike(batched_seconds, seed=2), n_clips)
+    sweep = [int(b) for b in args.sweep.split(",") if b.strip()]
     ref_audio = audio[: int(args.reference_seconds * 16000)]
 
     # Agreement check on a short excerpt, so the reference is known to compute the same thing.
@@ -215,7 +227,7 @@ def main() -> None:
 
     runs: dict[str, list[dict[str, float]]] = {
         k: [] for k in ("gemm_gflops", "matvec_gb_per_s", "talkface_batched", "talkface_unbatched",
-                        "numpy_reference")}
+                        "numpy_reference", *(f"talkface_batch_{b}" for b in sweep))}
     load_before = os.getloadavg()
     for _ in range(args.repeats):  # interleaved, so each figure sees the same spread of load
         machine = timed(lambda: measure_machine(weights.n_cell))
@@ -223,12 +235,15 @@ def main() -> None:
         runs["gemm_gflops"].append({"value": gflops, **machine})
         runs["matvec_gb_per_s"].append({"value": gbps, **machine})
         runs["talkface_batched"].append(timed(lambda: run_talkface(model, clips, args.batch_size)))
+        for b in sweep:
+            runs[f"talkface_batch_{b}"].append(timed(lambda b=b: run_talkface(model, clips, b)))
         runs["talkface_unbatched"].append(timed(lambda: run_talkface(model, [audio], 1)))
         runs["numpy_reference"].append(timed(reference_run))
     load_after = os.getloadavg()
 
-    audio_s = {"talkface_batched": args.seconds, "talkface_unbatched": args.seconds,
+    audio_s = {"talkface_batched": batched_seconds, "talkface_unbatched": args.seconds,
                "numpy_reference": args.reference_seconds}
+    audio_s.update({f"talkface_batch_{b}": batched_seconds for b in sweep})
     seconds = {k: spread([r["value"] for r in runs[k]]) for k in audio_s}
     rtf_spread = {k: spread([audio_s[k] / r["value"] for r in runs[k]]) for k in audio_s}
     rtf = {k: v["median"] for k, v in rtf_spread.items()}
@@ -240,10 +255,16 @@ def main() -> None:
                          for g, b in zip(runs["gemm_gflops"], runs["matvec_gb_per_s"], strict=True)]
     share = {run: rtf[f"talkface_{run}"] / limits[f"rtf_bound_{run}"] for run in ("batched", "unbatched")}
     share_per_repeat = {
-        run: [args.seconds / r["value"] / bound[f"rtf_bound_{run}"]
+        run: [audio_s[f"talkface_{run}"] / r["value"] / bound[f"rtf_bound_{run}"]
               for r, bound in zip(runs[f"talkface_{run}"], per_repeat_bounds, strict=True)]
         for run in ("batched", "unbatched")
     }
+    batch_sweep = {}
+    for b in sorted({*sweep, args.batch_size}):  # the headline run stands for its own batch size
+        run = "talkface_batched" if b == args.batch_size else f"talkface_batch_{b}"
+        bound = roofline(weights, gflops_s["median"], gbps_s["median"], min(b, n_clips))["rtf_bound_batched"]
+        batch_sweep[str(b)] = {"rtf": rtf[run], "rtf_spread": rtf_spread[run], "rtf_bound": bound,
+                               "share_of_roofline": rtf[run] / bound}
     result = {
         "benchmark": "deepspeech",
         "what": "real-time factor (audio s per wall s), 16 kHz audio -> 50 Hz logits, random weights",
@@ -252,10 +273,14 @@ def main() -> None:
         "device": "cpu",
         "threads": args.threads,
         "nice": os.nice(0),
-        "lstm_impl": {"batched": "torch (oneDNN LSTM primitive)", "unbatched": "loop"},
+        "lstm_impl": f"{model.lstm_impl} (torch: oneDNN's LSTM primitive, packed when lengths differ)",
         "audio_seconds": args.seconds,
         "batched_clips": n_clips,
+        "clip_seconds": args.clip_seconds,
+        "batched_audio_seconds": batched_seconds,
         "batch_size": args.batch_size,
+        "batch_size_is_backend_default": args.batch_size == DEFAULT_BATCH,
+        "batch_sweep": batch_sweep,
         "repeats": args.repeats,
         "reference": "plain NumPy float32 forward (stand-in: TensorFlow 1.x is not installable here)",
         "reference_audio_seconds": args.reference_seconds,

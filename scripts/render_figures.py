@@ -347,11 +347,12 @@ def landmarks_row(lm: Mapping) -> list[str]:
 def deepspeech_row(ds: Mapping) -> list[str]:
     rtf, roof = ds["rtf"], ds["roofline"]
     target = ds.get("target_rtf", TARGETS["deepspeech_rtf"])
-    clip_s = ds["audio_seconds"] / ds["batched_clips"]
+    clip_s = ds.get("clip_seconds", ds["audio_seconds"] / ds["batched_clips"])
     return [
         f"DeepSpeech v0.1.0 features, {ds['audio_seconds']:g} s audio, {ds['variant'].split(', ', 1)[-1]}, "
         f"{ds['threads']} threads{under_load_note(ds)}",
-        f"{rtf['talkface_batched']:.1f}x real time batched ({ds['batched_clips']} x {clip_s:g} s clips), "
+        f"{rtf['talkface_batched']:.1f}x real time batched ({ds['batched_clips']} x {clip_s:g} s clips, "
+        f"batch {ds['batch_size']}), "
         f"{rtf['talkface_unbatched']:.1f}x unbatched",
         f"NumPy float32 forward (TensorFlow 1.x does not install): {rtf['numpy_reference']:.1f}x",
         f"{ds['ratio_vs_reference']['batched']:.2f}x batched",
@@ -700,7 +701,7 @@ def render_metrics_speed(res: Results) -> str:
 def render_deepspeech_speed(res: Results) -> str:
     ds = res.json("deepspeech.json")
     rtf, sec, ratio = ds["rtf"], ds["seconds"], ds["ratio_vs_reference"]
-    clip_s = ds["audio_seconds"] / ds["batched_clips"]
+    clip_s = ds.get("clip_seconds", ds["audio_seconds"] / ds["batched_clips"])
     rows = [
         [f"talkface, one {ds['audio_seconds']:g} s clip (unbatched)", f"{sec['talkface_unbatched']:.1f}",
          f"{rtf['talkface_unbatched']:.2f}x", f"{ratio['unbatched']:.2f}x"],
@@ -711,8 +712,20 @@ def render_deepspeech_speed(res: Results) -> str:
     ]
     head = (f"Source: {provenance('deepspeech.json', ds)}; device {ds['device']}, {ds['variant']}, "
             "random weights at the "
-            f"released sizes (seed {ds['seed']}); {ds['audio_seconds']:g} s of audio; {ds['what']}.")
-    return head + "\n\n" + table(["run", "wall s", "real-time factor", "vs reference"], rows)
+            f"released sizes (seed {ds['seed']}); {ds['what']}.")
+    text = head + "\n\n" + table(["run", "wall s", "real-time factor", "vs reference"], rows)
+    sweep = ds.get("batch_sweep")
+    if sweep:
+        sweep_rows = [[f"{b}{' (default)' if int(b) == ds['batch_size'] else ''}",
+                       f"{v['rtf']:.2f}x (min {v['rtf_spread']['min']:.2f}, "
+                       f"max {v['rtf_spread']['max']:.2f})",
+                       f"{v['rtf_bound']:.1f}x", f"{v['share_of_roofline']:.0%}"]
+                      for b, v in sorted(sweep.items(), key=lambda kv: int(kv[0]))]
+        text += (f"\n\nBatch size on the same {ds['batched_clips']} clips of {clip_s:g} s (medians of "
+                 f"{ds['repeats']} interleaved rounds; the bound is the run's roofline at that batch):\n\n"
+                 + table(["clips per forward", "real-time factor", "roofline bound", "share of bound"],
+                         sweep_rows))
+    return text
 
 
 def render_landmarks_speed(res: Results) -> str:

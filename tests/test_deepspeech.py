@@ -277,6 +277,20 @@ def test_batched_equals_unbatched(backend):
         np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-5 * np.abs(alone).max())
 
 
+def test_batches_respect_clip_count_and_padded_seconds():
+    """Hand-worked cut of five clips (lengths in 50 Hz steps, longest first) into forwards."""
+    from types import SimpleNamespace
+
+    from talkface.core.features.deepspeech.backend import DeepSpeechBackend
+
+    lengths, order = [100, 60, 50, 40, 30], [4, 0, 2, 1, 3]
+    by_count = SimpleNamespace(batch_size=3, max_batch_seconds=1e9, rate=50.0)
+    assert DeepSpeechBackend._batches(by_count, lengths, order) == [[4, 0, 2], [1, 3]]
+    # 2 s = 100 steps: 100 alone; 60 + 50 would pad to 120; 50 + 40 pad to exactly 100; 30 joins none
+    by_seconds = SimpleNamespace(batch_size=64, max_batch_seconds=2.0, rate=50.0)
+    assert DeepSpeechBackend._batches(by_seconds, lengths, order) == [[4], [0], [2, 1], [3]]
+
+
 def test_lstm_loop_equals_nn_lstm(backend, weights):
     """The CPU step loop and nn.LSTM (packed) agree, padding included, lengths unsorted; both match NumPy."""
     clips = [audio_to_inputs(speechlike(s, seed=9)) for s in (0.35, 0.7, 0.5)]

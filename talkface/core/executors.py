@@ -158,7 +158,9 @@ def run_process_pool(
     except BaseException:
         stop_process_pool(pool)
         raise
-    pool.shutdown(wait=True)
+    # every result is in, so the workers are idle: stopped at once rather than left to tear their
+    # interpreters down while this process waits (0.1-0.3 s at the end of every run, measured)
+    stop_process_pool(pool)
 
 
 def run_ray_tasks(

@@ -69,9 +69,10 @@ class DeepSpeechBackend(FeatureBackend):
         self,
         model_path: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
-        batch_size: int = 8,
+        batch_size: int = 64,
         window: int = 16,
         sample_rate: int = 16000,
+        max_batch_seconds: float = 240.0,
     ) -> None:
         if model_path is None:
             raise DeepSpeechModelError(f"the deepspeech backend needs model_path. {RELEASE_HINT}")
@@ -79,6 +80,8 @@ class DeepSpeechBackend(FeatureBackend):
             raise ValueError("DeepSpeech v0.1.0 takes 16 kHz audio; resample first (read_audio(sr=16000))")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if max_batch_seconds <= 0:
+            raise ValueError("max_batch_seconds must be > 0")
         self.model_path = Path(model_path)
         weights = load_weights(self.model_path)  # raises DeepSpeechModelError with the reason
         self.model_sha256 = sha256_file(self.model_path)
@@ -87,6 +90,7 @@ class DeepSpeechBackend(FeatureBackend):
         self.n_hidden = weights.n_hidden
         self.n_cell = weights.n_cell
         self.batch_size = batch_size
+        self.max_batch_seconds = max_batch_seconds
         self.window = window
         self.sample_rate = sample_rate
 
@@ -105,12 +109,17 @@ class DeepSpeechBackend(FeatureBackend):
 
     @torch.inference_mode()
     def logits_batch(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Logits (steps_i, 29) at 50 Hz per clip; ``batch_size`` clips at a time, padded and packed."""
+        """Logits (steps_i, 29) at 50 Hz per clip; up to ``batch_size`` clips at a time (longest first,
+        padded and packed), fewer where the padded batch would exceed ``max_batch_seconds`` of audio.
+
+        Why 64: the recurrence's per-step GEMM has one row per clip, and the share of this CPU's GEMM
+        rate it reaches grows with rows (``benchmarks/bench_deepspeech.py``'s batch sweep:
+        docs/deepspeech.md); the seconds cap keeps memory bounded for long clips (activations grow
+        with clips x the longest clip's length)."""
         inputs = [audio_to_inputs(np.asarray(a)) for a in audios]
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
         out: list[np.ndarray | None] = [None] * len(inputs)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in self._batches([len(inputs[i]) for i in order], order):
             lengths = [len(inputs[i]) for i in chunk]
             batch = np.zeros((len(chunk), max(lengths), inputs[chunk[0]].shape[1]), dtype=np.float32)
             for row, i in enumerate(chunk):
@@ -123,6 +132,22 @@ class DeepSpeechBackend(FeatureBackend):
             for row, i in enumerate(chunk):
                 out[i] = logits[row, : lengths[row]].copy()
         return out  # type: ignore[return-value]
+
+    def _batches(self, lengths: Sequence[int], order: Sequence[int]) -> list[list[int]]:
+        """``order`` (longest first; ``lengths`` in that order, in steps) cut into forwards of at most
+        ``batch_size`` clips whose padded size (clips x the first clip's steps) stays within
+        ``max_batch_seconds`` (a clip longer than that alone is one forward)."""
+        cap_steps = self.max_batch_seconds * self.rate
+        batches: list[list[int]] = []
+        longest = 0  # steps of the current batch's first (longest) clip
+        for i, steps in zip(order, lengths, strict=True):
+            size = len(batches[-1]) if batches else self.batch_size
+            if size < self.batch_size and (size + 1) * longest <= cap_steps:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+                longest = steps
+        return batches
 
     def sequence(self, audio: np.ndarray) -> np.ndarray:
         return self.logits_batch([audio])[0]

@@ -90,9 +90,9 @@ class DeepSpeechAcoustic(nn.Module):
     ``lstm_impl``: "loop" runs the recurrence step by step (``_bilstm_loop``: input projections as one
     GEMM per direction, then per step one batched GEMM for both directions' recurrent products and the
     cell's element-wise math on one thread); "torch" calls nn.LSTM (cuDNN on GPU; on CPU oneDNN's
-    fused LSTM primitive when no clip is padded), packed when lengths differ; "auto" picks "loop" for
-    one clip on CPU, else "torch" (docs/deepspeech.md: for one clip the loop is faster; for a batch,
-    oneDNN's primitive on an idle CPU, the two within noise on a loaded one).
+    fused LSTM primitive when no clip is padded), packed when lengths differ; "auto" is "torch" (it was
+    "loop" for one clip on CPU until ``benchmarks/bench_deepspeech_lstm.py`` measured oneDNN's primitive
+    faster there too: docs/deepspeech.md).
     Both use the same parameters and agree to ~1e-6 relative; at padded steps both give the logits of a
     zero LSTM output (callers cut each clip to its length).
     """
@@ -127,7 +127,7 @@ class DeepSpeechAcoustic(nn.Module):
         batch, steps, _ = inputs.shape
         impl = self.lstm_impl
         if impl == "auto":
-            impl = "loop" if inputs.device.type == "cpu" and batch == 1 else "torch"
+            impl = "torch"
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.int64)
         if impl == "loop":
