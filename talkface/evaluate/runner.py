@@ -334,7 +334,11 @@ def _init_worker(setup: WorkerSetup, metrics: Sequence[Metric] | None = None) ->
     if _needs_landmarks(metrics):
         from talkface.core.landmarks import get_landmark_backend
 
-        _WORKER["landmarks"] = get_landmark_backend(setup.landmark_backend, **setup.landmark_options)
+        warm = _WORKER.get("warm_landmarks")  # built by _warm_worker when the pool started
+        if warm is not None and warm[0] == _landmark_key(setup.landmark_backend, setup.landmark_options):
+            _WORKER["landmarks"] = warm[1]
+        else:
+            _WORKER["landmarks"] = get_landmark_backend(setup.landmark_backend, **setup.landmark_options)
 
 
 def clip_rows(
@@ -611,12 +615,28 @@ def plan_metrics(names: Sequence[str] | None, options: Mapping[str, Any]) -> Met
     return MetricPlan(specs, built, not_run, unused)
 
 
-def _warm_worker() -> None:
-    """What a scoring process imports before it knows the run's metrics (they come with its first clip,
-    :func:`score_in_worker`): the metrics, the landmark backends, the video reader."""
+def _warm_worker(landmark_backend: str | None = None, landmark_options: dict[str, Any] | None = None) -> None:
+    """What a scoring process does before it knows the run's metrics (they come with its first clip,
+    :func:`score_in_worker`): import the metrics, the landmark backends and the video reader, and build
+    the run's landmark backend (its model read now, while the parent sets up, not on the first clip;
+    measured 0.3 s). A backend that cannot be built here is left to the first clip, which says why."""
     import talkface.core.landmarks.dlib_backend  # noqa: F401
     import talkface.core.media  # noqa: F401
     import talkface.evaluate.metrics  # noqa: F401
+
+    if landmark_backend is None:
+        return
+    from talkface.core.landmarks import get_landmark_backend
+
+    try:
+        backend = get_landmark_backend(landmark_backend, **(landmark_options or {}))
+    except Exception:  # noqa: BLE001 - an initializer that raises breaks the whole pool
+        return
+    _WORKER["warm_landmarks"] = (_landmark_key(landmark_backend, landmark_options or {}), backend)
+
+
+def _landmark_key(backend: str, options: dict[str, Any]) -> str:
+    return repr((backend, sorted(options.items())))
 
 
 def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
@@ -632,7 +652,8 @@ def run_evaluate(cfg: EvaluateConfig, echo=print) -> dict[str, Any]:
         raise EvaluateError("a Ray address needs the ray executor (--executor ray)")
     pool = None
     if cfg.executor == "process" and cfg.workers > 1:  # spawned now: their start-up overlaps the set-up
-        pool = start_process_pool(cfg.workers - 1, _warm_worker, ())
+        pool = start_process_pool(cfg.workers - 1, _warm_worker,
+                                  (cfg.landmark_backend, dict(cfg.landmark_options)))
     try:
         return _run_evaluate(cfg, echo, pool)
     finally:

@@ -61,14 +61,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from talkface.store.damage import damaged, read_json_object, read_parquet_table
 from talkface.store.splits import CORPUS_PROTOCOLS, hash_fraction
 from talkface.store.splits import recognise_protocol as recognise_committed
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: 0.25 s a worker process spared
+    import pandas as pd
 
 log = logging.getLogger("talkface.store.dataset")
 
@@ -358,6 +360,8 @@ def _none_if_na(value: Any) -> Any:
         return None
     if isinstance(value, float) and np.isnan(value):
         return None
+    import pandas as pd
+
     if value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
@@ -655,6 +659,8 @@ def _not_a_dataset(root: Path) -> str:
 def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows (dicts) -> the manifest frame: MANIFEST_COLUMNS first, then any ``split_*`` columns."""
     extra = sorted({k for r in rows for k in r if k.startswith("split_")})
+    import pandas as pd
+
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + extra)
     df["n_frames"] = df["n_frames"].astype("Int64")
     for col in ("fps", "duration_s", "face_ratio"):

@@ -36,10 +36,9 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from talkface import __version__
 from talkface.store.damage import damaged as _damaged
@@ -48,6 +47,9 @@ from talkface.utils import atomic
 from talkface.utils.lock import FolderLocked, WriterLock
 from talkface.utils.names import check_name, file_name
 from talkface.utils.paths import PathUnder
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: 0.25 s a worker process spared
+    import pandas as pd
 
 RESULT_COLUMNS = [
     "method",
@@ -311,6 +313,8 @@ class ResultsStore:
         ``results.parquet`` is a :class:`ResultsError` naming it."""
         path = self.parquet_path
         if not path.exists():
+            import pandas as pd
+
             return pd.DataFrame(columns=RESULT_COLUMNS)
         todo = (f"restore it from a copy, or delete it and run `talkface evaluate ... --out {self.root}` "
                 "again for each method")
@@ -343,6 +347,8 @@ class ResultsStore:
         df = df[df["variant"] == variant]
         if df.empty:
             raise ResultsError(f"method {method!r} has no {metric}:{variant} values in {self.root}")
+        import pandas as pd
+
         return pd.Series(df["value"].to_numpy(np.float64), index=df["clip_id"].astype(str), name=variant)
 
     def has_run_record(self, method: str) -> bool:
@@ -404,6 +410,8 @@ class ResultsStore:
         the name itself.
         """
         self.check_method_name(method)
+        import pandas as pd
+
         new = pd.DataFrame([r.to_record() for r in rows], columns=RESULT_COLUMNS)
         with self._write_lock():
             self.check_method_name(method)  # again, now that no other writer can take the file
