@@ -360,7 +360,7 @@ def deepspeech_row(ds: Mapping) -> list[str]:
         f"({roof['gemm_gflops']:.0f} GFLOP/s GEMM, {roof['matvec_gb_per_s']:.0f} GB/s) caps this CPU at "
         f"{roof['rtf_bound_batched']:.1f}x batched, {roof['rtf_bound_unbatched']:.1f}x unbatched"
         + (" (the unbatched run exceeds its bound: the bound's mat-vec bandwidth, measured on one stream, "
-           "underestimates what the step loop gets, so that bound is not one)"
+           "underestimates what the recurrence gets, so that bound is not one)"
            if rtf["talkface_unbatched"] > roof["rtf_bound_unbatched"] else "")
         + (f"; {share_target:.0%} of it batched: **{verdict(share, share_target)}** ({share:.0%})"
            if (share := (ds.get("share_of_roofline") or {}).get("batched")) is not None
