@@ -677,6 +677,27 @@ def _unseen_reference_notes(u: Mapping, part: str) -> list[str]:
     return [*(f"{n}\n" for n in notes)]
 
 
+def render_feature_norm(res: Results) -> str:
+    """The landmark stage on a voice heard and one never heard, per feature standardisation."""
+    fn = res.json("feature_norm.json")
+    rows = []
+    for norm, run in fn["runs"].items():
+        for part, label in (("val", "s1 held out (voice heard)"), ("test", "s4 (voice never heard)")):
+            v = run["parts"][part]
+            rows.append([f"`--feature-norm {norm}`", label, str(v["clips"]),
+                         f"{v['lmd_mouth']['mean']:.3f} vs {v['lmd_mouth_still']['mean']:.3f}",
+                         f"**{v['ratio_to_still']:.2f}** ({v['diff_to_still']:+.3f} [{v['diff_lo']:+.3f}, "
+                         f"{v['diff_hi']:+.3f}])",
+                         f"{v['opening_corr']['mean']:.2f}",
+                         f"{v['opening_std_pred']['mean']:.3f} / {v['opening_std_real']['mean']:.3f}"])
+    m = fn["machine"]
+    return (table(["features", "clips of", "n", "mouth LMD: stage vs still mouth (px)",
+                   "ratio (difference [95%])", "opening correlation", "opening std: stage / real"], rows)
+            + f"\n\nSource: `{RESULTS_REL}/feature_norm.json` ({str(fn['date'])[:10]}, {m['cpus']} CPUs, "
+            f"{m['cpu_model']}; load {fn['load_start']} at start): {fn['what']}; {fn['protocol']}; "
+            f"{fn['steps']} landmark-stage steps per run, seed {fn['seed']}, {fn['feature_backend']}.")
+
+
 # --------------------------------------------------------------------------------------------------
 # Docs: speed tables of the benchmarks
 
@@ -1274,6 +1295,7 @@ REGIONS: dict[str, Region] = {
                render_shipped_model),
         Region("unseen-identities", ("README.md", "docs/models.md"), ("unseen_identities.json",),
                render_unseen_identities),
+        Region("feature-norm", ("docs/models.md",), ("feature_norm.json",), render_feature_norm),
         Region("identity-separation", ("docs/evaluate_learned.md",), ("identity_separation.json",),
                render_identity_separation),
         Region("learned-metrics-speed", ("docs/evaluate_learned.md",), ("learned_metrics.json",),

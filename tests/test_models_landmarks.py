@@ -17,6 +17,7 @@ from talkface.models.speech_to_landmarks import (
     landmark_loss,
     load_landmark_stage,
     predict_landmarks,
+    utterance_normalised,
 )
 from talkface.store.checkpoints import find_stage, load_checkpoint
 from talkface.store.dataset import Dataset, DatasetError
@@ -173,6 +174,40 @@ def test_train_cli_writes_loadable_checkpoint(tmp_path: Path) -> None:
     np.testing.assert_allclose(mean, frames.mean(0), atol=1e-6)
     assert predict_landmarks(model, np.zeros((25, 16, 8), np.float32)).shape == (25, 68, 2)
     assert (tmp_path / "runs/lm/tensorboard").exists()
+
+
+def test_utterance_normalised_by_hand_and_blind_to_a_voice_constant() -> None:
+    f = np.zeros((2, 2, 2), np.float32)
+    f[:, :, 0] = [[1, 3], [5, 7]]  # mean 4, std sqrt(5)
+    f[:, :, 1] = 2.0  # constant: std floored at 1e-3, centred to 0
+    got = utterance_normalised(f)
+    np.testing.assert_allclose(got[:, :, 0], (np.array([[1, 3], [5, 7]]) - 4) / np.sqrt(5), rtol=1e-6)
+    np.testing.assert_array_equal(got[:, :, 1], 0.0)
+    x = np.random.default_rng(0).normal(size=(30, 16, 5)).astype(np.float32)
+    scale, shift = np.float32([0.5, 2, 3, 1, 4]), np.float32([-1, 0, 7, 2, 3])
+    np.testing.assert_allclose(utterance_normalised(x * scale + shift), utterance_normalised(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["utterance", "dataset"])
+def test_feature_norm_is_trained_saved_and_applied_at_prediction(tmp_path: Path, norm: str) -> None:
+    """--feature-norm utterance: the checkpoint says so and its predictions ignore a per-dimension
+    gain and offset of the speech features (a different voice level or channel); the dataset norm does not."""
+    from talkface.cli import app
+
+    root = make_synthetic_store(tmp_path / "ds", n_clips=4, t=40)
+    out = tmp_path / "runs" / "lm"
+    result = CliRunner().invoke(app, ["train", "landmarks", "--data", str(root), "--out", str(out),
+                                      "--max-steps", "3", "--batch-size", "4", "--window-len", "16",
+                                      "--accelerator", "cpu", "--val-every", "3", "--feature-norm", norm])
+    assert result.exit_code == 0, result.output
+    model, config, _ = load_landmark_stage(find_stage(tmp_path / "runs", "landmarks").weights_path())
+    assert config.feature_norm == norm
+    x = np.random.default_rng(1).normal(size=(25, 16, 8)).astype(np.float32)
+    a, b = predict_landmarks(model, x), predict_landmarks(model, 3.0 * x + 2.0)
+    if norm == "utterance":
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    else:
+        assert np.abs(a - b).max() > 1e-4
 
 
 def test_train_cli_protocols(tmp_path: Path) -> None:

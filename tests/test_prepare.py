@@ -535,13 +535,16 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_continue(tmp_path: Path, grid_root
             "--out", str(out)]
     proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
+    def finished_rows() -> list[str]:  # not the atomic writer's temporary files (.<id>.<random>.tmp.json)
+        return sorted(p.stem for p in (out / "rows").glob("*.json") if not p.name.startswith("."))
+
     deadline = time.time() + 180
-    while time.time() < deadline and len(list((out / "rows").glob("*.json"))) < 2:
+    while time.time() < deadline and len(finished_rows()) < 2:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     output, _ = proc.communicate(timeout=120)
     text = " ".join(output.split())
-    rows = sorted(p.stem for p in (out / "rows").glob("*.json"))
+    rows = finished_rows()
     assert proc.returncode == 130, text
     assert f"interrupted: {len(rows)} clips finished, run the same command to continue" in text
     assert "Traceback" not in text and 2 <= len(rows) < 6

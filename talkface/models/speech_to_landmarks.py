@@ -37,6 +37,10 @@ class LandmarkConfig:
     feature_window: int = 16  # W: read from the dataset
     feature_dim: int = 40  # D: read from the dataset (29 deepspeech, 40 logmel, 13 mfcc)
     feature_backend: str = ""  # read from the manifest
+    #: "dataset": features standardised by the training part's mean and std only; "utterance": first by
+    #: each utterance's own (utterance_normalised), which removes what a voice, level or channel holds
+    #: constant over a clip (docs/models.md, "Voices never heard")
+    feature_norm: str = "dataset"
     conv_channels: tuple[int, ...] = (64, 128, 128)  # conv1d over W, kernel 3, stride 2 after the first;
     # the last conv's output (channels x W/4) is flattened into the frame embedding
     frame_embedding: int = 128
@@ -162,9 +166,24 @@ def load_landmark_stage(source: str | Path, device: str | torch.device = "cpu"
     return landmark_model_from_state(checkpoints.load_stage(source, "landmarks").state, device)
 
 
+FEATURE_NORMS = ("dataset", "utterance")
+
+
+def utterance_normalised(features: np.ndarray) -> np.ndarray:
+    """(T, W, D) features of one utterance standardised per dimension by their own mean and standard
+    deviation over every frame and window position (floor 1e-3). An affine change of a dimension that
+    holds over the utterance (a voice's spectral tilt, the level, the microphone) leaves the result
+    unchanged; the model's dataset-wide standardisation follows."""
+    f = np.asarray(features, dtype=np.float32)
+    flat = f.reshape(-1, f.shape[-1])
+    return ((f - flat.mean(axis=0)) / np.maximum(flat.std(axis=0), 1e-3)).astype(np.float32)
+
+
 @torch.no_grad()
 def predict_landmarks(model: SpeechToLandmarks, features: np.ndarray) -> np.ndarray:
     """(T, W, D) features of one utterance -> (T, 68, 2) unit landmarks (the whole sequence at once)."""
+    if model.config.feature_norm == "utterance":
+        features = utterance_normalised(features)
     device = next(model.parameters()).device
     x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=device)[None]
     return model(x)[0].float().cpu().numpy()

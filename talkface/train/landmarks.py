@@ -14,10 +14,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from talkface.models.speech_to_landmarks import (
+    FEATURE_NORMS,
     LandmarkConfig,
     SpeechToLandmarks,
     landmark_errors,
     landmark_loss,
+    utterance_normalised,
 )
 from talkface.train import data as mdata
 from talkface.train.loop import TrainContext, TrainSettings
@@ -35,10 +37,11 @@ def lmd_mouth_centroid_mean(preds: list[np.ndarray], targets: list[np.ndarray], 
 
 
 def build_stage(data: str | Path, protocol: str | None, window_len: int = 32, rnn: str = "gru",
-                mouth_weight: float = 4.0, temporal_weight: float = 1.0) -> LandmarkStage:
+                mouth_weight: float = 4.0, temporal_weight: float = 1.0,
+                feature_norm: str = "dataset") -> LandmarkStage:
     """The stage ``talkface train landmarks`` runs (its own options -> :class:`LandmarkConfig`)."""
     config = LandmarkConfig(window_len=window_len, rnn=rnn, mouth_weight=mouth_weight,
-                            temporal_weight=temporal_weight)
+                            temporal_weight=temporal_weight, feature_norm=feature_norm)
     return LandmarkStage(data, protocol, config)
 
 
@@ -71,6 +74,12 @@ class LandmarkStage(mdata.DatasetStage):
         if (self.config.feature_window, self.config.feature_dim) != first.features.shape[1:]:
             raise ValueError(f"the checkpoint expects {self.config.feature_window}x{self.config.feature_dim} "
                              f"features, the dataset has {first.features.shape[1:]}")
+        if self.config.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm {self.config.feature_norm!r}: choose one of "
+                             f"{', '.join(FEATURE_NORMS)}")
+        if self.config.feature_norm == "utterance":  # the whole clip's statistics, as generation sees them
+            for clip in (*self.train_clips, *self.val_clips):
+                clip.features = utterance_normalised(clip.features)
         self.mean_face = mdata.mean_face(self.train_clips)
         self.feature_mean, self.feature_std = mdata.feature_stats(self.train_clips)
 

@@ -202,6 +202,10 @@ STAGES.add("landmarks", StageSpec(
             "--mouth-weight", help="Weight of mouth points 48-67 in the point loss (others weigh 1).")),
         StageOption("temporal_weight", float, 1.0, typer.Option(
             "--temporal-weight", help="Weight of the frame-difference loss.")),
+        StageOption("feature_norm", Literal["dataset", "utterance"], "dataset", typer.Option(
+            "--feature-norm", help="dataset: features standardised by the training part's statistics; "
+            "utterance: first by each clip's own, which removes what a voice holds constant (measured: "
+            "mouth motion transfers better to voices never heard; docs/models.md).")),
     ),
 ))
 

@@ -1,0 +1,143 @@
+"""Voices never heard: does the landmark stage's mouth motion transfer from one speaker's voice to
+another's, with the features standardised per dataset (the default) or per utterance first?
+
+    python benchmarks/bench_feature_norm.py --out benchmarks/results [--steps 1500] [--work DIR]
+
+1. Prepare GRID s1 (normal layout) and s4 (high-quality layout; a woman) into one dataset with
+   ``--protocol unseen-identity --test-speakers s4`` (``bench_unseen_identities.prepare``).
+2. Train the landmark stage alone on s1's ``train`` clips, ``--steps`` steps, seed 0, once per
+   ``--feature-norm`` (``dataset``, ``utterance``), everything else at its default.
+3. On s1's held-out ``val`` clips (a voice heard) and all of s4 (``test``: a voice never heard), with the
+   identity frame of another clip of the same speaker (``generate``'s rule): the stage's landmarks
+   retargeted to that frame (``to_identity``, as generate does; no blinks, no texture) against the
+   clip's real aligned landmarks, mouth LMD (points 48-67, centroid-aligned per frame, crop px), beside
+   the identity frame's own landmarks held still (the still mouth); and per clip the correlation and
+   the standard deviation of the mouth opening (inner-lip gap / mouth width) of predicted and real.
+   This is the landmark stage measured before the texture stage and the codec.
+Paired over clips: the ratio of mean LMDs and the 95% bootstrap interval of the per-clip difference.
+Writes DIR/feature_norm.json (machine, date, load, steps, seed, dataset counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_pipeline_quality import load, machine, mean_ci
+from bench_unseen_identities import PROTOCOL, prepare
+
+from talkface import __version__
+from talkface.utils.atomic import write_json
+
+NORMS = ("dataset", "utterance")
+SEED = 0
+
+
+def train(data: Path, out: Path, norm: str, steps: int) -> dict[str, Any]:
+    from talkface.train.landmarks import build_stage
+    from talkface.train.loop import TrainSettings, run_training
+
+    stage = build_stage(data, PROTOCOL, feature_norm=norm)
+    settings = TrainSettings(out_dir=out, max_steps=steps, seed=SEED, accelerator="cpu", val_every=steps,
+                             ckpt_every=steps)
+    t0 = time.perf_counter()
+    run_training(stage, settings, quiet=True)
+    return {"steps": steps, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def score(data: Path, runs: Path, part: str) -> dict[str, dict[str, float]]:
+    """Per clip of ``part``: LMD of the retargeted prediction and of the still identity mouth, and the
+    mouth opening's correlation and spread (predicted, real)."""
+    from talkface.core.face68 import lmd, mouth_opening
+    from talkface.generation.generator import clip_inputs, load_generator, speech_landmarks, to_identity
+    from talkface.store.dataset import Dataset
+
+    gen = load_generator(runs, "cpu", stages=("landmarks",), data=data)
+    ds = Dataset.open(data)
+    rows: dict[str, dict[str, float]] = {}
+    for cid in sorted(ds.parts(PROTOCOL)[part]):
+        clip = clip_inputs(ds, cid)
+        feats = gen.features.compute(clip.audio, n_frames=clip.n_frames, fps=clip.fps)
+        pred = to_identity(gen, speech_landmarks(gen, feats), clip.identity_px, clip.crop_size)
+        real = clip.reference_landmarks
+        still = np.repeat(clip.identity_px[None], len(real), axis=0)
+        a, b = mouth_opening(pred), mouth_opening(real)
+        ok = np.isfinite(a) & np.isfinite(b)
+        rows[cid] = {"lmd_mouth": lmd(pred, real), "lmd_mouth_still": lmd(still, real),
+                     "opening_corr": float(np.corrcoef(a[ok], b[ok])[0, 1]),
+                     "opening_std_pred": float(np.std(a[ok])), "opening_std_real": float(np.std(b[ok]))}
+    return rows
+
+
+def summarise(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
+    from talkface.leaderboard.stats import paired_bootstrap
+
+    ours = np.array([r["lmd_mouth"] for r in rows.values()])
+    still = np.array([r["lmd_mouth_still"] for r in rows.values()])
+    test = paired_bootstrap(ours, still, seed=SEED)
+    out: dict[str, Any] = {"clips": len(rows), "lmd_mouth": mean_ci(ours), "lmd_mouth_still": mean_ci(still),
+                           "ratio_to_still": float(np.nanmean(ours) / np.nanmean(still)),
+                           "diff_to_still": test.statistic, "diff_lo": test.diff_low,
+                           "diff_hi": test.diff_high}
+    for key in ("opening_corr", "opening_std_pred", "opening_std_real"):
+        out[key] = mean_ci(np.array([r[key] for r in rows.values()]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--steps", type=int, default=1500, help="landmark-stage steps per run")
+    ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    args = ap.parse_args(argv)
+    started, load_start, t0 = dt.datetime.now(dt.timezone.utc), load(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tf-featnorm-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        data = prepare(work / "data", "s4", work / "commands.log", quick=False)
+        from talkface.store.dataset import Dataset
+
+        counts = {k: len(v) for k, v in Dataset.open(data).parts(PROTOCOL).as_dict().items()}
+        runs: dict[str, Any] = {}
+        for norm in NORMS:
+            run_dir = work / f"runs-{norm}"
+            training = train(data, run_dir / "lm", norm, args.steps)
+            parts = {part: score(data, run_dir, part) for part in ("val", "test")}
+            runs[norm] = {"training": training,
+                          "parts": {p: summarise(rows) for p, rows in parts.items()},
+                          "per_clip": parts}
+            ratios = {p: round(v["ratio_to_still"], 3) for p, v in runs[norm]["parts"].items()}
+            print(norm, ratios, flush=True)
+    record = {
+        "benchmark": "feature_norm",
+        "what": ("the landmark stage's retargeted mouth (no blinks, no texture) against the real aligned "
+                 "landmarks, beside the identity frame's mouth held still; mouth LMD (points 48-67, "
+                 "centroid-aligned per frame, crop px), mean over clips with a 95% bootstrap interval"),
+        "protocol": f"{PROTOCOL}: trained on s1 (train), scored on s1 held out (val: a voice heard) and s4 "
+                    "(test: a voice never heard); identity frame from another clip of the same speaker",
+        "parts": counts,
+        "steps": args.steps,
+        "seed": SEED,
+        "feature_backend": "logmel (the dataset's default)",
+        "runs": runs,
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_start": load_start,
+        "load_end": load(),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "talkface_version": __version__,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "feature_norm.json", record)
+    print(f"wrote {args.out / 'feature_norm.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
