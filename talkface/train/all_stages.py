@@ -244,11 +244,13 @@ def calibration_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, int], budget_s: float | None,
                  common: dict[str, Any], calibration_clips: int | None = None, started: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> list[dict[str, Any]]:
+                 clock: Callable[[], float] = time.monotonic,
+                 stage_options: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Train the schedule's stages in sequence into ``out`` under one progress view, then calibrate the
     blink amplitude on ``calibration_clips`` training clips (default ``calibrate.N_CLIPS``; 0: not);
-    return the summary. ``budget_s`` counts on ``clock`` from ``started`` (default: now), less the training
-    time earlier runs of the same command recorded."""
+    return the summary. ``stage_options``: a stage's own options by stage name (e.g. ``{"landmarks":
+    {"feature_norm": "utterance"}}``), the rest at their defaults. ``budget_s`` counts on ``clock`` from
+    ``started`` (default: now), less the training time earlier runs of the same command recorded."""
     from talkface.utils.progress import console, make_progress
 
     started = clock() if started is None else started
@@ -268,7 +270,12 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             values.update(common, out=p.out_dir, max_steps=p.max_steps, resume=p.action == "resume")
             settings = to.settings_from_cli(**values)
             settings.max_seconds = p.max_seconds
-            stage = spec.build(data, protocol, **{o.name: o.default for o in spec.options})
+            own = {o.name: o.default for o in spec.options}
+            unknown = set((stage_options or {}).get(spec.name, {})) - set(own)
+            if unknown:
+                raise ValueError(f"{spec.name} has no option {', '.join(sorted(unknown))}")
+            own.update((stage_options or {}).get(spec.name, {}))
+            stage = spec.build(data, protocol, **own)
             from talkface.train.loop import run_training
 
             until = None if deadline is None else stage_deadline(plans, i, clock(), deadline, n_calibration)

@@ -13,7 +13,7 @@ import shlex
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -165,6 +165,9 @@ def pipeline_options() -> list[tuple[str, Any, Any]]:
             "through the trained texture stage after training (blink rate in generated frames vs the real "
             "crops; about 5 s a clip on 2 cores, timed while it runs: with --budget, as many clips as "
             "the time left allows); 0 skips it.")], 24),
+        ("feature_norm", Annotated[Literal["dataset", "utterance"], typer.Option(
+            "--feature-norm", help="The landmark stage's feature standardisation: dataset, or utterance "
+            "(each clip's own statistics first; see `talkface train landmarks --help`).")], "dataset"),
     ]
     return options
 
@@ -186,7 +189,8 @@ def run_pipeline_command(values: dict[str, Any]) -> None:
     common = {k: values[k] for k in ("seed", "devices", "num_nodes", "accelerator", "precision")}
     try:
         rows = all_stages.run_pipeline(values["data"], values["out"], values["protocol"], steps, budget,
-                                       common, calibration_clips=values["calibration_clips"], started=started)
+                                       common, calibration_clips=values["calibration_clips"], started=started,
+                                       stage_options={"landmarks": {"feature_norm": values["feature_norm"]}})
     except TrainingInterrupted as stop:
         stopped(stop, f"the same command, {same}")
     except KeyboardInterrupt:  # outside a stage's loop: between stages, in setup or in the blink calibration
