@@ -54,13 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     from skimage.metrics import peak_signal_noise_ratio
-    from timing import grid_fixtures, machine_facts
+    from timing import grid_fixtures, machine_facts, write_result
 
     from talkface import __version__
     from talkface.core.media import read_video
     from talkface.store.dataset import Dataset
     from talkface.store.results import ResultsStore
-    from talkface.utils.atomic import write_json
 
     grid = grid_fixtures()
     if grid is None:
@@ -123,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "baselines.json", record)
-    print(f"wrote {args.out / 'baselines.json'}")
+    write_result(args.out, "baselines.json", record)
     return 0
 
 

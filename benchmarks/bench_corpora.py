@@ -90,10 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from timing import grid_fixtures, machine_facts
+    from timing import grid_fixtures, machine_facts, write_result
 
     from talkface import __version__
-    from talkface.utils.atomic import write_json
 
     grid = grid_fixtures()
     if grid is None:
@@ -127,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "corpora.json", record)
-    print(f"wrote {args.out / 'corpora.json'}")
+    write_result(args.out, "corpora.json", record)
     return 0
 
 

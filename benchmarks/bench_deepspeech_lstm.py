@@ -68,11 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from bench_deepspeech import SEED, full_size_weights
-    from timing import RULE, interleaved, machine_facts
+    from timing import RULE, interleaved, machine_facts, write_result
 
     from talkface import __version__
     from talkface.core.features.deepspeech.model import DeepSpeechAcoustic
-    from talkface.utils.atomic import write_json
 
     torch.set_num_threads(args.threads)
     load_start = [round(v, 2) for v in os.getloadavg()]
@@ -142,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "deepspeech_lstm.json", json.loads(json.dumps(record)))
-    print(f"wrote {args.out / 'deepspeech_lstm.json'}")
+    write_result(args.out, "deepspeech_lstm.json", json.loads(json.dumps(record)))
     return 0
 
 

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from bench_pipeline_quality import load, machine, mean_ci
 from bench_unseen_identities import PROTOCOL, prepare
+from timing import write_result
 
 from talkface import __version__
-from talkface.utils.atomic import write_json
 
 NORMS = ("dataset", "utterance")
 SEED = 0
@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         "talkface_version": __version__,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "feature_norm.json", record)
-    print(f"wrote {args.out / 'feature_norm.json'}")
+    write_result(args.out, "feature_norm.json", record)
     return 0
 
 

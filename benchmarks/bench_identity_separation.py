@@ -35,14 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    from timing import grid_fixtures, machine_facts
+    from timing import grid_fixtures, machine_facts, write_result
 
     from talkface import __version__
     from talkface.core.landmarks import get_landmark_backend
     from talkface.core.media import read_video
     from talkface.evaluate.metrics import get_metric
     from talkface.evaluate.metrics.base import ClipSample
-    from talkface.utils.atomic import write_json
 
     grid = grid_fixtures()
     if grid is None:
@@ -103,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_s": round(time.process_time() - c0, 1),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "identity_separation.json", record)
-    print(f"wrote {args.out / 'identity_separation.json'}")
+    write_result(args.out, "identity_separation.json", record)
     return 0
 
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dlib
     import numpy as np
-    from timing import machine_facts
+    from timing import machine_facts, write_result
 
     from talkface import __version__
     from talkface.core import media
@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     from talkface.core.landmarks.dlib_backend import DlibBackend
     from talkface.core.landmarks.dlib_models import dlib_model_path
     from talkface.core.landmarks.temporal import fill_gaps, smooth_landmarks
-    from talkface.utils.atomic import write_json
     from talkface.utils.fixtures import fixtures_dir
 
     grid = fixtures_dir() / "grid"
@@ -262,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_s": round(time.process_time() - c0, 1),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "landmark_facts.json", record)
-    print(f"wrote {args.out / 'landmark_facts.json'}")
+    write_result(args.out, "landmark_facts.json", record)
     return 0
 
 

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
     import torch
-    from timing import RULE, machine_facts
+    from timing import RULE, machine_facts, write_result
 
     from talkface import __version__
     from talkface.core.landmarks import get_landmark_backend
@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     from talkface.evaluate.metrics.identity import DlibDescriptor
     from talkface.evaluate.metrics.lpips import lpips
     from talkface.evaluate.metrics.syncnet import SyncNet
-    from talkface.utils.atomic import write_json
     from talkface.utils.fixtures import fixtures_dir
 
     ref = fixtures_dir() / "reference"
@@ -152,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_s": round(time.process_time() - c0, 1),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "learned_metrics.json", record)
-    print(f"wrote {args.out / 'learned_metrics.json'}")
+    write_result(args.out, "learned_metrics.json", record)
     return 0
 
 

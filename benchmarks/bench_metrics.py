@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import write_result  # noqa: E402
 
 from talkface import __version__  # noqa: E402
 from talkface.core.media import read_video  # noqa: E402
@@ -40,7 +41,6 @@ from talkface.evaluate.metrics.cpbd import VARIANTS as CPBD_VARIANTS  # noqa: E4
 from talkface.evaluate.metrics.cpbd import cpbd  # noqa: E402
 from talkface.evaluate.metrics.psnr import psnr_frames  # noqa: E402
 from talkface.evaluate.metrics.ssim import ssim_frames  # noqa: E402
-from talkface.utils.atomic import write_json  # noqa: E402
 from talkface.utils.fixtures import fixtures_dir  # noqa: E402
 
 
@@ -339,9 +339,7 @@ def main() -> None:
             )
         print(result["evaluate"])
     result["load_average_after"] = _load()
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "metrics.json", result)
-    print(f"wrote {args.out / 'metrics.json'}")
+    write_result(args.out, "metrics.json", result)
 
 
 if __name__ == "__main__":

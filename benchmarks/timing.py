@@ -177,6 +177,17 @@ def machine_facts(**more: str) -> dict:
             "python": sys.version.split()[0], **more}
 
 
+def write_result(out: Path, name: str, record: object) -> Path:
+    """``record`` written atomically as ``out/name`` (the folder made when missing) and said on stdout:
+    where every benchmark leaves its results file."""
+    from talkface.utils.atomic import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / name, record)
+    print(f"wrote {out / name}")
+    return out / name
+
+
 def grid_fixtures() -> Path | None:
     """The GRID fixtures' folder, or None (said on stdout) when they are not here."""
     from talkface.utils.fixtures import fixtures_dir
