@@ -271,11 +271,10 @@ def run_pipeline(data: Path, out: Path, protocol: str | None, steps: dict[str, i
             settings = to.settings_from_cli(**values)
             settings.max_seconds = p.max_seconds
             own = {o.name: o.default for o in spec.options}
-            unknown = set((stage_options or {}).get(spec.name, {})) - set(own)
-            if unknown:
+            given = (stage_options or {}).get(spec.name, {})
+            if unknown := set(given) - set(own):
                 raise ValueError(f"{spec.name} has no option {', '.join(sorted(unknown))}")
-            own.update((stage_options or {}).get(spec.name, {}))
-            stage = spec.build(data, protocol, **own)
+            stage = spec.build(data, protocol, **{**own, **given})
             from talkface.train.loop import run_training
 
             until = None if deadline is None else stage_deadline(plans, i, clock(), deadline, n_calibration)

@@ -13,7 +13,7 @@ import shlex
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -165,10 +165,10 @@ def pipeline_options() -> list[tuple[str, Any, Any]]:
             "through the trained texture stage after training (blink rate in generated frames vs the real "
             "crops; about 5 s a clip on 2 cores, timed while it runs: with --budget, as many clips as "
             "the time left allows); 0 skips it.")], 24),
-        ("feature_norm", Annotated[Literal["dataset", "utterance"], typer.Option(
-            "--feature-norm", help="The landmark stage's feature standardisation: dataset, or utterance "
-            "(each clip's own statistics first; see `talkface train landmarks --help`).")], "dataset"),
     ]
+    # the landmark stage's own --feature-norm, declared once (settings.STAGES) and passed through
+    norm = next(o for o in to.STAGES.get("landmarks").options if o.name == "feature_norm")
+    options.append((norm.name, Annotated[norm.type, norm.option], norm.default))
     return options
 
 

@@ -203,8 +203,9 @@ STAGES.add("landmarks", StageSpec(
         StageOption("temporal_weight", float, 1.0, typer.Option(
             "--temporal-weight", help="Weight of the frame-difference loss.")),
         StageOption("feature_norm", Literal["dataset", "utterance"], "dataset", typer.Option(
-            "--feature-norm", help="dataset: features standardised by the training part's statistics; "
-            "utterance: first by each clip's own, which removes what a voice holds constant (measured: "
+            "--feature-norm", help="The landmark stage's speech features. dataset: standardised by the "
+            "training part's statistics; utterance: first by each clip's own, which removes what a voice "
+            "holds constant (measured: "
             "mouth motion transfers better to voices never heard; docs/models.md).")),
     ),
 ))
