@@ -140,9 +140,8 @@ def landmark_stage_per_clip(data: Path, runs: Path, parts: list[str]) -> dict[st
     mean face against each held-out clip's aligned landmarks: the landmark stage measured before the
     texture stage and the codec (the videos' ``pipeline`` vs ``mean-face`` rows include both)."""
     import pandas as pd
-    import torch
 
-    from talkface.models.speech_to_landmarks import load_landmark_stage
+    from talkface.models.speech_to_landmarks import load_landmark_stage, predict_landmarks
     from talkface.store.dataset import Dataset
     from talkface.train import data as mdata
     from talkface.train.landmarks import lmd_mouth_centroid_mean
@@ -152,13 +151,12 @@ def landmark_stage_per_clip(data: Path, runs: Path, parts: list[str]) -> dict[st
     ids = [c for part in parts for c in getattr(store.parts("seen"), part)]
     dataset = mdata.open_dataset(data)
     ours, still = {}, {}
-    with torch.no_grad():
-        for clip in mdata.load_clips(dataset, ids):
-            pred = model(torch.from_numpy(clip.features)[None])[0].float().numpy()
-            mean = np.broadcast_to(model.mean_face.detach().float().numpy(), pred.shape)
-            for table, points in ((ours, pred), (still, mean)):
-                table[clip.clip_id] = lmd_mouth_centroid_mean([points], [clip.landmarks], [clip.valid],
-                                                              config.crop_size)
+    for clip in mdata.load_clips(dataset, ids):
+        pred = predict_landmarks(model, clip.features)  # the model's own feature standardisation applied
+        mean = np.broadcast_to(model.mean_face.detach().float().numpy(), pred.shape)
+        for table, points in ((ours, pred), (still, mean)):
+            table[clip.clip_id] = lmd_mouth_centroid_mean([points], [clip.landmarks], [clip.valid],
+                                                          config.crop_size)
     return {"landmark-stage": {"lmd_mouth": pd.Series(ours)},
             "mean-face landmarks": {"lmd_mouth": pd.Series(still)}}
 
