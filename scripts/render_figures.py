@@ -349,11 +349,11 @@ def deepspeech_row(ds: Mapping) -> list[str]:
     target = ds.get("target_rtf", TARGETS["deepspeech_rtf"])
     clip_s = ds.get("clip_seconds", ds["audio_seconds"] / ds["batched_clips"])
     return [
-        f"DeepSpeech v0.1.0 features, {ds['audio_seconds']:g} s audio, {ds['variant'].split(', ', 1)[-1]}, "
+        f"DeepSpeech v0.1.0 features, {ds['variant'].split(', ', 1)[-1]}, "
         f"{ds['threads']} threads{under_load_note(ds)}",
         f"{rtf['talkface_batched']:.1f}x real time batched ({ds['batched_clips']} x {clip_s:g} s clips, "
         f"batch {ds['batch_size']}), "
-        f"{rtf['talkface_unbatched']:.1f}x unbatched",
+        f"{rtf['talkface_unbatched']:.1f}x unbatched (one {ds['audio_seconds']:g} s clip)",
         f"NumPy float32 forward (TensorFlow 1.x does not install): {rtf['numpy_reference']:.1f}x",
         f"{ds['ratio_vs_reference']['batched']:.2f}x batched",
         f"{target_cell(target, rtf['talkface_batched'], digits=1)}; the run's own roofline "
@@ -674,7 +674,7 @@ def _unseen_reference_notes(u: Mapping, part: str) -> list[str]:
                      f"stage, trained on {u['train_speakers']} alone, generates {our_rate:.1f}. "
                      "A person's blink rate is not in one image and their speech, so this target asks the "
                      "model for what it has never been shown.")
-    return [*(f"{n}\n" for n in notes)]
+    return [f"{n}\n" for n in notes]
 
 
 def render_feature_norm(res: Results) -> str:
