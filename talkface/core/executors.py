@@ -150,21 +150,22 @@ def run_process_pool(
         pool = start_process_pool(spawned, initializer, initargs)
     finished: queues.SimpleQueue = queues.SimpleQueue()  # futures done, in completion order
     lock = threading.Lock()  # the parent's pops and the result thread's submissions share items_left
-    in_flight = [0]
+    in_flight = 0  # items handed to a worker whose result this process has not recorded yet
     stopping = threading.Event()
 
     def submit_next() -> None:
+        nonlocal in_flight
         with lock:
             if stopping.is_set() or not items_left:
                 return
             item = items_left.popleft()
-            in_flight[0] += 1
+            in_flight += 1
         try:
             future = pool.submit(fn, item)
         except BaseException:
             with lock:  # not handed out after all: back at the front, for the caller's loop
                 items_left.appendleft(item)
-                in_flight[0] -= 1
+                in_flight -= 1
             raise
         future.add_done_callback(done)
 
@@ -185,12 +186,12 @@ def run_process_pool(
             submit_next()
         while True:
             with lock:
-                if not items_left and in_flight[0] == 0:
+                if not items_left and in_flight == 0:
                     break
             own = take_own() if in_parent is not None else None
             if own is not None:
                 record(in_parent(own))
-            elif in_flight[0] == 0:  # nothing handed out (a refused hand-out): hand out here, or raise
+            elif in_flight == 0:  # nothing handed out (a refused hand-out): hand out here, or raise
                 submit_next()
                 continue
             while True:  # the others' results; no waiting while this process has items of its own
@@ -199,7 +200,7 @@ def run_process_pool(
                 except queues.Empty:
                     break
                 with lock:
-                    in_flight[0] -= 1
+                    in_flight -= 1
                 record(future.result())
                 if own is None:
                     break
