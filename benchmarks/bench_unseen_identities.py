@@ -80,15 +80,15 @@ def prepare(out: Path, test_speaker: str, log: Path, quick: bool) -> Path:
 
 
 def train(data: Path, runs: Path, steps: str | None, budget: str | None, seed: int,
-          feature_norm: str = "dataset") -> dict[str, Any]:
+          feature_norm: str | None = None) -> dict[str, Any]:
     from talkface.train import all_stages
 
     budget_s = all_stages.parse_budget(budget) if budget else None
     parsed = all_stages.parse_steps(steps) if steps else {}
     common = {"seed": seed, "devices": "1", "num_nodes": 1, "accelerator": "auto", "precision": None}
     t0, cpu0 = time.perf_counter(), time.process_time()
-    rows = all_stages.run_pipeline(data, runs, PROTOCOL, parsed, budget_s, common,
-                                   stage_options={"landmarks": {"feature_norm": feature_norm}})
+    options = {"landmarks": {"feature_norm": feature_norm}} if feature_norm else {}
+    rows = all_stages.run_pipeline(data, runs, PROTOCOL, parsed, budget_s, common, stage_options=options)
     all_stages.print_summary(rows)
     return {
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -323,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/talkface_bench_unseen_identities"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--feature-norm", choices=("dataset", "utterance"), default="dataset",
-                    help="the landmark stage's feature standardisation (bench_feature_norm.py compares them)")
+    ap.add_argument("--feature-norm", choices=("dataset", "utterance"), default=None,
+                    help="the landmark stage's feature standardisation (default: the stage's own; "
+                    "bench_feature_norm.py compares them)")
     ap.add_argument("--workers", type=int, default=2, help="evaluate workers")
     ap.add_argument("--skip-training", action="store_true", help="use the stages already under --work/runs")
     args = ap.parse_args(argv)
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget": budget,
         "steps": steps,
         "seed": args.seed,
-        "feature_norm": args.feature_norm,
+        "feature_norm": args.feature_norm or "the landmark stage's default",
         "train_speakers": train_speaker,
         "test_speakers": test_speaker,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

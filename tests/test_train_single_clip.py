@@ -32,7 +32,7 @@ def test_one_clip_validates_on_it_and_says_so(one_clip: Path, tmp_path: Path,
     from typer.testing import CliRunner
 
     from talkface.cli import app
-    from talkface.models.speech_to_landmarks import landmark_model_from_state
+    from talkface.models.speech_to_landmarks import landmark_model_from_state, utterance_normalised
     from talkface.store.dataset import Dataset
     from talkface.train import all_stages
     from talkface.train.data import load_clip_arrays
@@ -55,8 +55,11 @@ def test_one_clip_validates_on_it_and_says_so(one_clip: Path, tmp_path: Path,
     assert state["dataset"]["val_is_train"] and state["dataset"]["n_val_clips"] == 1
     # the numbers are those of the final weights on the training clip itself, recomputed here
     model, config, _ = landmark_model_from_state(state)
+    clip = load_clip_arrays(ds, clip_id)
+    if config.feature_norm == "utterance":  # as the stage reads every clip (the default)
+        clip.features = utterance_normalised(clip.features)
     with torch.no_grad():
-        by_hand = evaluate_clips(model, [load_clip_arrays(ds, clip_id)], config.crop_size)
+        by_hand = evaluate_clips(model, [clip], config.crop_size)
     assert by_hand and all(lines[-1][k] == pytest.approx(v, rel=1e-6) for k, v in by_hand.items())
     rows = [r for r in all_stages.summary_rows(tmp_path) if r["stage"] == "landmarks"]
     assert rows and all(r["val_is_train"] for r in rows)

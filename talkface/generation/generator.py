@@ -145,6 +145,9 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
             from talkface.models.speech_to_landmarks import landmark_model_from_state
 
             gen.landmark_model, lm_config, mean_face = landmark_model_from_state(ckpt.state, dev)
+            # how its speech is read and how far its mouth moves (the gain fitted on held-out clips)
+            loaded[stage].update(feature_norm=lm_config.feature_norm,
+                                 motion_gain=round(float(gen.landmark_model.motion_gain), 4))
             gen.mean_face = np.asarray(mean_face, np.float32)
             gen.features = feature_backend(ckpt.state, lm_config, deepspeech_model)
         elif stage == "blinks":

@@ -4,6 +4,10 @@ Per video frame, the speech window (W x D: 16 x 29 DeepSpeech logits in the pape
 16 x 13 MFCC here when weight-free) goes through a temporal conv encoder over W; a recurrent layer runs
 over the frames; a linear head gives the displacement of each of the 68 points from the mean face, the
 mean of the training split's aligned landmarks (unit crop coordinates), stored in the checkpoint.
+At generation the displacements are scaled by the stage's motion gain (:data:`GAIN_GRID`), fitted at
+each validation on the held-out clips: a model trained by squared error moves more on clips it has not
+seen than the real mouth does in step with it, so its held-out error is lower with the motion damped
+(regression dilution; docs/models.md, "Voices never heard").
 
 The paper does not give layer sizes or loss weights; the choices are the fields of
 :class:`LandmarkConfig` (saved in every checkpoint) and are listed in docs/models.md.
@@ -37,10 +41,17 @@ class LandmarkConfig:
     feature_window: int = 16  # W: read from the dataset
     feature_dim: int = 40  # D: read from the dataset (29 deepspeech, 40 logmel, 13 mfcc)
     feature_backend: str = ""  # read from the manifest
-    #: "dataset": features standardised by the training part's mean and std only; "utterance": first by
-    #: each utterance's own (utterance_normalised), which removes what a voice, level or channel holds
-    #: constant over a clip (docs/models.md, "Voices never heard")
-    feature_norm: str = "dataset"
+    #: "utterance": features standardised first by each utterance's own mean and std
+    #: (utterance_normalised), which removes what a voice, level or channel holds constant over a clip
+    #: (docs/models.md, "Voices never heard"), then by the training part's; "dataset": the latter only.
+    #: Checkpoints saved before the field existed lack it and load as "dataset" (from_dict)
+    feature_norm: str = "utterance"
+    #: training only, per window: the feature axis stretched by a factor drawn log-uniformly from this
+    #: range (a vocal tract longer or shorter; :func:`warp_feature_axis`), then ``freq_masks`` bands of up
+    #: to a fifth of the axis each set to 0 (SpecAugment's frequency masks). (1, 1) and 0: off. Measured
+    #: to raise the mouth's correlation with a voice never heard (docs/models.md, "Voices never heard")
+    voice_warp: tuple[float, float] = (0.8, 1.25)
+    freq_masks: int = 2
     conv_channels: tuple[int, ...] = (64, 128, 128)  # conv1d over W, kernel 3, stride 2 after the first;
     # the last conv's output (channels x W/4) is flattened into the frame embedding
     frame_embedding: int = 128
@@ -59,7 +70,10 @@ class LandmarkConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LandmarkConfig:
-        return config_from_dict(cls, d)
+        # a checkpoint saved before a field existed was trained the old way: no voice augmentation, the
+        # dataset's standardisation only (resuming it keeps training it that way)
+        return config_from_dict(cls, {"feature_norm": "dataset", "voice_warp": (1.0, 1.0), "freq_masks": 0,
+                                      **d})
 
 
 class SpeechToLandmarks(nn.Module):
@@ -91,6 +105,13 @@ class SpeechToLandmarks(nn.Module):
         self.register_buffer("mean_face", torch.full((N_POINTS, 2), 0.5))
         self.register_buffer("feature_mean", torch.zeros(c.feature_dim))
         self.register_buffer("feature_std", torch.ones(c.feature_dim))
+        #: scale of the displacements at generation (:func:`predict_landmarks`), fitted on held-out clips
+        #: at validation (:func:`fit_motion_gain`); 1 until then and in checkpoints older than it
+        self.register_buffer("motion_gain", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        state_dict.setdefault(prefix + "motion_gain", torch.ones(()))  # checkpoints made before the gain
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def displacements(self, features: torch.Tensor) -> torch.Tensor:
         b, t, w, d = features.shape
@@ -179,11 +200,74 @@ def utterance_normalised(features: np.ndarray) -> np.ndarray:
     return ((f - flat.mean(axis=0)) / np.maximum(flat.std(axis=0), 1e-3)).astype(np.float32)
 
 
+def warp_feature_axis(features: np.ndarray, factor: float) -> np.ndarray:
+    """(..., D) features resampled along D (linear interpolation): bin ``d`` takes the value at
+    ``d / factor``, clamped to the axis. On a mel or DeepSpeech-like axis, ``factor`` > 1 moves energy to
+    higher bins, as a shorter vocal tract does to formants (vocal tract length perturbation, Jaitly and
+    Hinton 2013, applied to the feature axis)."""
+    f = np.asarray(features, np.float32)
+    d = f.shape[-1]
+    src = np.clip(np.arange(d, dtype=np.float64) / factor, 0, d - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, d - 1)
+    w = (src - lo).astype(np.float32)
+    return f[..., lo] * (1 - w) + f[..., hi] * w
+
+
+def augment_voice(features: np.ndarray, rng: np.random.Generator, warp: tuple[float, float],
+                  freq_masks: int) -> np.ndarray:
+    """One training window's features as another voice might give them: the axis warped by a factor
+    log-uniform in ``warp`` (:func:`warp_feature_axis`), then ``freq_masks`` random bands (each up to a
+    fifth of the axis wide) zeroed (the standardised features' mean)."""
+    lo, hi = warp
+    out = np.array(features, np.float32)
+    if hi > lo:
+        out = warp_feature_axis(out, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+    d = out.shape[-1]
+    for _ in range(freq_masks):
+        width = int(rng.integers(0, max(d // 5, 1) + 1))
+        start = int(rng.integers(0, d - width + 1))
+        out[..., start:start + width] = 0.0
+    return out
+
+
+#: motion gains :func:`fit_motion_gain` chooses from
+GAIN_GRID = tuple(round(0.4 + 0.05 * i, 2) for i in range(17))  # 0.40 .. 1.20
+
+
+def with_gain(points: np.ndarray, mean_face: np.ndarray, gain: float) -> np.ndarray:
+    """Unit landmarks with their displacements from the mean face scaled by ``gain``."""
+    mean = np.asarray(mean_face, np.float32)
+    return (mean + np.float32(gain) * (np.asarray(points, np.float32) - mean)).astype(np.float32)
+
+
+def fit_motion_gain(preds: list[np.ndarray], targets: list[np.ndarray], valids: list[np.ndarray],
+                    mean_face: np.ndarray, crop_size: int) -> tuple[float, float]:
+    """(gain, its mean mouth LMD in crop px): the gain of :data:`GAIN_GRID` whose damped predictions
+    (:func:`with_gain`) have the lowest ``lmd_mouth:centroid-mean`` over the clips, the metric's mean
+    over clips (ties: the larger gain, the livelier mouth)."""
+    from talkface.core.face68 import lmd
+
+    def score(gain: float) -> float:
+        per_clip = [lmd(with_gain(p[v], mean_face, gain) * crop_size, t[v] * crop_size, points="mouth",
+                        reduction="mean") for p, t, v in zip(preds, targets, valids, strict=True) if v.any()]
+        return float(np.mean(per_clip)) if per_clip else float("nan")
+
+    scores = {g: score(g) for g in GAIN_GRID}
+    if not all(np.isfinite(v) for v in scores.values()):
+        return 1.0, scores[1.0]
+    best = min(scores, key=lambda g: (round(scores[g], 6), -g))
+    return best, scores[best]
+
+
 @torch.no_grad()
 def predict_landmarks(model: SpeechToLandmarks, features: np.ndarray) -> np.ndarray:
-    """(T, W, D) features of one utterance -> (T, 68, 2) unit landmarks (the whole sequence at once)."""
+    """(T, W, D) features of one utterance -> (T, 68, 2) unit landmarks (the whole sequence at once),
+    displacements scaled by the model's motion gain."""
     if model.config.feature_norm == "utterance":
         features = utterance_normalised(features)
     device = next(model.parameters()).device
     x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=device)[None]
-    return model(x)[0].float().cpu().numpy()
+    out = model(x)[0].float().cpu().numpy()
+    gain = float(model.motion_gain)
+    return out if gain == 1.0 else with_gain(out, model.mean_face.float().cpu().numpy(), gain)

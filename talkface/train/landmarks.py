@@ -17,6 +17,8 @@ from talkface.models.speech_to_landmarks import (
     FEATURE_NORMS,
     LandmarkConfig,
     SpeechToLandmarks,
+    augment_voice,
+    fit_motion_gain,
     landmark_errors,
     landmark_loss,
     utterance_normalised,
@@ -38,10 +40,12 @@ def lmd_mouth_centroid_mean(preds: list[np.ndarray], targets: list[np.ndarray], 
 
 def build_stage(data: str | Path, protocol: str | None, window_len: int = 32, rnn: str = "gru",
                 mouth_weight: float = 4.0, temporal_weight: float = 1.0,
-                feature_norm: str = "dataset") -> LandmarkStage:
+                feature_norm: str = "utterance", voice_augment: bool = True) -> LandmarkStage:
     """The stage ``talkface train landmarks`` runs (its own options -> :class:`LandmarkConfig`)."""
     config = LandmarkConfig(window_len=window_len, rnn=rnn, mouth_weight=mouth_weight,
                             temporal_weight=temporal_weight, feature_norm=feature_norm)
+    if not voice_augment:
+        config.voice_warp, config.freq_masks = (1.0, 1.0), 0
     return LandmarkStage(data, protocol, config)
 
 
@@ -62,6 +66,8 @@ class LandmarkStage(mdata.DatasetStage):
         train_ids = self.parts.train[: self.max_train_clips] if self.max_train_clips else self.parts.train
         self.train_clips = mdata.load_clips(self.dataset, train_ids)
         self.val_clips = mdata.load_clips(self.dataset, self.parts.val)
+        #: a single usable clip validates on itself: the motion gain is then not fitted (stays 1)
+        self.val_is_train = set(self.parts.val) <= set(self.parts.train)
         if not self.train_clips:
             raise ValueError(f"{self.dataset.root}: none of the {len(train_ids)} training clips can be read")
         first = self.train_clips[0]
@@ -103,7 +109,8 @@ class LandmarkStage(mdata.DatasetStage):
                                               weight_decay=self.config.weight_decay)}
 
     def train_dataset(self) -> Dataset:
-        return mdata.WindowDataset(self.train_clips, self.config.window_len, self.config.window_stride)
+        return VoiceAugmentedWindows(self.train_clips, self.config.window_len, self.config.window_stride,
+                                     tuple(self.config.voice_warp), self.config.freq_masks)
 
     def training_step(self, ctx: TrainContext, batch: Any) -> dict[str, float]:
         model, opt = ctx.models["landmarks"], ctx.optimizers["landmarks"]
@@ -116,8 +123,12 @@ class LandmarkStage(mdata.DatasetStage):
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def validate(self, ctx: TrainContext) -> dict[str, float]:
+        """:func:`evaluate_clips` on the held-out clips, and the motion gain fitted there
+        (:func:`fit_motion_gain`), set in the model (so saved with it) and reported as ``motion_gain``
+        with its ``lmd_mouth_centroid_mean_at_gain``. Not fitted when validation runs on training clips."""
         model = ctx.models["landmarks"]
-        return evaluate_clips(model, self.val_clips, self.config.crop_size, next(model.parameters()).device)
+        return evaluate_clips(model, self.val_clips, self.config.crop_size, next(model.parameters()).device,
+                              fit_gain=not self.val_is_train)
 
     def images(self, ctx: TrainContext) -> dict[str, torch.Tensor]:
         if not self.val_clips:
@@ -131,11 +142,30 @@ class LandmarkStage(mdata.DatasetStage):
         return {"val/landmarks_real_green_pred_red": torch.from_numpy(np.stack(imgs))}
 
 
+class VoiceAugmentedWindows(mdata.WindowDataset):
+    """The training windows, each window's features as another voice might give them
+    (:func:`talkface.models.speech_to_landmarks.augment_voice`), drawn from the loop's seeded stream so a
+    resumed run sees the same windows."""
+
+    def __init__(self, clips: list[mdata.ClipArrays], length: int, stride: int, warp: tuple[float, float],
+                 freq_masks: int) -> None:
+        super().__init__(clips, length, stride)
+        self.warp, self.freq_masks = warp, freq_masks
+
+    def getitem_seeded(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        item = self[index]
+        if self.warp[1] > self.warp[0] or self.freq_masks:
+            feats = augment_voice(item["features"].numpy(), rng, self.warp, self.freq_masks)
+            item["features"] = torch.from_numpy(feats)
+        return item
+
+
 def evaluate_clips(model: nn.Module, clips: list[mdata.ClipArrays], crop_size: int,
-                   device: torch.device | str = "cpu") -> dict[str, float]:
+                   device: torch.device | str = "cpu", fit_gain: bool = False) -> dict[str, float]:
     """Validation numbers of the model on whole clips, and of the mean face (mouth held still) under
     ``baseline_*``: ``point_error_face``, ``point_error_mouth`` (:func:`landmark_errors`) and
-    ``lmd_mouth_centroid_mean`` (:func:`lmd_mouth_centroid_mean`), all in crop px."""
+    ``lmd_mouth_centroid_mean`` (:func:`lmd_mouth_centroid_mean`), all in crop px, of the model's raw
+    output (gain 1). With ``fit_gain``, also the motion gain fitted on these clips (set in the model)."""
     if not clips:
         return {}
     preds, targets, valids = [], [], []
@@ -151,6 +181,10 @@ def evaluate_clips(model: nn.Module, clips: list[mdata.ClipArrays], crop_size: i
     ours["lmd_mouth_centroid_mean"] = lmd_mouth_centroid_mean(preds, targets, valids, crop_size)
     base = landmark_errors(np.concatenate(still), target, valid, crop_size)
     base["lmd_mouth_centroid_mean"] = lmd_mouth_centroid_mean(still, targets, valids, crop_size)
+    if fit_gain:
+        gain, at_gain = fit_motion_gain(preds, targets, valids, mean, crop_size)
+        getattr(model, "module", model).motion_gain.fill_(gain)
+        ours.update(motion_gain=gain, lmd_mouth_centroid_mean_at_gain=at_gain)
     return {**ours, **{f"baseline_{k}": v for k, v in base.items()}}
 
 

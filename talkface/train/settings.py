@@ -188,7 +188,8 @@ STAGES.add("landmarks", StageSpec(
     Input features are whatever the dataset was prepared with (deepspeech 16x29, logmel 16x40, mfcc
     16x13). Validation reports, in crop pixels, the mean per-point error of all points and of the mouth
     (no alignment) and the metric lmd_mouth:centroid-mean, each next to the mean face (mouth held still),
-    in OUT/metrics.jsonl and TensorBoard.
+    in OUT/metrics.jsonl and TensorBoard, and fits there the motion gain generation scales the mouth's
+    motion by (motion_gain: a model moves more on clips it never saw than the real mouth does in step).
 
     Example: talkface train landmarks --data data/grid-prepared --out runs/lm
     """,
@@ -202,11 +203,15 @@ STAGES.add("landmarks", StageSpec(
             "--mouth-weight", help="Weight of mouth points 48-67 in the point loss (others weigh 1).")),
         StageOption("temporal_weight", float, 1.0, typer.Option(
             "--temporal-weight", help="Weight of the frame-difference loss.")),
-        StageOption("feature_norm", Literal["dataset", "utterance"], "dataset", typer.Option(
-            "--feature-norm", help="The landmark stage's speech features. dataset: standardised by the "
-            "training part's statistics; utterance: first by each clip's own, which removes what a voice "
-            "holds constant (measured: "
-            "mouth motion transfers better to voices never heard; docs/models.md).")),
+        StageOption("feature_norm", Literal["dataset", "utterance"], "utterance", typer.Option(
+            "--feature-norm", help="The landmark stage's speech features. utterance (default): "
+            "standardised first by each clip's own statistics, which removes what a voice holds constant "
+            "(measured: mouth motion transfers better to voices never heard; docs/models.md); dataset: "
+            "by the training part's statistics only.")),
+        StageOption("voice_augment", bool, True, typer.Option(
+            "--voice-augment/--no-voice-augment", help="In training, show each window as another voice might "
+            "give it: the feature axis stretched 0.8-1.25x (vocal tract length) and two frequency bands "
+            "masked (measured: the mouth follows a voice never heard more closely; docs/models.md).")),
     ),
 ))
 

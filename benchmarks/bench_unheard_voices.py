@@ -1,12 +1,15 @@
 """Voices never heard: does the landmark stage's mouth motion transfer from one speaker's voice to
-another's, with the features standardised per dataset (the default) or per utterance first?
+another's, and what in its recipe makes it?
 
-    python benchmarks/bench_feature_norm.py --out benchmarks/results [--steps 1500] [--work DIR]
+    python benchmarks/bench_unheard_voices.py --out benchmarks/results [--steps 1500] [--work DIR]
 
 1. Prepare GRID s1 (normal layout) and s4 (high-quality layout; a woman) into one dataset with
    ``--protocol unseen-identity --test-speakers s4`` (``bench_unseen_identities.prepare``).
-2. Train the landmark stage alone on s1's ``train`` clips, ``--steps`` steps, seed 0, once per
-   ``--feature-norm`` (``dataset``, ``utterance``), everything else at its default.
+2. Train the landmark stage alone on s1's ``train`` clips, ``--steps`` steps, seed 0, once per recipe
+   (:data:`RECIPES`): the features standardised per dataset only (the stage's old default), per utterance
+   first (``--feature-norm utterance``), and per utterance with the voice augmentation (``--voice-augment``:
+   the stage's default now); everything else at its default. The last two are scored twice: at gain 1
+   and with the motion gain the stage fitted on the held-out s1 clips (what generation uses).
 3. On s1's held-out ``val`` clips (a voice heard) and all of s4 (``test``: a voice never heard), with the
    identity frame of another clip of the same speaker (``generate``'s rule): the stage's landmarks
    retargeted to that frame (``to_identity``, as generate does; no blinks, no texture) against the
@@ -15,7 +18,8 @@ another's, with the features standardised per dataset (the default) or per utter
    the standard deviation of the mouth opening (inner-lip gap / mouth width) of predicted and real.
    This is the landmark stage measured before the texture stage and the codec.
 Paired over clips: the ratio of mean LMDs and the 95% bootstrap interval of the per-clip difference.
-Writes DIR/feature_norm.json (machine, date, load, steps, seed, dataset counts).
+The gain is fitted on the very s1 clips scored as "voice heard" (one number over 14 clips); s4 plays
+no part in any fit. Writes DIR/unheard_voices.json (machine, date, load, steps, seed, dataset counts).
 """
 
 from __future__ import annotations
@@ -35,15 +39,25 @@ from timing import write_result
 
 from talkface import __version__
 
-NORMS = ("dataset", "utterance")
 SEED = 0
+#: recipe name -> (words, build_stage options); each trained once
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "dataset": ("`--feature-norm dataset --no-voice-augment`",
+                {"feature_norm": "dataset", "voice_augment": False}),
+    "utterance": ("`--feature-norm utterance --no-voice-augment`",
+                  {"feature_norm": "utterance", "voice_augment": False}),
+    "utterance+augment": ("`--feature-norm utterance --voice-augment` (the default)",
+                          {"feature_norm": "utterance", "voice_augment": True}),
+}
+#: recipes also scored with the motion gain they fitted (every recipe is scored at gain 1)
+WITH_GAIN = ("utterance", "utterance+augment")
 
 
-def train(data: Path, out: Path, norm: str, steps: int) -> dict[str, Any]:
+def train(data: Path, out: Path, options: dict[str, Any], steps: int) -> dict[str, Any]:
     from talkface.train.landmarks import build_stage
     from talkface.train.loop import TrainSettings, run_training
 
-    stage = build_stage(data, PROTOCOL, feature_norm=norm)
+    stage = build_stage(data, PROTOCOL, **options)
     settings = TrainSettings(out_dir=out, max_steps=steps, seed=SEED, accelerator="cpu", val_every=steps,
                              ckpt_every=steps)
     t0 = time.perf_counter()
@@ -51,14 +65,17 @@ def train(data: Path, out: Path, norm: str, steps: int) -> dict[str, Any]:
     return {"steps": steps, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
-def score(data: Path, runs: Path, part: str) -> dict[str, dict[str, float]]:
+def score(data: Path, runs: Path, part: str, gain: float | None) -> dict[str, dict[str, float]]:
     """Per clip of ``part``: LMD of the retargeted prediction and of the still identity mouth, and the
-    mouth opening's correlation and spread (predicted, real)."""
+    mouth opening's correlation and spread (predicted, real); ``gain``: the motion gain to score with
+    (None: the one the stage fitted)."""
     from talkface.core.face68 import lmd, mouth_opening
     from talkface.generation.generator import clip_inputs, load_generator, speech_landmarks, to_identity
     from talkface.store.dataset import Dataset
 
     gen = load_generator(runs, "cpu", stages=("landmarks",), data=data)
+    if gain is not None:
+        gen.landmark_model.motion_gain.fill_(gain)
     ds = Dataset.open(data)
     rows: dict[str, dict[str, float]] = {}
     for cid in sorted(ds.parts(PROTOCOL)[part]):
@@ -97,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     args = ap.parse_args(argv)
     started, load_start, t0 = dt.datetime.now(dt.timezone.utc), load(), time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tf-featnorm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tf-voices-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         data = prepare(work / "data", "s4", work / "commands.log", quick=False)
@@ -105,17 +122,22 @@ def main(argv: list[str] | None = None) -> int:
 
         counts = {k: len(v) for k, v in Dataset.open(data).parts(PROTOCOL).as_dict().items()}
         runs: dict[str, Any] = {}
-        for norm in NORMS:
-            run_dir = work / f"runs-{norm}"
-            training = train(data, run_dir / "lm", norm, args.steps)
-            parts = {part: score(data, run_dir, part) for part in ("val", "test")}
-            runs[norm] = {"training": training,
-                          "parts": {p: summarise(rows) for p, rows in parts.items()},
-                          "per_clip": parts}
-            ratios = {p: round(v["ratio_to_still"], 3) for p, v in runs[norm]["parts"].items()}
-            print(norm, ratios, flush=True)
+        from talkface.models.speech_to_landmarks import load_landmark_stage
+
+        for name, (words, options) in RECIPES.items():
+            run_dir = work / f"runs-{name}"
+            training = train(data, run_dir / "lm", options, args.steps)
+            fitted = float(load_landmark_stage(run_dir / "lm")[0].motion_gain)
+            gains = {name: 1.0, f"{name}+gain": None} if name in WITH_GAIN else {name: 1.0}
+            for row, gain in gains.items():
+                parts = {part: score(data, run_dir, part, gain) for part in ("val", "test")}
+                runs[row] = {"recipe": words, "options": options, "training": training,
+                             "motion_gain": fitted if gain is None else gain, "fitted_gain": fitted,
+                             "parts": {p: summarise(rows) for p, rows in parts.items()}, "per_clip": parts}
+                ratios = {p: round(v["ratio_to_still"], 3) for p, v in runs[row]["parts"].items()}
+                print(row, ratios, flush=True)
     record = {
-        "benchmark": "feature_norm",
+        "benchmark": "unheard_voices",
         "what": ("the landmark stage's retargeted mouth (no blinks, no texture) against the real aligned "
                  "landmarks, beside the identity frame's mouth held still; mouth LMD (points 48-67, "
                  "centroid-aligned per frame, crop px), mean over clips with a 95% bootstrap interval"),
@@ -133,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         "talkface_version": __version__,
     }
-    write_result(args.out, "feature_norm.json", record)
+    write_result(args.out, "unheard_voices.json", record)
     return 0
 
 
