@@ -297,8 +297,8 @@ def test_a_rerun_counts_the_training_time_already_spent(tmp_path: Path,
 
 
 def test_pipeline_passes_a_stage_its_own_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`train pipeline --feature-norm utterance` reaches the landmark stage; the other stages and options
-    keep their defaults; an option a stage does not have is refused by name."""
+    """`train pipeline --feature-norm dataset --no-voice-augment` reaches the landmark stage; the other
+    stages and options keep their defaults; an option a stage does not have is refused by name."""
     clock = FakeClock()
     _fake_pipeline(monkeypatch, clock, {})
     seen: dict[str, dict[str, Any]] = {}
@@ -310,8 +310,9 @@ def test_pipeline_passes_a_stage_its_own_options(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(to.StageSpec, "build", build)
     all_stages.run_pipeline(Path("data"), tmp_path / "runs", None, {}, 180.0, {"seed": 0},
                             calibration_clips=0, started=0.0, clock=clock,
-                            stage_options={"landmarks": {"feature_norm": "utterance"}})
-    assert seen["landmarks"]["feature_norm"] == "utterance" and seen["landmarks"]["window_len"] == 32
+                            stage_options={"landmarks": {"feature_norm": "dataset", "voice_augment": False}})
+    assert seen["landmarks"]["feature_norm"] == "dataset" and seen["landmarks"]["voice_augment"] is False
+    assert seen["landmarks"]["window_len"] == 32
     assert seen["blinks"] == {"seq_len": 40}
     with pytest.raises(ValueError, match="landmarks has no option bogus"):
         all_stages.run_pipeline(Path("data"), tmp_path / "runs2", None, {}, 180.0, {"seed": 0},

@@ -166,10 +166,15 @@ def pipeline_options() -> list[tuple[str, Any, Any]]:
             "crops; about 5 s a clip on 2 cores, timed while it runs: with --budget, as many clips as "
             "the time left allows); 0 skips it.")], 24),
     ]
-    # the landmark stage's own --feature-norm, declared once (settings.STAGES) and passed through
-    norm = next(o for o in to.STAGES.get("landmarks").options if o.name == "feature_norm")
-    options.append((norm.name, Annotated[norm.type, norm.option], norm.default))
+    # the landmark stage's own voice options, declared once (settings.STAGES) and passed through
+    for option in to.STAGES.get("landmarks").options:
+        if option.name in PIPELINE_LANDMARK_OPTIONS:
+            options.append((option.name, Annotated[option.type, option.option], option.default))
     return options
+
+
+#: options of the landmark stage that ``train pipeline`` also takes and passes to it
+PIPELINE_LANDMARK_OPTIONS = ("feature_norm", "voice_augment")
 
 
 def run_pipeline_command(values: dict[str, Any]) -> None:
@@ -190,7 +195,8 @@ def run_pipeline_command(values: dict[str, Any]) -> None:
     try:
         rows = all_stages.run_pipeline(values["data"], values["out"], values["protocol"], steps, budget,
                                        common, calibration_clips=values["calibration_clips"], started=started,
-                                       stage_options={"landmarks": {"feature_norm": values["feature_norm"]}})
+                                       stage_options={"landmarks": {k: values[k]
+                                                                    for k in PIPELINE_LANDMARK_OPTIONS}})
     except TrainingInterrupted as stop:
         stopped(stop, f"the same command, {same}")
     except KeyboardInterrupt:  # outside a stage's loop: between stages, in setup or in the blink calibration
