@@ -718,7 +718,11 @@ def render_unheard_voices(res: Results) -> str:
     """The landmark stage on a voice heard and one never heard, per recipe."""
     uv = res.json("unheard_voices.json")
     rows = []
-    for run in uv["runs"].values():
+    # each recipe at gain 1 and then at its fitted gain, in the order the recipes add up (the file's keys
+    # are sorted)
+    order = ["dataset", "utterance", "utterance+gain", "utterance+augment", "utterance+augment+gain"]
+    names = sorted(uv["runs"], key=lambda n: (order.index(n) if n in order else len(order), n))
+    for run in (uv["runs"][n] for n in names):
         gain = (f"{run['motion_gain']:.2f} (fitted)" if run["motion_gain"] == run["fitted_gain"]
                 and run["motion_gain"] != 1.0 else f"{run['motion_gain']:.2f}")
         for part, label in (("val", "s1 held out (voice heard)"), ("test", "s4 (voice never heard)")):
