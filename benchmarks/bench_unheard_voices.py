@@ -67,17 +67,14 @@ def train(data: Path, out: Path, options: dict[str, Any], steps: int) -> dict[st
     return {"steps": steps, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
-def score(data: Path, runs: Path, part: str, gain: float | None) -> dict[str, dict[str, float]]:
-    """Per clip of ``part``: LMD of the retargeted prediction and of the still identity mouth, and the
-    mouth opening's correlation and spread (predicted, real); ``gain``: the motion gain to score with
-    (None: the one the stage fitted)."""
+def score(gen: Any, data: Path, part: str) -> dict[str, dict[str, float]]:
+    """Per clip of ``part``, with the landmark stage of ``gen`` at its current motion gain: LMD of the
+    retargeted prediction and of the still identity mouth, and the mouth opening's correlation and
+    spread (predicted, real)."""
     from talkface.core.face68 import lmd, mouth_opening
-    from talkface.generation.generator import clip_inputs, load_generator, speech_landmarks, to_identity
+    from talkface.generation.generator import clip_inputs, speech_landmarks, to_identity
     from talkface.store.dataset import Dataset
 
-    gen = load_generator(runs, "cpu", stages=("landmarks",), data=data)
-    if gain is not None:
-        gen.landmark_model.motion_gain.fill_(gain)
     ds = Dataset.open(data)
     rows: dict[str, dict[str, float]] = {}
     for cid in sorted(ds.parts(PROTOCOL)[part]):
@@ -125,17 +122,19 @@ def main(argv: list[str] | None = None) -> int:
 
         counts = {k: len(v) for k, v in Dataset.open(data).parts(PROTOCOL).as_dict().items()}
         runs: dict[str, Any] = {}
-        from talkface.models.speech_to_landmarks import load_landmark_stage
+        from talkface.generation.generator import load_generator
 
         for name, (words, options) in RECIPES.items():
             run_dir = work / f"runs-{name}"
             training = train(data, run_dir / "lm", options, args.steps)
-            fitted = float(load_landmark_stage(run_dir / "lm")[0].motion_gain)
-            gains = {name: 1.0, f"{name}+gain": None} if name in WITH_GAIN else {name: 1.0}
+            gen = load_generator(run_dir, "cpu", stages=("landmarks",), data=data)
+            fitted = float(gen.landmark_model.motion_gain)
+            gains = {name: 1.0, f"{name}+gain": fitted} if name in WITH_GAIN else {name: 1.0}
             for row, gain in gains.items():
-                parts = {part: score(data, run_dir, part, gain) for part in ("val", "test")}
+                gen.landmark_model.motion_gain.fill_(gain)
+                parts = {part: score(gen, data, part) for part in ("val", "test")}
                 runs[row] = {"recipe": words, "options": options, "training": training,
-                             "motion_gain": fitted if gain is None else gain, "fitted_gain": fitted,
+                             "motion_gain": gain, "fitted_gain": fitted,
                              "parts": {p: summarise(rows) for p, rows in parts.items()}, "per_clip": parts}
                 ratios = {p: round(v["ratio_to_still"], 3) for p, v in runs[row]["parts"].items()}
                 print(row, ratios, flush=True)

@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--feature-norm", choices=("dataset", "utterance"), default=None,
                     help="the landmark stage's feature standardisation (default: the stage's own; "
-                    "bench_feature_norm.py compares them)")
+                    "bench_unheard_voices.py compares the recipes)")
     ap.add_argument("--workers", type=int, default=2, help="evaluate workers")
     ap.add_argument("--skip-training", action="store_true", help="use the stages already under --work/runs")
     args = ap.parse_args(argv)

@@ -722,9 +722,9 @@ def render_unheard_voices(res: Results) -> str:
     # are sorted)
     order = ["dataset", "utterance", "utterance+gain", "utterance+augment", "utterance+augment+gain"]
     names = sorted(uv["runs"], key=lambda n: (order.index(n) if n in order else len(order), n))
-    for run in (uv["runs"][n] for n in names):
-        gain = (f"{run['motion_gain']:.2f} (fitted)" if run["motion_gain"] == run["fitted_gain"]
-                and run["motion_gain"] != 1.0 else f"{run['motion_gain']:.2f}")
+    for name in names:
+        run = uv["runs"][name]
+        gain = f"{run['motion_gain']:.2f}" + (" (fitted)" if name.endswith("+gain") else "")
         for part, label in (("val", "s1 held out (voice heard)"), ("test", "s4 (voice never heard)")):
             v = run["parts"][part]
             rows.append([run["recipe"], gain, label, str(v["clips"]),

@@ -15,7 +15,6 @@ from talkface.models.speech_to_landmarks import (
     LandmarkConfig,
     SpeechToLandmarks,
     augment_voice,
-    fit_motion_gain,
     landmark_errors,
     landmark_loss,
     load_landmark_stage,
@@ -28,7 +27,7 @@ from talkface.store.checkpoints import find_stage, load_checkpoint
 from talkface.store.dataset import Dataset, DatasetError
 from talkface.store.dataset_writer import DatasetStore
 from talkface.train import data as mdata
-from talkface.train.landmarks import LandmarkStage, lmd_mouth_centroid_mean
+from talkface.train.landmarks import LandmarkStage, fit_motion_gain, lmd_mouth_centroid_mean
 from talkface.train.loop import TrainSettings, run_training
 
 torch.set_num_threads(1)

@@ -5,9 +5,10 @@ Per video frame, the speech window (W x D: 16 x 29 DeepSpeech logits in the pape
 over the frames; a linear head gives the displacement of each of the 68 points from the mean face, the
 mean of the training split's aligned landmarks (unit crop coordinates), stored in the checkpoint.
 At generation the displacements are scaled by the stage's motion gain (:data:`GAIN_GRID`), fitted at
-each validation on the held-out clips: a model trained by squared error moves more on clips it has not
-seen than the real mouth does in step with it, so its held-out error is lower with the motion damped
-(regression dilution; docs/models.md, "Voices never heard").
+each validation on the held-out clips (:func:`talkface.train.landmarks.fit_motion_gain`): a model
+trained by squared error moves more on clips it has not seen than the real mouth does in step with it,
+so its held-out error is lower with the motion damped (regression dilution; docs/models.md, "Voices
+never heard").
 
 The paper does not give layer sizes or loss weights; the choices are the fields of
 :class:`LandmarkConfig` (saved in every checkpoint) and are listed in docs/models.md.
@@ -106,7 +107,8 @@ class SpeechToLandmarks(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(c.feature_dim))
         self.register_buffer("feature_std", torch.ones(c.feature_dim))
         #: scale of the displacements at generation (:func:`predict_landmarks`), fitted on held-out clips
-        #: at validation (:func:`fit_motion_gain`); 1 until then and in checkpoints older than it
+        #: at validation (:func:`talkface.train.landmarks.fit_motion_gain`); 1 until then and in
+        #: checkpoints older than it
         self.register_buffer("motion_gain", torch.ones(()))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
@@ -231,7 +233,7 @@ def augment_voice(features: np.ndarray, rng: np.random.Generator, warp: tuple[fl
     return out
 
 
-#: motion gains :func:`fit_motion_gain` chooses from
+#: motion gains :func:`talkface.train.landmarks.fit_motion_gain` chooses from
 GAIN_GRID = tuple(round(0.4 + 0.05 * i, 2) for i in range(17))  # 0.40 .. 1.20
 
 
@@ -239,25 +241,6 @@ def with_gain(points: np.ndarray, mean_face: np.ndarray, gain: float) -> np.ndar
     """Unit landmarks with their displacements from the mean face scaled by ``gain``."""
     mean = np.asarray(mean_face, np.float32)
     return (mean + np.float32(gain) * (np.asarray(points, np.float32) - mean)).astype(np.float32)
-
-
-def fit_motion_gain(preds: list[np.ndarray], targets: list[np.ndarray], valids: list[np.ndarray],
-                    mean_face: np.ndarray, crop_size: int) -> tuple[float, float]:
-    """(gain, its mean mouth LMD in crop px): the gain of :data:`GAIN_GRID` whose damped predictions
-    (:func:`with_gain`) have the lowest ``lmd_mouth:centroid-mean`` over the clips, the metric's mean
-    over clips (ties: the larger gain, the livelier mouth)."""
-    from talkface.core.face68 import lmd
-
-    def score(gain: float) -> float:
-        per_clip = [lmd(with_gain(p[v], mean_face, gain) * crop_size, t[v] * crop_size, points="mouth",
-                        reduction="mean") for p, t, v in zip(preds, targets, valids, strict=True) if v.any()]
-        return float(np.mean(per_clip)) if per_clip else float("nan")
-
-    scores = {g: score(g) for g in GAIN_GRID}
-    if not all(np.isfinite(v) for v in scores.values()):
-        return 1.0, scores[1.0]
-    best = min(scores, key=lambda g: (round(scores[g], 6), -g))
-    return best, scores[best]
 
 
 @torch.no_grad()

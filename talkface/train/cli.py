@@ -150,6 +150,10 @@ def pipeline_command() -> Callable[..., None]:
     return typer_command("train_pipeline", PIPELINE_HELP, pipeline_options(), run_pipeline_command)
 
 
+#: options of the landmark stage that ``train pipeline`` also takes and passes to it
+PIPELINE_LANDMARK_OPTIONS = ("feature_norm", "voice_augment")
+
+
 def pipeline_options() -> list[tuple[str, Any, Any]]:
     options = [option for option in to.SHARED_OPTIONS if option[0] in PIPELINE_SHARED]
     options += [
@@ -171,10 +175,6 @@ def pipeline_options() -> list[tuple[str, Any, Any]]:
         if option.name in PIPELINE_LANDMARK_OPTIONS:
             options.append((option.name, Annotated[option.type, option.option], option.default))
     return options
-
-
-#: options of the landmark stage that ``train pipeline`` also takes and passes to it
-PIPELINE_LANDMARK_OPTIONS = ("feature_norm", "voice_augment")
 
 
 def run_pipeline_command(values: dict[str, Any]) -> None:

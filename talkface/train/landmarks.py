@@ -15,13 +15,14 @@ from torch.utils.data import Dataset
 
 from talkface.models.speech_to_landmarks import (
     FEATURE_NORMS,
+    GAIN_GRID,
     LandmarkConfig,
     SpeechToLandmarks,
     augment_voice,
-    fit_motion_gain,
     landmark_errors,
     landmark_loss,
     utterance_normalised,
+    with_gain,
 )
 from talkface.train import data as mdata
 from talkface.train.loop import TrainContext, TrainSettings
@@ -36,6 +37,19 @@ def lmd_mouth_centroid_mean(preds: list[np.ndarray], targets: list[np.ndarray], 
     scores = [lmd(p[v] * crop_size, t[v] * crop_size, points="mouth", reduction="mean")
               for p, t, v in zip(preds, targets, valids, strict=True) if v.any()]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def fit_motion_gain(preds: list[np.ndarray], targets: list[np.ndarray], valids: list[np.ndarray],
+                    mean_face: np.ndarray, crop_size: int) -> tuple[float, float]:
+    """(gain, its mean mouth LMD in crop px): the gain of :data:`GAIN_GRID` whose damped predictions
+    (:func:`with_gain`) have the lowest :func:`lmd_mouth_centroid_mean` over the clips (ties: the larger
+    gain, the livelier mouth); 1 when no clip has a valid frame."""
+    scores = {g: lmd_mouth_centroid_mean([with_gain(p, mean_face, g) for p in preds], targets, valids,
+                                         crop_size) for g in GAIN_GRID}
+    if not all(np.isfinite(v) for v in scores.values()):
+        return 1.0, scores[1.0]
+    best = min(scores, key=lambda g: (round(scores[g], 6), -g))
+    return best, scores[best]
 
 
 def build_stage(data: str | Path, protocol: str | None, window_len: int = 32, rnn: str = "gru",
