@@ -9,7 +9,9 @@
    speaker's clips: held out, but a seen person.
 2. Train with the one-command recipe (``talkface.train.all_stages.run_pipeline``, the code of ``talkface
    train pipeline``) on the ``train`` part within ``--budget``.
-3. Generate, on ``test`` (unseen) and ``val`` (seen, held out), the pipeline and the baselines:
+3. Generate, on ``test`` (unseen) and ``val`` (seen, held out), the pipeline (and
+   ``pipeline-face-parts``: the same stages composed by the ``face-parts`` rule, the texture stage's
+   mouth and eyes pasted into the identity, as before ``interior``) and the baselines:
    ``static-frame``, ``warp``, ``warp-tps``, ``oracle-warp``, ``oracle-landmarks``, ``mean-face``,
    ``ground-truth``; the identity image is a frame of **another** clip of the same speaker
    (``--identity-from other-clip``).
@@ -39,6 +41,7 @@ FIXTURES = fixtures_dir()
 PROTOCOL = "unseen-identity"
 METHODS = (
     "pipeline",
+    "pipeline-face-parts",
     "ground-truth",
     "static-frame",
     "warp",
@@ -107,13 +110,16 @@ def generate(data: Path, runs: Path, videos: Path, parts: list[str], seed: int) 
     from talkface.generation.part import generate_part
 
     gen = load_generator(runs, device="auto")
+    # the same stages with the texture stage's frame pasted into the identity by the face-parts rule
+    # (its mouth and eye ellipses), the composite every run used before "interior"
+    face_parts = load_generator(runs, device="auto", composite_rule="face-parts")
     timing = {}
     for name in METHODS:
-        method = TrainedPipeline() if name == "pipeline" else get_baseline(name)
+        method = TrainedPipeline() if name.startswith("pipeline") else get_baseline(name)
         t0 = time.perf_counter()
         for part in parts:
             summary = generate_part(
-                gen,
+                face_parts if name == "pipeline-face-parts" else gen,
                 method,
                 data,
                 part,
@@ -267,7 +273,9 @@ def write_report(out_dir: Path, record: dict[str, Any]) -> None:
         + ", ".join(
             f"{k} {v['step']} steps in {v['train_seconds']:.0f} s ({v['stopped_by']})"
             for k, v in r["training"]["stages"].items()
-        ),
+        )
+        + (" (stages trained by an earlier run of this benchmark, reused with --skip-training)"
+           if r["training"].get("reused") else ""),
         "",
     ]
     for part, label in (("test", "unseen speaker"), ("val", "seen speaker, held-out clips")):
@@ -362,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs = work / "runs"
     record["training"] = (
-        {"stages": stage_records(runs), "wall_s": None}
+        {"stages": stage_records(runs), "wall_s": None, "reused": True}
         if args.skip_training
         else train(data, runs, steps, budget, args.seed, args.feature_norm)
     )

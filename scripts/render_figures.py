@@ -642,9 +642,12 @@ def render_unseen_identities(res: Results) -> str:
     steps = u.get("steps") or "the recipe defaults"
     schedule = f"budget {u['budget']}" if u.get("budget") else f"steps {steps}"
     m = u["machine"]
+    reused = (" by an earlier run of the benchmark, whose stages this one generated and scored again "
+              "(`--skip-training`)" if u["training"].get("reused") else "")
+    composite = _composite_name(u)
     out.append(f"Measured {str(u['date'])[:10]} on {m['cpus']} CPUs ({m['cpu_model']}), load "
-               f"{u['load_start']} at start; trained on {u['train_speakers']} ({schedule}, seed {u['seed']}; "
-               f"reached: {reached}); "
+               f"{u['load_start']} at start; trained on {u['train_speakers']}{reused} ({schedule}, seed "
+               f"{u['seed']}; reached: {reached}); `pipeline` composed by `{composite}`; "
                f"identity image: another clip of the same speaker; {u['split']}. "
                f"`{RESULTS_REL}/unseen_identities.md` has every interval.")
     return "\n".join(out)
@@ -662,12 +665,16 @@ def render_unseen_runs(res: Results) -> str:
     runs = [res.json(UNSEEN_SHORT_RUN), res.json("unseen_identities.json")]
     rows = []
     for part, label in (("test", "never trained on"), ("val", "trained speaker, held out")):
-        for method in ("pipeline", "oracle-landmarks", "warp", "static-frame"):
+        for method in ("pipeline", "pipeline-face-parts", "oracle-landmarks", "warp", "static-frame"):
             for u in runs:
-                ms = u["methods"][part].get(method, {})
+                if method not in u["methods"][part]:
+                    continue
+                ms = u["methods"][part][method]
                 st = u["training"]["stages"]
                 recipe = (f"{'45 min' if u.get('budget') else 'steps'}: lm {st['landmarks']['step']}, "
                           f"blink {st['blinks']['step']}, tex {st['texture']['step']}")
+                if method == "pipeline":  # composite rule: recorded since "interior" exists
+                    recipe += f"; composite {_composite_name(u)}"
                 speaker = u["test_speakers" if part == "test" else "train_speakers"]
                 rows.append([f"{speaker} ({label})", method, recipe]
                             + [format(ms[m]["mean"], spec) if ms.get(m, {}).get("n") else "n/a"
@@ -677,6 +684,13 @@ def render_unseen_runs(res: Results) -> str:
                            for n, u in zip((UNSEEN_SHORT_RUN, "unseen_identities.json"), runs, strict=True))
     return (table(["speaker", "method", "run (steps reached)", *(h for _, h, _ in _UNSEEN_COLUMNS)], rows)
             + f"\n\nSource: {sources}; same data, protocol, seed and identity images.")
+
+
+def _composite_name(u: Mapping) -> str:
+    """The composite rule of a run's pipeline: its name, recorded since rules have names; runs before
+    recorded the face-parts rule's text."""
+    recorded = u["generation"]["provenance"].get("composite")
+    return recorded if recorded in ("interior", "face-parts") else "face-parts"
 
 
 def _landmark_recipe(u: Mapping) -> str:

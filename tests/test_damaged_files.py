@@ -193,6 +193,23 @@ def test_another_run_is_refused_naming_each_field_with_both_values(base, tmp_pat
         "write to another --out, or empty it to redo them")
 
 
+def test_videos_composed_by_another_rule_are_not_mixed(tmp_path: Path) -> None:
+    """A folder written before composite rules had names (the face-parts text under "composite") resumes
+    under face-parts and refuses interior."""
+    from talkface.generation.composite import RULES
+    from talkface.store.generated_videos import check_same_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c1.mp4").write_bytes(b"")
+    (out / "generation.json").write_text(json.dumps({"method": "pipeline", "composite": RULES["face-parts"]}))
+    now = {name: {"method": "pipeline", "composite": name, "composite_rule": RULES[name]} for name in RULES}
+    check_same_run(out, now["face-parts"])
+    with pytest.raises(ValueError, match="another composite rule") as err:
+        check_same_run(out, now["interior"])
+    assert "'interior' now" in str(err.value)
+
+
 # -- the study ----------------------------------------------------------------------------------------
 
 

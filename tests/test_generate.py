@@ -130,6 +130,9 @@ def test_generate_part_one_video_per_usable_clip_with_reference_frame_count(runs
     summary = json.loads((out / "generation.json").read_text())
     assert summary["skipped_existing"] == clip_ids and summary["generated"] == [] and not summary["failed"]
     assert summary["method"] == "pipeline" and summary["protocol"] == ds.default_protocol
+    # this texture stage edits the identity image (base "identity"): no warp to compose over
+    assert summary["composite"] == "face-parts"
+    assert "identity frame's pixels outside" in summary["composite_rule"]
     # provenance hashes the file each stage really loaded (blinks: best.pt when the stage selected one)
     for stage in ("landmarks", "blinks", "texture"):
         loaded = find_stage(runs, stage).weights_path()
@@ -236,3 +239,28 @@ def test_generate_without_trained_stage_names_the_train_command(prepared_grid, t
     text = one_line(result.output)
     assert result.exit_code == 2, text
     assert f"run `talkface train landmarks --data {prepared_grid} --out {empty / 'lm'}` first" in text
+
+
+def test_composite_rule_is_chosen_by_name_and_a_wrong_name_is_one_line(runs, grid_root, tmp_path):
+    from talkface.core import media
+
+    clip = sorted((grid_root / "s1").glob("*.mpg"))[2]
+    wav = tmp_path / "speech.wav"
+    wavfile.write(wav, 16000, (media.read_audio(clip, sr=16000)[:8000] * 32767).astype(np.int16))
+    png = tmp_path / "face.png"
+    cv2.imwrite(str(png), cv2.cvtColor(next(media.iter_frames(clip)), cv2.COLOR_RGB2BGR))
+    base = ["generate", "--audio", str(wav), "--identity", str(png), "--checkpoints", str(runs),
+            "--device", "cpu"]
+    bad = _invoke([*base, "--out", str(tmp_path / "bad.mp4"), "--composite", "everywhere"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    message = one_line(bad.output)
+    assert "unknown composite rule 'everywhere'" in message and "interior" in message
+    assert not (tmp_path / "bad.mp4").exists()
+    frames = {}
+    for rule in ("interior", "face-parts"):
+        out = tmp_path / f"{rule}.mp4"
+        result = _invoke([*base, "--out", str(out), "--composite", rule])
+        assert result.exit_code == 0, result.output
+        frames[rule] = media.read_video(out).astype(np.int16)
+    # the two rules keep the texture stage's pixels in different places, so the videos differ
+    assert np.abs(frames["interior"] - frames["face-parts"]).max() > 10

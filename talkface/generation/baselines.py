@@ -81,8 +81,9 @@ class MeanFace(Method):
 class OracleLandmarks(Method):
     definition = ("the trained texture stage driven by the reference clip's own aligned landmarks (the "
                   "texture stage's ceiling, free of landmark-stage errors), identity frame as generate's; "
-                  "the generator's whole frame (not pasted into the identity outside mouth and eyes, since "
-                  "these landmarks carry the clip's head motion)")
+                  "composed as generate's frames under the interior rule (over the identity warped to these "
+                  "landmarks, which carry the clip's head motion); under face-parts the generator's whole "
+                  "frame (pasting into the still identity would drop that head motion)")
     stages = ("texture",)
 
     def frames(self, gen: Generator, clip: ClipInputs, seed: int) -> Iterable[np.ndarray]:

@@ -48,6 +48,11 @@ IdentityFromOpt = Annotated[str, typer.Option(
     "same speaker, so no method is scored on the frame it was given; the clip itself, flagged, when its "
     "speaker has one clip) or same-clip (the clip's own frame). Both use the same frame rule: a closed, "
     "neutral mouth with the eyes open.")]
+CompositeOpt = Annotated[str, typer.Option(
+    "--composite", help="Where the texture stage's pixels are kept: auto (interior for a texture stage "
+    "that edits the warped identity, the recipe's default; face-parts otherwise) | interior (the identity "
+    "warped to the target landmarks, the texture stage's pixels only inside the open mouth and the eyes: "
+    "keeps a person it never saw) | face-parts (its mouth and eyes pasted into the identity frame).")]
 
 
 @dataclass
@@ -64,14 +69,20 @@ class RunOptions:
     deepspeech_model: Path | None = None
     quiet: bool = False
     identity_from: str = "other-clip"
+    composite: str = "auto"
 
     def deepspeech(self) -> str | None:
         return str(self.deepspeech_model) if self.deepspeech_model else None
 
+    def composite_rule(self) -> str | None:
+        """``--composite`` for :func:`~talkface.generation.generator.load_generator` (None: the default)."""
+        return None if self.composite == "auto" else self.composite
+
 
 RUN_OPTIONS = (("checkpoints", CheckpointsOpt), ("part", PartOpt), ("protocol", ProtocolOpt),
                ("split", SplitOpt), ("seed", SeedOpt), ("device", DeviceOpt), ("batch_size", BatchOpt),
-               ("deepspeech_model", DeepSpeechOpt), ("quiet", QuietOpt), ("identity_from", IdentityFromOpt))
+               ("deepspeech_model", DeepSpeechOpt), ("quiet", QuietOpt), ("identity_from", IdentityFromOpt),
+               ("composite", CompositeOpt))
 
 
 def with_run_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -191,7 +202,7 @@ def generate(
     try:
         inputs = generator.read_inputs(audio, identity) if single else None  # before loading any model
         gen = generator.load_generator(_checkpoints(opts), opts.device, opts.deepspeech(), opts.batch_size,
-                                      data=data)
+                                      data=data, composite_rule=opts.composite_rule())
         if single:
             record = generator.generate_from_files(gen, audio, identity, out, opts.seed, inputs)
         else:
@@ -201,7 +212,7 @@ def generate(
         fail(exc)
     if single:
         typer.echo(f"wrote {out}: {record['n_frames']} frames, {record['duration_s']:.2f} s")
-        typer.echo(json.dumps({k: record[k] for k in ("seed", "fps", "frame_count_rule")}))
+        typer.echo(json.dumps({k: record[k] for k in ("seed", "fps", "frame_count_rule", "composite")}))
     else:
         _report(summary, out)
 
@@ -246,7 +257,8 @@ def _baseline_command(name: str) -> Callable[..., None]:
         try:
             gen = generator.load_generator(_checkpoints(opts, bool(method.stages)), opts.device,
                                            opts.deepspeech(), opts.batch_size, stages=method.stages,
-                                           needed_by=f"baseline {name}", data=data)
+                                           needed_by=f"baseline {name}", data=data,
+                                           composite_rule=opts.composite_rule())
             summary = generate_part(gen, method, data, part, out, opts.seed, opts.protocol,
                                     opts.quiet, opts.identity_from)
         except _errors() as exc:

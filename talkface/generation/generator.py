@@ -89,6 +89,8 @@ class Generator:
     features: Any = None  # FeatureBackend
     device: Any = "cpu"  # torch.device
     batch_size: int = 32
+    # where the texture stage's pixels are kept (talkface.generation.composite.COMPOSITES)
+    composite: str = "face-parts"
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,8 +129,11 @@ def find_run(checkpoints: str | os.PathLike, stage: str, needed_by: str = "gener
 
 def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspeech_model: str | None = None,
                    batch_size: int | None = None, stages: Iterable[str] = STAGES, needed_by: str = "generate",
-                   data: str | os.PathLike | None = None) -> Generator:
+                   data: str | os.PathLike | None = None, composite_rule: str | None = None) -> Generator:
     """Find and load ``stages`` (default: landmarks, blinks and texture) under ``checkpoints``.
+
+    ``composite_rule``: where the texture stage's pixels are kept (:mod:`talkface.generation.composite`);
+    default: the rule for what the texture stage edits (``interior`` over the warped identity).
 
     Each stage's file is the one its run's checkpoint.json selects (``best.pt`` when the stage selected
     one, else ``last.pt``); it is read once, and the provenance names that file and its SHA-256.
@@ -147,7 +152,9 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
             gen.landmark_model, lm_config, mean_face = landmark_model_from_state(ckpt.state, dev)
             # how its speech is read and how far its mouth moves (the gain fitted on held-out clips)
             loaded[stage].update(feature_norm=lm_config.feature_norm,
-                                 motion_gain=round(float(gen.landmark_model.motion_gain), 4))
+                                 motion_gain=round(float(gen.landmark_model.motion_gain), 4),
+                                 voice_augmentation={"voice_warp": list(lm_config.voice_warp),
+                                                     "freq_masks": int(lm_config.freq_masks)})
             gen.mean_face = np.asarray(mean_face, np.float32)
             gen.features = feature_backend(ckpt.state, lm_config, deepspeech_model)
         elif stage == "blinks":
@@ -169,8 +176,11 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
     if gen.texture_config is not None:
         from talkface.generation import composite
 
+        gen.composite = composite.check_composite(composite_rule or composite.default_composite(
+            gen.texture_config.base))
         gen.provenance["image_size"] = gen.size
-        gen.provenance["composite"] = composite.RULE
+        gen.provenance["composite"] = gen.composite
+        gen.provenance["composite_rule"] = composite.RULES[gen.composite]
     if gen.blink_model is not None:
         amplitude: dict[str, Any] = {"checkpoint": float(gen.blink_model.config.amplitude)}
         calibration = apply_calibration(gen, runs["blinks"].out_dir)
@@ -335,20 +345,24 @@ def target_landmarks(gen: Generator, audio: np.ndarray, identity_px: np.ndarray,
 
 def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.ndarray, paste: bool = True,
                   identity_px: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """Texture generator over batches of landmark images, pasted into the identity frame outside the
-    mouth and eyes (:mod:`talkface.generation.composite`; ``paste=False``: the generator's whole frame,
-    for landmarks that carry head motion); yields (size, size, 3) uint8 frames. A texture stage that
-    edits the warped identity (``base="warp"``) needs the identity's points ``identity_px`` (crop pixels
-    at the texture size) to warp it to each target."""
+    """Texture generator over batches of landmark images, composed by ``gen.composite``
+    (:mod:`talkface.generation.composite`): ``interior`` keeps its pixels inside the open mouth and the
+    eyes over the identity warped to each target; ``face-parts`` pastes its mouth and eyes into the
+    identity frame (``paste=False``: its whole frame, for landmarks that carry head motion; the warp of
+    ``interior`` follows them anyway). Yields (size, size, 3) uint8 frames. The warp (of ``interior``,
+    or of a texture stage that edits the warped identity, ``base="warp"``) needs the identity's points
+    ``identity_px`` (crop pixels at the texture size)."""
     import torch
 
-    from talkface.generation.composite import paste_into_identity
+    from talkface.generation.composite import paste_into_identity, paste_into_warp
     from talkface.generation.warp import warp_frames
     from talkface.models.render import render_batch, to_model_range
 
     warped_base = gen.texture_config.base == "warp"
-    if warped_base and identity_px is None:
-        raise ValueError("this texture stage edits the warped identity: render_frames needs identity_px")
+    interior = gen.composite == "interior"
+    if (warped_base or interior) and identity_px is None:
+        raise ValueError("this texture stage or composite rule warps the identity: render_frames needs "
+                         "identity_px")
     with torch.inference_mode():
         ident = torch.from_numpy(to_model_range(identity_crop[None])).to(gen.device)
         fmt = torch.channels_last
@@ -359,15 +373,19 @@ def render_frames(gen: Generator, identity_crop: np.ndarray, landmarks_px: np.nd
             sketches = render_batch(chunk, gen.texture_config.render_settings)
             lm = torch.from_numpy(to_model_range(sketches)).to(gen.device).contiguous(memory_format=fmt)
             idb = ident.expand(len(lm), -1, -1, -1).contiguous(memory_format=fmt)
-            base = None
-            if warped_base:
+            base = warped = None
+            if warped_base or interior:
                 warped = np.stack(list(warp_frames(identity_crop, identity_px, chunk)))
+            if warped_base:
                 base = torch.from_numpy(to_model_range(warped)).to(gen.device).contiguous(memory_format=fmt)
             with autocast:
                 frames = gen.texture(idb, lm, base).frame
             out = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             frames_np = out.permute(0, 2, 3, 1).cpu().numpy()
-            yield from (paste_into_identity(frames_np, identity_crop, chunk) if paste else frames_np)
+            if interior:
+                yield from paste_into_warp(frames_np, warped, chunk)
+            else:
+                yield from (paste_into_identity(frames_np, identity_crop, chunk) if paste else frames_np)
 
 
 def write_video(out: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.ndarray | None,

@@ -5,7 +5,9 @@ the blink and texture weights it was measured with are the ones loaded.
 Fields: ``amplitude`` (chosen), ``rule``, ``real_blinks_per_min``, ``generated_blinks_per_min`` (per
 amplitude, keyed by ``format(amplitude, "g")``), ``clips``, ``failed``, ``minutes``, ``seed``,
 ``protocol``, ``detector``, ``blink_rule``, ``blinks_sha256``, ``texture_sha256``,
-``blink_stage_amplitude``, ``applicable`` and ``why`` (a calibration that found no blinks, in the real
+``blink_stage_amplitude``, ``composite`` (the rule the frames were composed by; records written before
+it existed used ``face-parts``; both rules take the eyes from the texture stage, so a calibration
+applies under either), ``applicable`` and ``why`` (a calibration that found no blinks, in the real
 crops or in the generated frames at the chosen amplitude, measured nothing: it is kept as a record of
 why, and :func:`read_calibration` does not offer it for applying), ``clips_asked``, ``stopped_by``
 ("time" when the budget ended it early), ``seconds``.

@@ -69,8 +69,9 @@ def is_complete(folder: str | os.PathLike, clip_ids: list[str]) -> bool:
 
 def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
     """Refuse (:class:`GenerationRecordError`, a ``ValueError``) to add videos to a folder whose
-    videos another run made: another method, dataset, protocol, part, seed, crop size, identity rule or
-    checkpoints, each named with its value there and its value now; or whose record is damaged."""
+    videos another run made: another method, dataset, protocol, part, seed, crop size, identity rule,
+    composite rule or checkpoints, each named with its value there and its value now; or whose record is
+    damaged."""
     out_dir = Path(out_dir)
     if not record_path(out_dir).exists() or not any(out_dir.glob("*.mp4")):
         return
@@ -79,6 +80,9 @@ def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
         return
     diffs = [f"another {k} ({_short(old.get(k))} there, {_short(header.get(k))} now)"
              for k in SAME_RUN_KEYS if k in old and old.get(k) != header.get(k)]
+    if _composite_rule(old) != _composite_rule(header):
+        diffs.append(f"another composite rule ({_short(old.get('composite'))} there, "
+                     f"{_short(header.get('composite'))} now)")
     old_ck = _checkpoint_hashes(old)
     new_ck = _checkpoint_hashes(header)
     for stage in sorted(set(old_ck) | set(new_ck)):
@@ -89,6 +93,12 @@ def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
         raise GenerationRecordError(
             f"{out_dir} already holds videos made with {', '.join(diffs)}: write to another --out, or empty "
             "it to redo them")
+
+
+def _composite_rule(record: dict[str, Any]) -> str | None:
+    """The composite rule's text: ``composite_rule``, or in records written before rules had names, the
+    text itself under ``composite`` (None: a method with no texture stage)."""
+    return record.get("composite_rule") or record.get("composite")
 
 
 def _checkpoint_hashes(record: dict[str, Any]) -> dict[str, str | None]:
