@@ -995,6 +995,20 @@ def render_demo(res: Results) -> str:
             + f" {provenance('demo.json', d)}.")
 
 
+def _shipped_recipe(index: Mapping) -> str:
+    """How the shipped stages read speech and compose frames (``recipe``, in indexes written since)."""
+    lm = index["components"]["landmarks"].get("recipe")
+    tex = index["components"]["texture"].get("recipe")
+    if not lm or not tex:
+        return ""
+    augmented = (f"voice augmentation (axis warp {lm['voice_warp'][0]:g}-{lm['voice_warp'][1]:g}, "
+                 f"{lm['freq_masks']} frequency masks)" if lm["freq_masks"] or lm["voice_warp"] != [1.0, 1.0]
+                 else "no voice augmentation")
+    return (f"; landmark stage: features standardised per {lm['feature_norm']}, {augmented}, motion gain "
+            f"{lm['motion_gain']:g}; texture stage edits the {tex['base']} base, frames composed by "
+            f"`{tex['composite']}`")
+
+
 def render_shipped_model(res: Results) -> str:
     """README and docs/models.md: what the shipped model is and how it scores in the demo run."""
     index = res.json(PRETRAINED_INDEX)
@@ -1010,7 +1024,8 @@ def render_shipped_model(res: Results) -> str:
            f"budget {index.get('budget') or index.get('steps')}), trained on {index['trained_on']}; talkface "
            f"{index['talkface_version']}"
            + (f"; blink amplitude x{cal['amplitude']:g} from the calibration carried with it"
-              if cal.get("carried") and cal.get("applicable") else "") + f". Licence: {index['licence']}"]
+              if cal.get("carried") and cal.get("applicable") else "") + _shipped_recipe(index)
+           + f". Licence: {index['licence']}"]
     try:
         demo = res.json("demo.json")
     except FileNotFoundError:

@@ -173,7 +173,10 @@ def test_another_run_is_refused_naming_each_field_with_both_values(base, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     shutil.copy(base["generated"] / "c1.mp4", out / "c1.mp4")
-    (out / "generation.json").write_text(json.dumps({"method": "pipeline", "part": "test", "seed": 0}))
+    from talkface.generation.method import CLIP_SEED_RULE
+
+    (out / "generation.json").write_text(json.dumps({"method": "pipeline", "part": "test", "seed": 0,
+                                                     "blink_seed_rule": CLIP_SEED_RULE}))
     result = run("baseline", "static-frame", "--data", str(base["data"]), "--part", "test", "--out", str(out))
     line = one_error(result, out)
     assert line == (f"error: {out} already holds videos made with another method ('pipeline' there, "
@@ -208,6 +211,31 @@ def test_videos_composed_by_another_rule_are_not_mixed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="another composite rule") as err:
         check_same_run(out, now["interior"])
     assert "'interior' now" in str(err.value)
+
+
+def test_videos_with_one_blink_seed_for_every_clip_are_not_mixed_with_per_clip_seeds(tmp_path: Path) -> None:
+    from talkface.generation.method import CLIP_SEED_RULE, clip_seed
+    from talkface.store.generated_videos import check_same_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c1.mp4").write_bytes(b"")
+    (out / "generation.json").write_text(json.dumps({"method": "pipeline", "seed": 0}))
+    with pytest.raises(ValueError, match="one seed for every clip there, one per clip now"):
+        check_same_run(out, {"method": "pipeline", "seed": 0, "blink_seed_rule": CLIP_SEED_RULE})
+    (out / "generation.json").write_text(json.dumps({"method": "pipeline", "seed": 0,
+                                                     "blink_seed_rule": CLIP_SEED_RULE}))
+    check_same_run(out, {"method": "pipeline", "seed": 0, "blink_seed_rule": CLIP_SEED_RULE})
+    # each clip its own seed, the same on every call; the rule's hash by hand for one clip
+    ids = [f"s1_clip{i:03d}" for i in range(200)]
+    assert len({clip_seed(0, c) for c in ids}) == len(ids)
+    assert [clip_seed(0, c) for c in ids] == [clip_seed(0, c) for c in ids]
+    assert clip_seed(1, ids[0]) != clip_seed(0, ids[0])
+    import hashlib
+
+    digest_hex = hashlib.sha256(b"7:s4_bbilzs").hexdigest()  # first 4 bytes, little-endian
+    first_four_reversed = "".join(reversed([digest_hex[i:i + 2] for i in range(0, 8, 2)]))
+    assert clip_seed(7, "s4_bbilzs") == int(first_four_reversed, 16)
 
 
 # -- the study ----------------------------------------------------------------------------------------

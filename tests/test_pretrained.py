@@ -48,6 +48,15 @@ def test_export_keeps_only_generation_weights_in_half_precision(runs, exported):
                 assert torch.allclose(value.float(), original.float(), rtol=1e-3, atol=1e-4), (stage, key)
     texture = load_checkpoint(exported / index["components"]["texture"]["file"])
     assert list(texture["models"]) == ["generator_ema"]
+    # the index says how the stages read speech and compose frames, as the loaded stages do
+    from talkface.generation.generator import load_generator
+
+    gen = load_generator(exported, device="cpu")
+    lm = index["components"]["landmarks"]["recipe"]
+    assert lm["feature_norm"] == gen.provenance["checkpoints"]["landmarks"]["feature_norm"]
+    assert lm["motion_gain"] == pytest.approx(float(gen.landmark_model.motion_gain), abs=1e-4)
+    assert index["components"]["texture"]["recipe"]["composite"] == gen.composite
+    assert index["components"]["texture"]["recipe"]["base"] == gen.texture_config.base
 
 
 def test_the_exported_model_generates_like_the_training_run(runs, exported, grid_root):

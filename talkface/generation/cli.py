@@ -35,7 +35,8 @@ ProtocolOpt = Annotated[str | None, typer.Option(
     "--protocol", help="Split protocol (seen, speaker-independent, ...); default: the dataset's own.")]
 SplitOpt = Annotated[str | None, typer.Option(
     "--split", hidden=True, help="Deprecated: the part (train | val | test); use --part.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds the blink generator (same seed, same blinks).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds the blink generator (same seed, same blinks); "
+                                      "with --data each clip draws its own blinks from the seed and its id.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present) | cpu | cuda | cuda:1.")]
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch-size", help="Frames per texture-generator batch (default 16 on CPU, 64 on GPU).")]

@@ -53,7 +53,6 @@ RULES = {
                    "frame's pixels outside (weight 1 within half the ellipse's squared radius, 0 beyond "
                    "1.5)"),
 }
-RULE = RULES["face-parts"]  # the rule of a texture stage that edits the identity image
 
 
 def default_composite(texture_base: str) -> str:

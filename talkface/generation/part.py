@@ -10,7 +10,7 @@ from typing import Any
 from talkface.core import media
 from talkface.core.face68 import IDENTITY_RULE
 from talkface.generation.generator import VIDEO_CODEC, Generator, clip_inputs, write_video
-from talkface.generation.method import Method
+from talkface.generation.method import CLIP_SEED_RULE, Method, clip_seed
 from talkface.store.generated_videos import check_same_run, write_record
 from talkface.store.identity_source import (
     DEFAULT_IDENTITY_FROM,
@@ -45,7 +45,8 @@ def generate_part(gen: Generator, method: Method, data: str | os.PathLike, part:
     header = {**method.describe(), "identity_frame": IDENTITY_RULE, "identity_from": identity_from,
               "identity_rule": IDENTITY_RULES[identity_from], "data": str(Path(data).resolve()),
               "protocol": parts.protocol,
-              "part": part, "seed": seed, "fps": ds.fps, "crop_size": int(ds.crop_size),
+              "part": part, "seed": seed, "blink_seed_rule": CLIP_SEED_RULE, "fps": ds.fps,
+              "crop_size": int(ds.crop_size),
               "frame_count_rule": "the reference crop's frame count", "video": VIDEO_CODEC,
               "audio": "the clip's audio (source file, else the crop's track), fitted to the frame count",
               **gen.provenance}
@@ -68,8 +69,8 @@ def generate_part(gen: Generator, method: Method, data: str | os.PathLike, part:
                     try:
                         clip = clip_inputs(ds, clip_id, identity_from)
                         sources[clip_id] = clip.identity.to_dict()
-                        write_video(target, method.frames(gen, clip, seed), clip.audio, clip.fps,
-                                    expect_frames=clip.n_frames)
+                        frames = method.frames(gen, clip, clip_seed(seed, clip_id))
+                        write_video(target, frames, clip.audio, clip.fps, expect_frames=clip.n_frames)
                         done.append(clip_id)
                     except (media.MediaError, ValueError, OSError, KeyError) as exc:  # NoFaceError too
                         failed[clip_id] = f"{type(exc).__name__}: {exc}"

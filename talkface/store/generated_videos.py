@@ -80,6 +80,9 @@ def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
         return
     diffs = [f"another {k} ({_short(old.get(k))} there, {_short(header.get(k))} now)"
              for k in SAME_RUN_KEYS if k in old and old.get(k) != header.get(k)]
+    if header.get("blink_seed_rule") and old.get("blink_seed_rule") != header.get("blink_seed_rule"):
+        diffs.append("another blink seed rule (one seed for every clip there, one per clip now)"
+                     if old.get("blink_seed_rule") is None else "another blink seed rule")
     if _composite_rule(old) != _composite_rule(header):
         diffs.append(f"another composite rule ({_short(old.get('composite'))} there, "
                      f"{_short(header.get('composite'))} now)")

@@ -106,7 +106,7 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
     ``gen``: the stages under ``checkpoints`` already loaded (``load_generator``); loaded here if None."""
     from talkface.core.landmarks import get_landmark_backend
     from talkface.generation.generator import clip_inputs, find_run, load_generator
-    from talkface.generation.method import TrainedPipeline
+    from talkface.generation.method import TrainedPipeline, clip_seed
     from talkface.store.dataset import Dataset
     from talkface.utils.progress import make_progress
 
@@ -146,7 +146,7 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
                 for amp in amplitudes:
                     with next_render():
                         gen.blink_model.config.amplitude = float(amp)
-                        frames = np.stack(list(method.frames(gen, clip, seed)))
+                        frames = np.stack(list(method.frames(gen, clip, clip_seed(seed, cid))))
                         per_amp[amp] = _blink_count(detector, frames, clip.fps)
                     progress.update(task, advance=1, info=f"{cid} x{amp:g}")
             except _OutOfTime:  # a clip cut short is dropped: amplitudes compare on the same clips

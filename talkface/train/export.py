@@ -72,11 +72,34 @@ def export_stages(runs: str | os.PathLike, out: str | os.PathLike, about: dict[s
             files={ck.LAST: ck.FileEntry(step=loaded.step, sha256=sha, bytes=len(data))}))
         components[stage] = {"folder": folder, "file": f"{folder}/{ck.CHECKPOINTS_DIR}/{ck.LAST}",
                              "sha256": sha, "bytes": len(data), "step": loaded.step,
-                             "source": {"path": str(loaded.path), "sha256": loaded.sha256}}
+                             "source": {"path": str(loaded.path), "sha256": loaded.sha256},
+                             "recipe": recipe(stage, state)}
     calibration = export_calibration(found["blinks"].out_dir, out / FOLDERS["blinks"], components)
     index = provenance(components=components, blink_calibration=calibration, **about)
     atomic.write_json(out / INDEX_FILE, index)
     return index
+
+
+def recipe(stage: str, state: dict[str, Any]) -> dict[str, Any]:
+    """What a reader of ``model_index.json`` needs to know of how a stage reads its input and what it
+    outputs, without loading weights: the landmark stage's feature standardisation, voice augmentation
+    and motion gain; the texture stage's base and the composite rule generation uses with it."""
+    config = state.get("config") or {}
+    if stage == "landmarks":
+        from talkface.models.speech_to_landmarks import LandmarkConfig
+
+        lm = LandmarkConfig.from_dict(config)
+        gain = next(iter(state["models"].values())).get("motion_gain")  # absent before the gain existed
+        return {"feature_norm": lm.feature_norm, "voice_warp": list(lm.voice_warp),
+                "freq_masks": lm.freq_masks, "motion_gain": 1.0 if gain is None else round(float(gain), 4)}
+    if stage == "texture":
+        from talkface.generation.composite import default_composite
+        from talkface.models.texture import TextureConfig
+
+        tex = TextureConfig.from_dict(config)
+        return {"base": tex.base, "colour_jitter": tex.colour_jitter,
+                "composite": default_composite(tex.base)}
+    return {}
 
 
 def export_calibration(blink_run: Path, blink_out: Path, components: dict[str, Any]) -> dict[str, Any] | None:
