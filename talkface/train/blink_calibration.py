@@ -180,7 +180,7 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
         "blinks_sha256": blink_ckpt["sha256"], "texture_sha256": texture_ckpt["sha256"],
         "blink_stage_amplitude": gen.provenance.get("blink_amplitude", {}).get("checkpoint"),
         # the frames were composed by this rule; both rules take the eyes from the texture stage
-        "composite": gen.composite,
+        "composite": getattr(gen, "composite", None),
         "applicable": why is None, "why": why, "clips_asked": len(clip_ids), "stopped_by": stopped_by,
         "seconds": round(clock() - started, 3),
     }
