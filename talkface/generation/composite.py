@@ -42,7 +42,6 @@ MIN_MOUTH_HEIGHT = 0.4  # x its width: a closed mouth's ellipse still reaches th
 EYE_AXES = (1.0, 1.0)  # x the eye's width, both axes
 INTERIOR_MARGIN = 1 / 64  # x crop size: the inner-lip polygon's dilation, and its feather (Gaussian sigma)
 
-COMPOSITES = ("interior", "face-parts")
 RULES = {
     "interior": ("the identity frame warped (piecewise-affine) to each frame's target landmarks; the texture "
                  "stage's pixels inside the target inner-lip polygon (points 60-67, dilated and feathered by "
@@ -53,6 +52,7 @@ RULES = {
                    "frame's pixels outside (weight 1 within half the ellipse's squared radius, 0 beyond "
                    "1.5)"),
 }
+COMPOSITES = tuple(RULES)  # the rules by name, the default for a warp-based stage first
 
 
 def default_composite(texture_base: str) -> str:
