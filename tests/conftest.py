@@ -223,3 +223,25 @@ def background_demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     demo = BackgroundDemo(tmp_path_factory.mktemp("demo") / "demo-output")
     yield demo
     demo.stop()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """Every test leaves the process's Ctrl-C and SIGTERM handlers and its blocked-signal mask as it found
+    them: code that takes over a stop signal must hand it back, or a later test's (or a user's library
+    caller's) Ctrl-C silently does nothing."""
+    before = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    after = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    mask_after = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    for sig, handler in before.items():  # put them back so one leak fails one test, not every later one
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    changed = [f"{signal.Signals(s).name}: {before[s]!r} -> {after[s]!r}" for s in _STOP_SIGNALS
+               if after[s] != before[s]]
+    assert not changed, "the test left stop-signal handlers changed: " + "; ".join(changed)
+    assert mask_after == mask, f"the test left signals blocked: {sorted(mask_after - mask)}"

@@ -27,7 +27,10 @@ torch.set_num_threads(1)
 
 
 def _kill(sig: int = signal.SIGINT) -> None:
-    os.kill(os.getpid(), sig)
+    # raise_signal, not os.kill(getpid()): it goes to this thread and Python runs the handler before it
+    # returns; a process-directed kill may land on another thread, and the handler runs a few
+    # instructions later
+    signal.raise_signal(sig)
 
 
 class _Selecting(_ToyStage):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -362,7 +363,9 @@ def _encode_all(plan: Plan, by_name, tokens, settings, folder: Path, workers: in
         task = bar.add_task("encoding study videos", total=len(tokens), info="")
     try:
         if workers > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # spawn, not fork: a forked copy of a process that holds threads (torch's, a progress bar's,
+            # a caller's) can die on a lock some thread held at the fork
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
                 for result, notes in pool.map(_encode_clip, tasks):
                     info.update(result)
                     warnings.extend(notes)
