@@ -135,6 +135,45 @@ def generate(data: Path, runs: Path, videos: Path, parts: list[str], seed: int) 
     return {"seconds": timing, "provenance": gen.provenance}
 
 
+def retarget_check(data: Path, runs: Path, parts: list[str]) -> dict[str, Any]:
+    """Landmark level, before any rendering: mouth LMD (crop pixels) of the trained stages' retargeted
+    landmarks (no blinks) against each clip's own prepared landmarks, with the mouth scale
+    (:func:`talkface.models.retarget.mouth_scale`) and with the face similarity alone, and of the
+    identity frame's landmarks held still; paired over clips."""
+    import pandas as pd
+
+    from talkface.core.face68 import lmd
+    from talkface.generation.generator import FPS, clip_inputs, load_generator, speech_landmarks
+    from talkface.models.retarget import fit_motion_transform, mouth_scale, rest_anchor, retarget
+    from talkface.store.dataset import Dataset
+
+    ds = Dataset.open(data)
+    gen = load_generator(runs, device="cpu", stages=("landmarks",))
+    size = ds.crop_size
+    out: dict[str, Any] = {}
+    for part in parts:
+        rows: dict[str, dict[str, float]] = {"mouth-scaled": {}, "similarity": {}, "still": {}}
+        scales: list[float] = []
+        for clip in ds.parts(PROTOCOL)[part]:
+            inputs = clip_inputs(ds, clip, "other-clip")
+            feats = gen.features.compute(inputs.audio, n_frames=inputs.n_frames, fps=FPS)
+            unit = speech_landmarks(gen, feats)
+            anchor, identity = rest_anchor(unit, gen.mean_face), inputs.identity_px / size
+            ref = inputs.reference_landmarks
+            for name, on in (("mouth-scaled", True), ("similarity", False)):
+                rows[name][clip] = lmd(retarget(unit, anchor, identity, scale_mouth=on) * size, ref)
+            rows["still"][clip] = lmd(np.repeat(inputs.identity_px[None], len(ref), 0), ref)
+            scales.append(mouth_scale(anchor, identity, fit_motion_transform(anchor, identity)))
+        values = {name: {"lmd_mouth": pd.Series(v)} for name, v in rows.items()}
+        out[part] = {
+            "lmd_mouth": {name: mean_ci(np.array(list(v.values()))) for name, v in rows.items()},
+            "scaled_vs_similarity": paired(values, "mouth-scaled", "similarity", "lmd_mouth"),
+            "mouth_scale": {"mean": float(np.mean(scales)), "min": float(np.min(scales)),
+                            "max": float(np.max(scales)), "n": len(scales)},
+        }
+    return out
+
+
 def evaluate(data: Path, videos: Path, results: Path, parts: list[str], log: Path, workers: int) -> None:
     for part in parts:
         for name in METHODS:
@@ -312,6 +351,22 @@ def write_report(out_dir: Path, record: dict[str, Any]) -> None:
                 f"{t.get('n_clips', '')} | {diff} | {holds} |"
             )
         lines.append("")
+    if r.get("retarget"):
+        lines += [
+            "## retargeting, landmark level: mouth LMD of the retargeted landmarks against the clip's own "
+            "(crop px, no rendering)",
+            "",
+            "| part | still identity | face similarity only | with mouth scale | diff [95%] | mouth scale |",
+            "|---|---|---|---|---|---|",
+        ]
+        for part, t in r["retarget"].items():
+            m, d, k = t["lmd_mouth"], t["scaled_vs_similarity"], t["mouth_scale"]
+            lines.append(
+                f"| {part} | {m['still']['mean']:.3f} | {m['similarity']['mean']:.3f} | "
+                f"{m['mouth-scaled']['mean']:.3f} | {d['diff']:+.3f} [{d['diff_lo']:+.3f}, "
+                f"{d['diff_hi']:+.3f}] | {k['mean']:.2f} ({k['min']:.2f}-{k['max']:.2f}) |"
+            )
+        lines.append("")
     if r["mode"] == "quick":
         lines.append(
             "Quick mode: a handful of steps on 30 clips a speaker; its numbers say nothing about the "
@@ -375,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         else train(data, runs, steps, budget, args.seed, args.feature_norm)
     )
     held = [p for p in ("test", "val") if getattr(parts, p)]
+    record["retarget"] = retarget_check(data, runs, held)
     record["generation"] = generate(data, runs, work / "videos", held, args.seed)
     t0 = time.perf_counter()
     evaluate(data, work / "videos", work / "results", held, log, args.workers)

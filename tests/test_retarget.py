@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talkface.core.alignment import load_template
-from talkface.models.retarget import SPEECH_POINTS, fit_motion_transform, mouth_opening, rest_anchor, retarget
+from talkface.models.retarget import (
+    MOUTH_SCALE_BOUNDS,
+    SPEECH_POINTS,
+    fit_motion_transform,
+    mouth_opening,
+    rest_anchor,
+    retarget,
+)
 
 
 def _motion(seed: int, t: int = 6) -> np.ndarray:
@@ -89,3 +96,25 @@ def test_rest_anchor_of_a_still_or_empty_sequence_is_the_mean_face() -> None:
     mean = load_template(128).astype(np.float64)
     np.testing.assert_allclose(rest_anchor(np.repeat(mean[None], 5, 0), mean), mean)
     np.testing.assert_allclose(rest_anchor(np.full((3, 68, 2), np.nan), mean), mean)
+
+
+@pytest.mark.parametrize("mouth", [0.8, 1.25, 0.3])
+def test_a_mouth_of_another_size_moves_in_proportion(mouth: float) -> None:
+    """An identity that is the mean face scaled by 1.2 with its mouth region shrunk or grown about its
+    centre by ``mouth``: the face similarity is the 1.2 scale (fitted on nose and eyes, untouched), and
+    jaw and mouth displacements come out scaled by 1.2 x ``mouth`` (clipped to the bounds), the other
+    points by 1.2 alone; with ``scale_mouth=False`` by 1.2 everywhere (numbers built by hand)."""
+    mean = load_template(128).astype(np.float64)
+    identity = mean * 1.2 + 5.0
+    centre = identity[48:68].mean(axis=0)
+    identity[48:68] = centre + (identity[48:68] - centre) * mouth
+    motion = _motion(3)
+    motion[:, 8] = [0.0, 2.5]  # the chin drops too
+    motion[:, 30] = [0.4, -0.3]  # the nose tip moves a little
+    out = retarget(mean + motion, mean, identity)
+    k = float(np.clip(mouth, *MOUTH_SCALE_BOUNDS))
+    expected = identity + 1.2 * motion
+    expected[:, SPEECH_POINTS] = identity[SPEECH_POINTS] + 1.2 * k * motion[:, SPEECH_POINTS]
+    np.testing.assert_allclose(out, expected, atol=1e-3)
+    np.testing.assert_allclose(retarget(mean + motion, mean, identity, scale_mouth=False),
+                               identity + 1.2 * motion, atol=1e-3)

@@ -188,9 +188,10 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
             amplitude["calibration"] = calibration
         gen.provenance["blink_amplitude"] = amplitude
     if gen.mean_face is not None:
-        from talkface.models.retarget import REST_ANCHOR_RULE
+        from talkface.models.retarget import MOUTH_SCALE_RULE, REST_ANCHOR_RULE
 
         gen.provenance["retarget_anchor"] = REST_ANCHOR_RULE
+        gen.provenance["retarget_mouth_scale"] = MOUTH_SCALE_RULE
     return gen
 
 
