@@ -656,18 +656,33 @@ def render_unseen_identities(res: Results) -> str:
 #: the earlier, shortened run of bench_unseen_identities.py (old landmark recipe, 400 texture steps), kept
 #: to show what the longer texture and blink training of the 45-minute recipe does on a face never seen
 UNSEEN_SHORT_RUN = "unseen_identities.2026-12-07T0708.json"
+#: the 45-minute stages' run before retargeting scaled the mouth (the same stages, videos and scoring), kept
+#: for the methods that retargeting drives
+UNSEEN_BEFORE_MOUTH_SCALE = "unseen_identities.2026-12-07T1931.json"
+_UNSEEN_RUN_METHODS = ("pipeline", "pipeline-face-parts", "oracle-landmarks", "warp", "static-frame")
+#: (file, methods shown from it), oldest first
+UNSEEN_RUNS = (
+    (UNSEEN_SHORT_RUN, _UNSEEN_RUN_METHODS),
+    (UNSEEN_BEFORE_MOUTH_SCALE, ("pipeline", "warp")),
+    ("unseen_identities.json", _UNSEEN_RUN_METHODS),
+)
+
+
+def _retarget_name(u: Mapping) -> str:
+    """How a run's retargeting scaled the motion: recorded since the mouth scale exists."""
+    return "mouth-scaled" if u["generation"]["provenance"].get("retarget_mouth_scale") else "face similarity"
 
 
 def render_unseen_runs(res: Results) -> str:
-    """Two runs of the unseen-identity benchmark side by side: what each stage's training reached and
-    what the pipeline, the texture stage on the real landmarks (oracle-landmarks) and the warp on the
-    stages' landmarks (warp) score on each part."""
-    runs = [res.json(UNSEEN_SHORT_RUN), res.json("unseen_identities.json")]
+    """Runs of the unseen-identity benchmark side by side: what each stage's training reached, how the
+    landmarks were retargeted, and what the pipeline, the texture stage on the real landmarks
+    (oracle-landmarks) and the warp on the stages' landmarks (warp) score on each part."""
+    runs = [(name, res.json(name), methods) for name, methods in UNSEEN_RUNS]
     rows = []
     for part, label in (("test", "never trained on"), ("val", "trained speaker, held out")):
-        for method in ("pipeline", "pipeline-face-parts", "oracle-landmarks", "warp", "static-frame"):
-            for u in runs:
-                if method not in u["methods"][part]:
+        for method in _UNSEEN_RUN_METHODS:
+            for _, u, shown in runs:
+                if method not in shown or method not in u["methods"][part]:
                     continue
                 ms = u["methods"][part][method]
                 st = u["training"]["stages"]
@@ -675,13 +690,14 @@ def render_unseen_runs(res: Results) -> str:
                           f"blink {st['blinks']['step']}, tex {st['texture']['step']}")
                 if method == "pipeline":  # composite rule: recorded since "interior" exists
                     recipe += f"; composite {_composite_name(u)}"
+                if method in ("pipeline", "pipeline-face-parts", "warp"):
+                    recipe += f"; retarget {_retarget_name(u)}"
                 speaker = u["test_speakers" if part == "test" else "train_speakers"]
                 rows.append([f"{speaker} ({label})", method, recipe]
                             + [format(ms[m]["mean"], spec) if ms.get(m, {}).get("n") else "n/a"
                                for m, _, spec in _UNSEEN_COLUMNS])
-    sources = " and ".join(f"`{RESULTS_REL}/{n}` ({str(u['date'])[:16]} UTC, landmark stage: "
-                           f"{_landmark_recipe(u)})"
-                           for n, u in zip((UNSEEN_SHORT_RUN, "unseen_identities.json"), runs, strict=True))
+    sources = ", ".join(f"`{RESULTS_REL}/{n}` ({str(u['date'])[:16]} UTC, landmark stage: "
+                        f"{_landmark_recipe(u)})" for n, u, _ in runs)
     return (table(["speaker", "method", "run (steps reached)", *(h for _, h, _ in _UNSEEN_COLUMNS)], rows)
             + f"\n\nSource: {sources}; same data, protocol, seed and identity images.")
 
@@ -1369,7 +1385,7 @@ REGIONS: dict[str, Region] = {
                render_shipped_model),
         Region("unseen-identities", ("README.md", "docs/models.md"), ("unseen_identities.json",),
                render_unseen_identities),
-        Region("unseen-runs", ("docs/models.md",), ("unseen_identities.json", UNSEEN_SHORT_RUN),
+        Region("unseen-runs", ("docs/models.md",), tuple(name for name, _ in UNSEEN_RUNS),
                render_unseen_runs),
         Region("unheard-voices", ("docs/models.md",), ("unheard_voices.json",), render_unheard_voices),
         Region("identity-separation", ("docs/evaluate_learned.md",), ("identity_separation.json",),
