@@ -273,3 +273,19 @@ def test_a_damaged_responses_file_is_one_line(tmp_path: Path, how: str) -> None:
     line = one_error(run("study", "analyze", str(key), str(path), "--out", str(tmp_path / "report")), path)
     assert "get the file again from the participant, or leave it out of the command" in line
     assert not (tmp_path / "report").exists()
+
+
+def test_videos_made_before_a_generation_rule_existed_are_not_mixed(tmp_path: Path) -> None:
+    """A folder whose record predates the mouth-scaled retargeting or the blink hold (no such key) is
+    refused by a run that records them; the same rules resume."""
+    from talkface.store.generated_videos import check_same_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c1.mp4").write_bytes(b"")
+    now = {"method": "pipeline", "seed": 0, "retarget_mouth_scale": "rule a", "blink_hold": "rule b"}
+    (out / "generation.json").write_text(json.dumps({"method": "pipeline", "seed": 0}))
+    with pytest.raises(ValueError, match="another retargeting rule .none there.*another blink hold rule"):
+        check_same_run(out, now)
+    (out / "generation.json").write_text(json.dumps(now))
+    check_same_run(out, now)

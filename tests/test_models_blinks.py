@@ -13,10 +13,13 @@ from talkface.models.blinks import (
     BlinkConfig,
     BlinkGenerator,
     blink_statistics,
+    closure,
     detect_blinks,
     eye_aspect_ratio,
+    hold_closures,
     impose_blinks,
     local_windows,
+    point_set,
     rbf_mmd2,
 )
 from talkface.store.dataset import Dataset
@@ -153,3 +156,47 @@ def test_generator_overfits_real_eye_sequences(prepared_grid: Path) -> None:
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < losses[0] / 3, (losses[0], losses[-5:])
+
+
+def _closing(t: int, frames: dict[int, float], points: str = "eyes+brows") -> np.ndarray:
+    """(t, n, 2) displacements: at each frame in ``frames`` the upper lids (37, 38, 43, 44) move down
+    and the lower lids (40, 41, 46, 47) up by half the value; the other points stay."""
+    idx = list(point_set(points))
+    disp = np.zeros((t, len(idx), 2), np.float32)
+    for f, v in frames.items():
+        for p in (37, 38, 43, 44):
+            disp[f, idx.index(p), 1] = v / 2
+        for p in (40, 41, 46, 47):
+            disp[f, idx.index(p), 1] = -v / 2
+        if 19 in idx:
+            disp[f, idx.index(19), 1] = v / 4  # a brow moves with it
+    return disp
+
+
+@pytest.mark.parametrize("points", ["eyes+brows", "eyes"])
+def test_a_held_closure_lasts_two_frames_longer_and_the_rest_stays(points: str) -> None:
+    """By hand: one closure at frame 5 (depth 2) and a half closure at frame 12; closure() is the lid
+    gap change; held one frame, frames 4-6 take frame 5's whole pose (brows too) and 11-13 frame 12's,
+    every other frame stays as drawn, and the held sequence still closes twice (two separate runs)."""
+    disp = _closing(20, {5: 2.0, 12: 1.0}, points)
+    expected = np.zeros(20)
+    expected[5], expected[12] = 2.0, 1.0
+    np.testing.assert_allclose(closure(disp), expected, atol=1e-6)
+    np.testing.assert_array_equal(hold_closures(disp, 0), disp)
+    held = hold_closures(disp, 1)
+    for f in (4, 5, 6):
+        np.testing.assert_array_equal(held[f], disp[5])
+    for f in (11, 12, 13):
+        np.testing.assert_array_equal(held[f], disp[12])
+    rest = [f for f in range(20) if f not in (4, 5, 6, 11, 12, 13)]
+    np.testing.assert_array_equal(held[rest], disp[rest])
+    runs = np.flatnonzero(np.diff(np.r_[0, (closure(held) > 0).astype(int), 0]) == 1)
+    assert len(runs) == 2
+
+
+def test_sample_holds_closures_by_default() -> None:
+    """The generator's sample is its raw draw with hold_closures applied (the same seed, hold 0 against
+    the default)."""
+    g = BlinkGenerator(BlinkConfig(scale=0.01)).eval()
+    raw = g.sample(50, 25.0, generator_seed=3, hold=0)
+    np.testing.assert_allclose(g.sample(50, 25.0, generator_seed=3), hold_closures(raw, 1), atol=1e-7)

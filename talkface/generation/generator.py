@@ -187,6 +187,7 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
         if calibration is not None:
             amplitude["calibration"] = calibration
         gen.provenance["blink_amplitude"] = amplitude
+        gen.provenance["blink_hold"] = blink_hold_rule()
     if gen.mean_face is not None:
         from talkface.models.retarget import MOUTH_SCALE_RULE, REST_ANCHOR_RULE
 
@@ -507,10 +508,18 @@ def clip_inputs(ds: Any, clip_id: str, identity_from: str = DEFAULT_IDENTITY_FRO
                       crop_path=crop_path, identity=source)
 
 
+def blink_hold_rule() -> str:
+    """What generation does to each generated closure (:func:`talkface.models.blinks.hold_closures`)."""
+    from talkface.models.blinks import HOLD_RULE
+
+    return HOLD_RULE
+
+
 def apply_calibration(gen: Generator, blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """Set the generator's blink amplitude from the blink run's calibration record when it was measured
     with exactly the loaded blink and texture weights; returns what generation records (None: not
     applied)."""
+    from talkface.models.blinks import HOLD_FRAMES
     from talkface.store import blink_calibration as record_file
 
     if gen.blink_model is None or gen.texture is None:
@@ -528,6 +537,11 @@ def apply_calibration(gen: Generator, blink_run_dir: str | os.PathLike) -> dict[
     if not record_file.measured_with(record, loaded["blinks"]["sha256"], loaded["texture"]["sha256"]):
         return {"applied": False, "why": f"{path} was measured with other blink or texture weights"}
     gen.blink_model.config.amplitude = float(record["amplitude"])
-    return {"applied": True, "file": str(path), "amplitude": float(record["amplitude"]),
-            "real_blinks_per_min": record.get("real_blinks_per_min"),
-            "generated_blinks_per_min": record.get("generated_blinks_per_min")}
+    out = {"applied": True, "file": str(path), "amplitude": float(record["amplitude"]),
+           "real_blinks_per_min": record.get("real_blinks_per_min"),
+           "generated_blinks_per_min": record.get("generated_blinks_per_min"),
+           "hold_frames": record_file.hold_frames(record)}
+    if out["hold_frames"] != HOLD_FRAMES:  # the amplitude still applies; the rates were measured otherwise
+        out["note"] = (f"measured with blinks held {out['hold_frames']} frame(s), generated with "
+                       f"{HOLD_FRAMES}: its blink rates are not this generation's")
+    return out

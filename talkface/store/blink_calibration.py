@@ -69,6 +69,12 @@ def measured_with(record: dict[str, Any], blinks_sha256: str, texture_sha256: st
     return record.get("blinks_sha256") == blinks_sha256 and record.get("texture_sha256") == texture_sha256
 
 
+def hold_frames(record: dict[str, Any]) -> int:
+    """How many frames each closure was held when the record was measured (records written before
+    generation held closures: 0)."""
+    return int(record.get("hold_frames", 0))
+
+
 def chosen_rate(record: dict[str, Any]) -> float:
     """A calibration's blink rate in generated frames at the amplitude it chose."""
     return float(record["generated_blinks_per_min"][format(record["amplitude"], "g")])

@@ -70,8 +70,8 @@ def is_complete(folder: str | os.PathLike, clip_ids: list[str]) -> bool:
 def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
     """Refuse (:class:`GenerationRecordError`, a ``ValueError``) to add videos to a folder whose
     videos another run made: another method, dataset, protocol, part, seed, crop size, identity rule,
-    composite rule or checkpoints, each named with its value there and its value now; or whose record is
-    damaged."""
+    composite, retargeting or blink-hold rule or checkpoints, each named with its value there and its
+    value now; or whose record is damaged."""
     out_dir = Path(out_dir)
     if not record_path(out_dir).exists() or not any(out_dir.glob("*.mp4")):
         return
@@ -83,6 +83,10 @@ def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
     if header.get("blink_seed_rule") and old.get("blink_seed_rule") != header.get("blink_seed_rule"):
         diffs.append("another blink seed rule (one seed for every clip there, one per clip now)"
                      if old.get("blink_seed_rule") is None else "another blink seed rule")
+    for key, what in (("retarget_mouth_scale", "retargeting rule"), ("blink_hold", "blink hold rule")):
+        # rules recorded since they exist: a folder written before holds videos made without them
+        if header.get(key) and old.get(key) != header.get(key):
+            diffs.append(f"another {what} ({'none' if old.get(key) is None else 'another'} there)")
     if _composite_rule(old) != _composite_rule(header):
         diffs.append(f"another composite rule ({_short(old.get('composite'))} there, "
                      f"{_short(header.get('composite'))} now)")

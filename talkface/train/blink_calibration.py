@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from talkface.models.blinks import HOLD_FRAMES
 from talkface.store.blink_calibration import write_calibration
 
 AMPLITUDES = (1.0, 1.2, 1.4, 1.6, 1.8)
@@ -181,6 +182,7 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
         "blink_stage_amplitude": gen.provenance.get("blink_amplitude", {}).get("checkpoint"),
         # the frames were composed by this rule; both rules take the eyes from the texture stage
         "composite": getattr(gen, "composite", None),
+        "hold_frames": HOLD_FRAMES,  # each generated closure held this long (blinks.hold_closures)
         "applicable": why is None, "why": why, "clips_asked": len(clip_ids), "stopped_by": stopped_by,
         "seconds": round(clock() - started, 3),
     }
