@@ -692,6 +692,8 @@ def render_unseen_runs(res: Results) -> str:
                     recipe += f"; composite {_composite_name(u)}"
                 if method in ("pipeline", "pipeline-face-parts", "warp"):
                     recipe += f"; retarget {_retarget_name(u)}"
+                    if u["generation"]["provenance"].get("blink_hold"):
+                        recipe += "; blinks held"
                 speaker = u["test_speakers" if part == "test" else "train_speakers"]
                 rows.append([f"{speaker} ({label})", method, recipe]
                             + [format(ms[m]["mean"], spec) if ms.get(m, {}).get("n") else "n/a"
@@ -700,6 +702,35 @@ def render_unseen_runs(res: Results) -> str:
                         f"{_landmark_recipe(u)})" for n, u, _ in runs)
     return (table(["speaker", "method", "run (steps reached)", *(h for _, h, _ in _UNSEEN_COLUMNS)], rows)
             + f"\n\nSource: {sources}; same data, protocol, seed and identity images.")
+
+
+#: the unseen-identity runs that tell what holding the generated blinks did: before the hold, held with the
+#: amplitude the calibration chose by the closest rate, held with the amplitude its present rule chooses
+BLINK_HOLD_RUNS = (("unseen_identities.2026-12-07T2040.json", "no hold"),
+                   ("unseen_identities.2026-12-07T2123.json", "held, amplitude by the closest rate"),
+                   ("unseen_identities.json", "held, amplitude by the present rule"))
+
+
+def render_blink_hold(res: Results) -> str:
+    """The pipeline's blinks and pixels with and without the blink hold, on both parts, from the same
+    stages (each run's calibrated amplitude with it)."""
+    rows = []
+    for part, label in (("test", "never trained on"), ("val", "trained speaker, held out")):
+        for name, what in BLINK_HOLD_RUNS:
+            u = res.json(name)
+            ms, real = u["methods"][part]["pipeline"], u["methods"][part]["ground-truth"]
+            amp = u["generation"]["provenance"]["blink_amplitude"].get("calibration", {}).get("amplitude")
+            speaker = u["test_speakers" if part == "test" else "train_speakers"]
+            rows.append([f"{speaker} ({label})", what, "n/a" if amp is None else f"x{amp:g}",
+                         f"{ms['blink_rate']['mean']:.1f} ({real['blink_rate']['mean']:.1f})",
+                         f"{ms['blink_duration']['mean']:.3f} ({real['blink_duration']['mean']:.3f})",
+                         f"{ms['psnr']['mean']:.2f}", f"{ms['ssim']['mean']:.3f}",
+                         f"{ms['identity_dlib']['mean']:.3f}"])
+    sources = ", ".join(f"`{RESULTS_REL}/{n}`" for n, _ in BLINK_HOLD_RUNS)
+    return (table(["speaker", "blinks", "amplitude", "blinks /min (real)", "blink duration s (real)",
+                   "PSNR (dB) ↑", "SSIM ↑", "identity dist. ↓"], rows)
+            + f"\n\nSource: {sources}; the pipeline row of each, the same 45-minute stages, data, seed and "
+            "identity images.")
 
 
 def _composite_name(u: Mapping) -> str:
@@ -1387,6 +1418,7 @@ REGIONS: dict[str, Region] = {
                render_unseen_identities),
         Region("unseen-runs", ("docs/models.md",), tuple(name for name, _ in UNSEEN_RUNS),
                render_unseen_runs),
+        Region("blink-hold", ("docs/models.md",), tuple(n for n, _ in BLINK_HOLD_RUNS), render_blink_hold),
         Region("unheard-voices", ("docs/models.md",), ("unheard_voices.json",), render_unheard_voices),
         Region("identity-separation", ("docs/evaluate_learned.md",), ("identity_separation.json",),
                render_identity_separation),

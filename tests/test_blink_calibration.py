@@ -44,3 +44,15 @@ def test_a_calibration_that_found_no_blinks_is_never_applied_and_says_why(tmp_pa
     done = apply_calibration(gen, tmp_path)
     assert done is not None and not done["applied"] and "no blinks found" in done["why"]
     assert gen.blink_model.config.amplitude == 1.0
+
+
+def test_the_smallest_amplitude_within_a_quarter_of_the_real_rate_is_chosen() -> None:
+    """By hand: real 45.8/min; x1.0 gives 50.8 (11% high: matched) and x1.8 43.3 (closer): x1.0, the
+    shallower closure. None matched (real 80): the closest, x1.6; two equally close: the smaller."""
+    from talkface.train.blink_calibration import choose_amplitude
+
+    rates = {1.0: 50.8, 1.2: 57.5, 1.4: 55.8, 1.6: 58.3, 1.8: 43.3}
+    assert choose_amplitude(rates, 45.8) == 1.0
+    assert choose_amplitude(rates, 80.0) == 1.6
+    assert choose_amplitude({1.0: 28.3, 1.2: 34.2, 1.4: 41.7}, 44.2) == 1.2  # 34.2 is 22.6% low
+    assert choose_amplitude({1.0: 10.0, 1.2: 30.0}, 20.0) == 1.0  # both 10/min off, both 50%: the smaller

@@ -38,6 +38,22 @@ from talkface.store.blink_calibration import write_calibration
 
 AMPLITUDES = (1.0, 1.2, 1.4, 1.6, 1.8)
 N_CLIPS = 24
+#: A rate within this fraction of the real one counts as matched: 24 clips of 3 s hold about 50 blinks, so
+#: a rate's Poisson error is about 14%, and rates 25% apart are within two of those.
+RATE_TOLERANCE = 0.25
+CHOICE_RULE = (f"the smallest amplitude whose generated-frame blink rate is within {RATE_TOLERANCE:.0%} of "
+               "the real crops' on the same training clips (a deeper closure costs pixels wherever a blink "
+               "falls at another moment than the real one), else the one whose rate is closest (smaller on "
+               "ties)")
+
+
+def choose_amplitude(rates: dict[float, float], real_rate: float, tolerance: float = RATE_TOLERANCE) -> float:
+    """The calibration's choice (:data:`CHOICE_RULE`) from blinks/min in generated frames per amplitude
+    and the real crops' blinks/min."""
+    matched = [a for a, r in rates.items() if real_rate > 0 and abs(r / real_rate - 1) <= tolerance]
+    if matched:
+        return min(matched)
+    return min(rates, key=lambda a: (abs(rates[a] - real_rate), a))
 
 
 class RenderClock:
@@ -83,7 +99,7 @@ def verdict(real_rate: float, rates: dict[str, float], best: float) -> str | Non
         return (f"no blinks in the generated frames at any amplitude (x{tried[0]:g} to x{tried[-1]:g}) "
                 f"against {real_rate:.1f}/min in the real crops")
     if rates[f"{best:g}"] <= 0:
-        return (f"the closest amplitude, x{best:g}, gives 0.0 blinks/min in the generated frames against "
+        return (f"the chosen amplitude, x{best:g}, gives 0.0 blinks/min in the generated frames against "
                 f"{real_rate:.1f}/min in the real crops")
     return None
 
@@ -102,7 +118,7 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
                               clock: Callable[[], float] = time.monotonic,
                               first_render_s: float = 1.25) -> dict[str, Any] | None:
     """Measure blink rates in generated frames at each amplitude on ``n_clips`` training clips (fewer when
-    ``deadline`` comes first), pick the one closest to the real crops' rate (the smaller on ties), write
+    ``deadline`` comes first), pick one by :data:`CHOICE_RULE`, write
     and return the calibration; None when not one clip fitted before ``deadline``.
     ``gen``: the stages under ``checkpoints`` already loaded (``load_generator``); loaded here if None."""
     from talkface.core.landmarks import get_landmark_backend
@@ -168,13 +184,12 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
     minutes = frames_total / ds.fps / 60.0
     rates = {f"{a:g}": counts[a] / minutes for a in amplitudes}
     real_rate = real / minutes
-    best = min(amplitudes, key=lambda a: (abs(counts[a] / minutes - real_rate), a))
+    best = choose_amplitude({a: counts[a] / minutes for a in amplitudes}, real_rate)
     why = verdict(real_rate, rates, best)
     blink_ckpt = gen.provenance["checkpoints"]["blinks"]
     texture_ckpt = gen.provenance["checkpoints"]["texture"]
     record = {
-        "amplitude": float(best), "rule": "amplitude whose generated-frame blink rate is closest to the "
-        "real crops' on the same training clips (smaller on ties)",
+        "amplitude": float(best), "rule": CHOICE_RULE,
         "real_blinks_per_min": real_rate, "generated_blinks_per_min": rates, "clips": used,
         "failed": failed, "minutes": minutes, "seed": seed, "protocol": ds.parts(protocol).protocol,
         "detector": detector.settings(), "blink_rule": "blink_rate:ear-adaptive0.75-min2",
