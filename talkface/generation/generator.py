@@ -187,7 +187,9 @@ def load_generator(checkpoints: str | os.PathLike, device: str = "auto", deepspe
         if calibration is not None:
             amplitude["calibration"] = calibration
         gen.provenance["blink_amplitude"] = amplitude
-        gen.provenance["blink_hold"] = blink_hold_rule()
+        from talkface.models.blinks import HOLD_RULE
+
+        gen.provenance["blink_hold"] = HOLD_RULE
     if gen.mean_face is not None:
         from talkface.models.retarget import MOUTH_SCALE_RULE, REST_ANCHOR_RULE
 
@@ -506,13 +508,6 @@ def clip_inputs(ds: Any, clip_id: str, identity_from: str = DEFAULT_IDENTITY_FRO
     return ClipInputs(clip_id=clip_id, n_frames=n, fps=fps, audio=audio, identity_index=chosen,
                       identity_crop=frame, identity_px=identity_lm[chosen].copy(), reference_landmarks=lm,
                       crop_path=crop_path, identity=source)
-
-
-def blink_hold_rule() -> str:
-    """What generation does to each generated closure (:func:`talkface.models.blinks.hold_closures`)."""
-    from talkface.models.blinks import HOLD_RULE
-
-    return HOLD_RULE
 
 
 def apply_calibration(gen: Generator, blink_run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -67,6 +67,15 @@ def is_complete(folder: str | os.PathLike, clip_ids: list[str]) -> bool:
             and all((Path(folder) / f"{c}.mp4").is_file() for c in clip_ids))
 
 
+#: generation rules recorded since they exist, (key, name, what a folder written before holds): a folder
+#: written before holds videos made without them
+RULES_RECORDED_SINCE = (
+    ("blink_seed_rule", "blink seed rule", "one seed for every clip there, one per clip now"),
+    ("retarget_mouth_scale", "retargeting rule", "none there"),
+    ("blink_hold", "blink hold rule", "none there"),
+)
+
+
 def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
     """Refuse (:class:`GenerationRecordError`, a ``ValueError``) to add videos to a folder whose
     videos another run made: another method, dataset, protocol, part, seed, crop size, identity rule,
@@ -80,13 +89,9 @@ def check_same_run(out_dir: Path, header: dict[str, Any]) -> None:
         return
     diffs = [f"another {k} ({_short(old.get(k))} there, {_short(header.get(k))} now)"
              for k in SAME_RUN_KEYS if k in old and old.get(k) != header.get(k)]
-    if header.get("blink_seed_rule") and old.get("blink_seed_rule") != header.get("blink_seed_rule"):
-        diffs.append("another blink seed rule (one seed for every clip there, one per clip now)"
-                     if old.get("blink_seed_rule") is None else "another blink seed rule")
-    for key, what in (("retarget_mouth_scale", "retargeting rule"), ("blink_hold", "blink hold rule")):
-        # rules recorded since they exist: a folder written before holds videos made without them
+    for key, what, before in RULES_RECORDED_SINCE:
         if header.get(key) and old.get(key) != header.get(key):
-            diffs.append(f"another {what} ({'none' if old.get(key) is None else 'another'} there)")
+            diffs.append(f"another {what} ({before if old.get(key) is None else 'another there'})")
     if _composite_rule(old) != _composite_rule(header):
         diffs.append(f"another composite rule ({_short(old.get('composite'))} there, "
                      f"{_short(header.get('composite'))} now)")

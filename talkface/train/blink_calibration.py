@@ -182,9 +182,10 @@ def calibrate_blink_amplitude(data: str | os.PathLike, checkpoints: str | os.Pat
     if not used:
         raise ValueError(f"blink calibration: no training clip could be rendered ({failed})")
     minutes = frames_total / ds.fps / 60.0
-    rates = {f"{a:g}": counts[a] / minutes for a in amplitudes}
+    per_amplitude = {a: counts[a] / minutes for a in amplitudes}
+    rates = {f"{a:g}": r for a, r in per_amplitude.items()}
     real_rate = real / minutes
-    best = choose_amplitude({a: counts[a] / minutes for a in amplitudes}, real_rate)
+    best = choose_amplitude(per_amplitude, real_rate)
     why = verdict(real_rate, rates, best)
     blink_ckpt = gen.provenance["checkpoints"]["blinks"]
     texture_ckpt = gen.provenance["checkpoints"]["texture"]
