@@ -2,8 +2,9 @@
 another's, and what in its recipe makes it?
 
     python benchmarks/bench_unheard_voices.py --out benchmarks/results [--steps 7000] [--work DIR]
+    python benchmarks/bench_unheard_voices.py --direction reverse        # only s4's voice -> s1's
 
-(about 25 minutes on 2 cores: three trainings of 7000 steps, five scorings)
+(about 35 minutes on 2 cores: four trainings of 7000 steps, seven scorings)
 
 1. Prepare GRID s1 (normal layout) and s4 (high-quality layout; a woman) into one dataset with
    ``--protocol unseen-identity --test-speakers s4`` (``bench_unseen_identities.prepare``).
@@ -22,6 +23,11 @@ another's, and what in its recipe makes it?
 Paired over clips: the ratio of mean LMDs and the 95% bootstrap interval of the per-clip difference.
 The gain is fitted on the very s1 clips scored as "voice heard" (one number over 14 clips); s4 plays
 no part in any fit. Writes DIR/unheard_voices.json (machine, date, load, steps, seed, dataset counts).
+
+Then the voices swapped (issue 20's reverse protocol; ``--direction`` picks one): the stage's default
+recipe trained on s4, scored on s4's held-out clips (a voice heard) and on every s1 clip (a voice never
+heard), written to DIR/unheard_voices.reverse.json. Both directions together say whether a voice never
+heard is harder for the stage than a heard one whichever voice it learned from.
 """
 
 from __future__ import annotations
@@ -106,47 +112,50 @@ def summarise(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--steps", type=int, default=7000, help="landmark-stage steps per recipe (the 45-minute "
-                    "recipe reaches more; at 1500 the voice augmentation had not yet paid off)")
-    ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
-    args = ap.parse_args(argv)
+#: the two directions: (file name, voice trained on and heard, voice never heard)
+DIRECTIONS = {"forward": ("unheard_voices.json", "s1", "s4"),
+              "reverse": ("unheard_voices.reverse.json", "s4", "s1")}
+#: what the reverse direction trains unless --recipes says otherwise: the stage's default recipe
+REVERSE_RECIPES = ("utterance+augment",)
+
+
+def run_direction(work: Path, heard: str, never: str, recipes: list[str], steps: int) -> dict[str, Any]:
+    """Prepare (once per direction), train each recipe on ``heard`` and score it on ``heard``'s held-out
+    clips and on every clip of ``never``."""
+    from talkface.generation.generator import load_generator
+    from talkface.store.dataset import Dataset
+
     started, load_start, t0 = dt.datetime.now(dt.timezone.utc), load(), time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tf-voices-") as tmp:
-        work = args.work or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        data = prepare(work / "data", "s4", work / "commands.log", quick=False)
-        from talkface.store.dataset import Dataset
-
-        counts = {k: len(v) for k, v in Dataset.open(data).parts(PROTOCOL).as_dict().items()}
-        runs: dict[str, Any] = {}
-        from talkface.generation.generator import load_generator
-
-        for name, (words, options) in RECIPES.items():
-            run_dir = work / f"runs-{name}"
-            training = train(data, run_dir / "lm", options, args.steps)
-            gen = load_generator(run_dir, "cpu", stages=("landmarks",), data=data)
-            fitted = float(gen.landmark_model.motion_gain)
-            gains = {name: 1.0, f"{name}+gain": fitted} if name in WITH_GAIN else {name: 1.0}
-            for row, gain in gains.items():
-                gen.landmark_model.motion_gain.fill_(gain)
-                parts = {part: score(gen, data, part) for part in ("val", "test")}
-                runs[row] = {"recipe": words, "options": options, "training": training,
-                             "motion_gain": gain, "fitted_gain": fitted,
-                             "parts": {p: summarise(rows) for p, rows in parts.items()}, "per_clip": parts}
-                ratios = {p: round(v["ratio_to_still"], 3) for p, v in runs[row]["parts"].items()}
-                print(row, ratios, flush=True)
-    record = {
+    suffix = "" if heard == "s1" else f"-{heard}"
+    data = prepare(work / f"data{suffix}", never, work / "commands.log", quick=False)
+    counts = {k: len(v) for k, v in Dataset.open(data).parts(PROTOCOL).as_dict().items()}
+    runs: dict[str, Any] = {}
+    for name in recipes:
+        words, options = RECIPES[name]
+        run_dir = work / f"runs{suffix}-{name}"
+        training = train(data, run_dir / "lm", options, steps)
+        gen = load_generator(run_dir, "cpu", stages=("landmarks",), data=data)
+        fitted = float(gen.landmark_model.motion_gain)
+        gains = {name: 1.0, f"{name}+gain": fitted} if name in WITH_GAIN else {name: 1.0}
+        for row, gain in gains.items():
+            gen.landmark_model.motion_gain.fill_(gain)
+            parts = {part: score(gen, data, part) for part in ("val", "test")}
+            runs[row] = {"recipe": words, "options": options, "training": training,
+                         "motion_gain": gain, "fitted_gain": fitted,
+                         "parts": {p: summarise(rows) for p, rows in parts.items()}, "per_clip": parts}
+            ratios = {p: round(v["ratio_to_still"], 3) for p, v in runs[row]["parts"].items()}
+            print(f"trained on {heard}:", row, ratios, flush=True)
+    return {
         "benchmark": "unheard_voices",
         "what": ("the landmark stage's retargeted mouth (no blinks, no texture) against the real aligned "
                  "landmarks, beside the identity frame's mouth held still; mouth LMD (points 48-67, "
                  "centroid-aligned per frame, crop px), mean over clips with a 95% bootstrap interval"),
-        "protocol": f"{PROTOCOL}: trained on s1 (train), scored on s1 held out (val: a voice heard) and s4 "
-                    "(test: a voice never heard); identity frame from another clip of the same speaker",
+        "protocol": f"{PROTOCOL}: trained on {heard} (train), scored on {heard} held out (val: a voice "
+                    f"heard) and {never} (test: a voice never heard); identity frame from another clip of "
+                    "the same speaker",
+        "speakers": {"heard": heard, "never_heard": never},
         "parts": counts,
-        "steps": args.steps,
+        "steps": steps,
         "seed": SEED,
         "feature_backend": "logmel (the dataset's default)",
         "runs": runs,
@@ -157,7 +166,35 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         "talkface_version": __version__,
     }
-    write_result(args.out, "unheard_voices.json", record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--steps", type=int, default=7000, help="landmark-stage steps per recipe (the 45-minute "
+                    "recipe reaches more; at 1500 the voice augmentation had not yet paid off)")
+    ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--direction", choices=("both", *DIRECTIONS), default="both",
+                    help="forward: train on s1, score on s4 (unheard_voices.json); reverse: train on s4, "
+                    "score on s1 (unheard_voices.reverse.json); both (default)")
+    ap.add_argument("--recipes", default=None,
+                    help=f"comma-separated recipes to train (default: all of {', '.join(RECIPES)} forward, "
+                    f"{', '.join(REVERSE_RECIPES)} reverse)")
+    args = ap.parse_args(argv)
+    chosen = None if args.recipes is None else [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if chosen is not None:
+        unknown = sorted(set(chosen) - set(RECIPES))
+        if unknown or not chosen:
+            ap.error(f"--recipes: unknown {', '.join(unknown) or '(none given)'}; choose from "
+                     f"{', '.join(RECIPES)}")
+    directions = list(DIRECTIONS) if args.direction == "both" else [args.direction]
+    with tempfile.TemporaryDirectory(prefix="tf-voices-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for direction in directions:
+            name, heard, never = DIRECTIONS[direction]
+            recipes = chosen or (list(RECIPES) if direction == "forward" else list(REVERSE_RECIPES))
+            write_result(args.out, name, run_direction(work, heard, never, recipes, args.steps))
     return 0
 
 

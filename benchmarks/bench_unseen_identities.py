@@ -55,6 +55,10 @@ QUICK_STEPS = "lm=60,blink=40,tex=40"
 SHEET = ROOT / "docs" / "images" / "unseen_identities.png"
 
 
+#: where the benchmark trains and generates (kept, so --skip-training and bench_render_fidelity.py reuse it)
+DEFAULT_WORK = Path("/tmp/talkface_bench_unseen_identities")
+
+
 def prepare(out: Path, test_speaker: str, log: Path, quick: bool) -> Path:
     if (out / "talkface_dataset.json").exists():
         return out
@@ -383,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default=None, help="recipe steps, e.g. lm=1500,blink=400,tex=1000")
     ap.add_argument("--quick", action="store_true", help=f"30 clips a speaker, steps {QUICK_STEPS}")
     ap.add_argument("--reverse", action="store_true", help="train on s4, test on s1")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/talkface_bench_unseen_identities"))
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--feature-norm", choices=("dataset", "utterance"), default=None,

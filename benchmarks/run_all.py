@@ -32,8 +32,8 @@ HERE = Path(__file__).resolve().parent
 SPEED = ["prepare", "prepare_scale", "landmarks", "deepspeech", "metrics", "evaluate", "texture_generate",
          "train_landmarks", "learned_metrics", "texture_parts", "deepspeech_lstm"]
 #: The slow quality and experiment benchmarks (training runs, demos, annotations).
-QUALITY = ["pipeline_quality", "unseen_identities", "unheard_voices", "demo", "baselines", "corpora",
-           "identity_separation", "landmark_facts", "orientation", "blink_annotation"]
+QUALITY = ["pipeline_quality", "unseen_identities", "render_fidelity", "unheard_voices", "demo", "baselines",
+           "corpora", "identity_separation", "landmark_facts", "orientation", "blink_annotation"]
 GROUPS = {"speed": SPEED, "quality": QUALITY}
 
 

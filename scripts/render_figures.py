@@ -804,6 +804,65 @@ def render_unheard_voices(res: Results) -> str:
             "part in any fit.")
 
 
+#: the stage's default recipe at the gain it fitted (what generation uses)
+VOICE_TRANSFER_RUN = "utterance+augment+gain"
+
+
+def render_voice_transfer(res: Results) -> str:
+    """The landmark stage's default recipe trained on each voice, scored on that voice's held-out clips and
+    on the other voice (unheard_voices.json and its --reverse twin)."""
+    rows, sources = [], []
+    for name in ("unheard_voices.json", "unheard_voices.reverse.json"):
+        uv = res.json(name)
+        # a file written before the field was always trained on s1 and scored on s4
+        speakers = uv.get("speakers", {"heard": "s1", "never_heard": "s4"})
+        run = uv["runs"][VOICE_TRANSFER_RUN]
+        for part, scored in (("val", f"{speakers['heard']} held out (voice heard)"),
+                             ("test", f"{speakers['never_heard']} (voice never heard)")):
+            v = run["parts"][part]
+            rows.append([speakers["heard"], scored, str(v["clips"]), f"{run['motion_gain']:.2f}",
+                         f"{v['lmd_mouth']['mean']:.3f} vs {v['lmd_mouth_still']['mean']:.3f}",
+                         f"**{v['ratio_to_still']:.2f}** ({v['diff_to_still']:+.3f} [{v['diff_lo']:+.3f}, "
+                         f"{v['diff_hi']:+.3f}])", f"{v['opening_corr']['mean']:.2f}"])
+        m = uv["machine"]
+        sources.append(f"`{RESULTS_REL}/{name}` ({str(uv['date'])[:10]}, {m['cpus']} CPUs, {m['cpu_model']}; "
+                       f"{uv['steps']} steps, seed {uv['seed']})")
+    header = ["trained on", "scored on", "n", "motion gain (fitted)", "mouth LMD: stage vs still mouth (px)",
+              "ratio (difference [95%])", "opening correlation"]
+    return (table(header, rows)
+            + "\n\nSource: " + "; ".join(sources) + ". The stage's default recipe (`--feature-norm utterance "
+            "--voice-augment`) at the gain it fitted on its own speaker's held-out clips; no rendering.")
+
+
+def render_render_fidelity(res: Results) -> str:
+    """Does the texture stage draw the mouth the landmarks ask for, on the trained and the unseen face."""
+    rf = res.json("render_fidelity.json")
+    names = {"pipeline": "pipeline", "pipeline-scaled": f"pipeline, motion x{rf['scale']:g} before drawing",
+             "warp": "warp"}
+    rows = []
+    def interval(v: dict) -> str:
+        return f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
+
+    for part in ("test", "val"):  # the unseen speaker first
+        label = rf["parts"][part]
+        methods = rf[part]["methods"]
+        asked = methods["pipeline"]["asked_to_real"]
+        rows.append([label, "nothing: the asked landmarks themselves", str(asked["n"]), "0", "0", "1",
+                     interval(asked)])
+        for method, words in names.items():
+            v = methods[method]
+            rows.append([label, words, str(v["lmd_to_real"]["n"]), f"{v['drawn_vs_asked']['mean']:.3f}",
+                         f"{v['opening_bias']['mean']:+.4f}", f"{v['opening_slope']['mean']:.2f}",
+                         interval(v["lmd_to_real"])])
+    m = rf["machine"]
+    steps = ", ".join(f"{k} {v['step']}" for k, v in rf["checkpoints"].items())
+    return (table(["clips of", "drawn by", "n", "drawn vs asked: mouth LMD (px)", "opening: drawn - asked",
+                   "opening slope (drawn on asked)", "mouth LMD to the real video's (px) [95%]"], rows)
+            + f"\n\nSource: `{RESULTS_REL}/render_fidelity.json` ({str(rf['date'])[:10]}, {m['cpus']} CPUs, "
+            f"{m['cpu_model']}): {rf['what']}; {rf['protocol']}; stages' steps: {steps}; composite "
+            f"{rf['composite']}.")
+
+
 # --------------------------------------------------------------------------------------------------
 # Docs: speed tables of the benchmarks
 
@@ -1420,6 +1479,9 @@ REGIONS: dict[str, Region] = {
                render_unseen_runs),
         Region("blink-hold", ("docs/models.md",), tuple(n for n, _ in BLINK_HOLD_RUNS), render_blink_hold),
         Region("unheard-voices", ("docs/models.md",), ("unheard_voices.json",), render_unheard_voices),
+        Region("voice-transfer", ("docs/models.md",), ("unheard_voices.json", "unheard_voices.reverse.json"),
+               render_voice_transfer),
+        Region("render-fidelity", ("docs/models.md",), ("render_fidelity.json",), render_render_fidelity),
         Region("identity-separation", ("docs/evaluate_learned.md",), ("identity_separation.json",),
                render_identity_separation),
         Region("learned-metrics-speed", ("docs/evaluate_learned.md",), ("learned_metrics.json",),
