@@ -62,6 +62,15 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def run_stamp(started: dt.datetime, load_start: list[float], t0: float) -> dict[str, Any]:
+    """When, where and under what load a benchmark's record was made (started at ``started``, load
+    ``load_start``, ``time.perf_counter()`` ``t0``), for the end of its results file."""
+    from talkface import __version__
+
+    return {"date": started.isoformat(timespec="seconds"), "machine": machine(), "load_start": load_start,
+            "load_end": load(), "wall_s": round(time.perf_counter() - t0, 1), "talkface_version": __version__}
+
+
 def run(cmd: list[str], log: Path) -> None:
     with open(log, "a") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")

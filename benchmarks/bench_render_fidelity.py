@@ -39,11 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_pipeline_quality import load, machine, mean_ci
+from bench_pipeline_quality import load, mean_ci, run_stamp
 from bench_unseen_identities import DEFAULT_WORK, PROTOCOL
 from timing import write_result
-
-from talkface import __version__
 
 PARTS = {"val": "s1 held out (trained speaker)", "test": "s4 (never trained on)"}
 
@@ -145,12 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "parts": PARTS,
         "scale": args.scale,
         **measured,
-        "date": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "load_start": load_start,
-        "load_end": load(),
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "talkface_version": __version__,
+        **run_stamp(started, load_start, t0),
     }
     write_result(args.out, "render_fidelity.json", record)
     return 0

@@ -41,11 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_pipeline_quality import load, machine, mean_ci
+from bench_pipeline_quality import load, mean_ci, run_stamp
 from bench_unseen_identities import PROTOCOL, prepare
 from timing import write_result
-
-from talkface import __version__
 
 SEED = 0
 #: recipe name -> (words, build_stage options); each trained once
@@ -159,12 +157,7 @@ def run_direction(work: Path, heard: str, never: str, recipes: list[str], steps:
         "seed": SEED,
         "feature_backend": "logmel (the dataset's default)",
         "runs": runs,
-        "date": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "load_start": load_start,
-        "load_end": load(),
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "talkface_version": __version__,
+        **run_stamp(started, load_start, t0),
     }
 
 
