@@ -775,6 +775,14 @@ def _unseen_reference_notes(u: Mapping, part: str) -> list[str]:
     return [f"{n}\n" for n in notes]
 
 
+def _stage_vs_still(v: Mapping) -> list[str]:
+    """The two cells of one part of an unheard-voices run: mouth LMD of the stage against the still mouth,
+    and their ratio with the paired difference and its interval."""
+    return [f"{v['lmd_mouth']['mean']:.3f} vs {v['lmd_mouth_still']['mean']:.3f}",
+            f"**{v['ratio_to_still']:.2f}** ({v['diff_to_still']:+.3f} [{v['diff_lo']:+.3f}, "
+            f"{v['diff_hi']:+.3f}])"]
+
+
 def render_unheard_voices(res: Results) -> str:
     """The landmark stage on a voice heard and one never heard, per recipe."""
     uv = res.json("unheard_voices.json")
@@ -788,10 +796,7 @@ def render_unheard_voices(res: Results) -> str:
         gain = f"{run['motion_gain']:.2f}" + (" (fitted)" if name.endswith("+gain") else "")
         for part, label in (("val", "s1 held out (voice heard)"), ("test", "s4 (voice never heard)")):
             v = run["parts"][part]
-            rows.append([run["recipe"], gain, label, str(v["clips"]),
-                         f"{v['lmd_mouth']['mean']:.3f} vs {v['lmd_mouth_still']['mean']:.3f}",
-                         f"**{v['ratio_to_still']:.2f}** ({v['diff_to_still']:+.3f} [{v['diff_lo']:+.3f}, "
-                         f"{v['diff_hi']:+.3f}])",
+            rows.append([run["recipe"], gain, label, str(v["clips"]), *_stage_vs_still(v),
                          f"{v['opening_corr']['mean']:.2f}",
                          f"{v['opening_std_pred']['mean']:.3f} / {v['opening_std_real']['mean']:.3f}"])
     m = uv["machine"]
@@ -814,16 +819,13 @@ def render_voice_transfer(res: Results) -> str:
     rows, sources = [], []
     for name in ("unheard_voices.json", "unheard_voices.reverse.json"):
         uv = res.json(name)
-        # a file written before the field was always trained on s1 and scored on s4
-        speakers = uv.get("speakers", {"heard": "s1", "never_heard": "s4"})
+        speakers = uv["speakers"]
         run = uv["runs"][VOICE_TRANSFER_RUN]
         for part, scored in (("val", f"{speakers['heard']} held out (voice heard)"),
                              ("test", f"{speakers['never_heard']} (voice never heard)")):
             v = run["parts"][part]
             rows.append([speakers["heard"], scored, str(v["clips"]), f"{run['motion_gain']:.2f}",
-                         f"{v['lmd_mouth']['mean']:.3f} vs {v['lmd_mouth_still']['mean']:.3f}",
-                         f"**{v['ratio_to_still']:.2f}** ({v['diff_to_still']:+.3f} [{v['diff_lo']:+.3f}, "
-                         f"{v['diff_hi']:+.3f}])", f"{v['opening_corr']['mean']:.2f}"])
+                         *_stage_vs_still(v), f"{v['opening_corr']['mean']:.2f}"])
         m = uv["machine"]
         sources.append(f"`{RESULTS_REL}/{name}` ({str(uv['date'])[:10]}, {m['cpus']} CPUs, {m['cpu_model']}; "
                        f"{uv['steps']} steps, seed {uv['seed']})")
@@ -839,10 +841,10 @@ def render_render_fidelity(res: Results) -> str:
     rf = res.json("render_fidelity.json")
     names = {"pipeline": "pipeline", "pipeline-scaled": f"pipeline, motion x{rf['scale']:g} before drawing",
              "warp": "warp"}
-    rows = []
     def interval(v: dict) -> str:
         return f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
 
+    rows = []
     for part in ("test", "val"):  # the unseen speaker first
         label = rf["parts"][part]
         methods = rf[part]["methods"]

@@ -103,10 +103,8 @@ def stop_process_pool(pool: Any, idle: bool = False) -> None:
     since there is nothing to unwind and a handler that raises while the worker waits on its task queue
     could print a traceback from the worker (seen once: ``EOFError`` in ``call_queue.get``)."""
     for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive() and idle:
-            process.kill()
-        elif process.is_alive():
-            process.terminate()
+        if process.is_alive():
+            (process.kill if idle else process.terminate)()
     pool.shutdown(wait=True, cancel_futures=True)
 
 
